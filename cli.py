@@ -1,0 +1,103 @@
+"""What every script's command line shares: exit codes, an argparse that
+does not exit, prompts that appear only on a terminal, and the wrapper that
+turns expected failures into one-line errors instead of tracebacks."""
+import argparse
+import getpass
+import os
+import sys
+
+EXIT_OK = 0
+EXIT_ITEMS_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+# Set to 1 to answer prompts from a pipe (scripted answers, tests); by
+# default prompts are shown only when stdin is a terminal.
+INTERACTIVE_ENV = "DISCORDPICEXTRACT_INTERACTIVE"
+
+
+class UsageError(Exception):
+    """Bad input from the user: reported in one line, exit code 2."""
+
+    exit_code = EXIT_USAGE
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that raises UsageError instead of printing usage and exiting,
+    so that `main(argv)` can return an exit code."""
+
+    def error(self, message):
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def is_interactive(stdin=None) -> bool:
+    """True when prompts may be shown."""
+    if os.environ.get(INTERACTIVE_ENV) == "1":
+        return True
+    stream = stdin or sys.stdin
+    try:
+        return bool(stream) and stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def ask(prompt, *, flag, default=None, parse=None, secret=False):
+    """Ask for a value on the terminal, again and again until `parse` accepts it.
+
+    `flag` names the option that supplies the value unattended: without a
+    terminal, a missing value is a UsageError naming it. `parse` turns the
+    answer into a value or raises ValueError with a message to show.
+    Pressing Enter takes `default` when there is one.
+    """
+    if not is_interactive():
+        raise UsageError(f"missing value for {flag} (no terminal to ask on; pass {flag})")
+    while True:
+        answer = _read(prompt, secret).strip()
+        if not answer and default is not None:
+            answer = str(default)
+        if not answer:
+            print("  A value is required.")
+            continue
+        try:
+            return parse(answer) if parse else answer
+        except ValueError as exc:
+            print(f"  {exc}")
+
+
+def _read(prompt, secret):
+    try:
+        if secret and sys.stdin.isatty():
+            return getpass.getpass(prompt)
+        print(prompt, end="", flush=True)
+        line = sys.stdin.readline()
+    except KeyboardInterrupt:
+        raise
+    if not line:
+        raise UsageError(f"no answer to prompt {prompt.strip()!r} (end of input)")
+    if not line.endswith("\n"):
+        print()
+    return line.rstrip("\n")
+
+
+def run(main_body, argv=None):
+    """Call `main_body(argv)` and map expected failures to exit codes.
+
+    UsageError -> one line on stderr and 2; Ctrl-C -> 130; `--help` -> 0.
+    """
+    try:
+        return main_body(argv)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except SystemExit as exc:  # argparse --help / --version
+        return exc.code if isinstance(exc.code, int) else EXIT_OK
+
+
+def existing_folder(path) -> str:
+    """argparse `type=` for a folder that must exist."""
+    if not os.path.isdir(path):
+        raise argparse.ArgumentTypeError(f"folder not found: {path}")
+    return path

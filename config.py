@@ -1,0 +1,65 @@
+"""Defaults shared by every script of the suite.
+
+Edit the constants below to change defaults; every script's flags override
+the value of the same name. The Discord token is never stored here: it comes
+from the environment or a `.env` file (see `.env.example`).
+"""
+import os
+
+# --- Download (main.py / discord_downloader.py) ---------------------------
+DEFAULT_DAYS = 14
+DEFAULT_OUTPUT_DIR = "spx-realtime-aws"
+MAX_RETRIES = 3
+# Minimum spacing in seconds between API requests when Discord's rate-limit
+# headers do not allow going faster (no headers, or the bucket is empty).
+RATE_LIMIT_DELAY = 1
+# A rate-limit header asking for a longer wait than this is capped and
+# reported instead of hanging the run.
+MAX_RATE_LIMIT_WAIT = 60
+DEFAULT_WORKERS = 8
+REQUEST_TIMEOUT = 30
+# File names are written in this zone (daylight saving handled by zoneinfo).
+TIMEZONE = "America/New_York"
+DEFAULT_API_BASE = "https://discord.com/api/v10"
+USER_AGENT = "DiscordPicExtract (https://github.com/discordpicextract, 1.0)"
+
+# --- Cleaning (deduplicate_images.py / extract_one_per_day.py) ------------
+CLEAN_OUTPUT_DIR = "spx-realtime-aws-clean"
+ONE_PER_DAY_DIR = "spx-clean-1perDay"
+PIPELINE_FOLDERS = (DEFAULT_OUTPUT_DIR, CLEAN_OUTPUT_DIR, ONE_PER_DAY_DIR)
+
+# --- Timestamp checks (quality_check_timestamps.py) -----------------------
+# Regular US session, both ends inside, in MARKET_TIMEZONE.
+TRADING_START = "09:30:00"
+TRADING_END = "16:00:00"
+MARKET_TIMEZONE = "America/New_York"
+PLOT_FILE = "outside_trading_hours_distribution.png"
+# adjust_timestamps.py default shift (UTC names -> US Eastern standard time)
+DEFAULT_ADJUST_HOURS = -5
+
+# Hidden bookkeeping files kept inside image folders.
+ARCHIVE_FILE = ".discordpicextract-archive.sqlite3"
+JOURNAL_FILE = ".discordpicextract-renames.jsonl"
+
+
+def api_base():
+    """The Discord API base; DISCORD_API_BASE overrides it (tests, the demo)."""
+    return os.environ.get("DISCORD_API_BASE", DEFAULT_API_BASE).rstrip("/")
+
+
+def load_token():
+    """Return (token, kind) from the environment or `.env`; kind is
+    "user", "bot" or None when no token is configured.
+
+    A variable already set in the environment wins over `.env`.
+    """
+    from dotenv import load_dotenv
+
+    load_dotenv(os.path.join(os.getcwd(), ".env"), override=False)
+    user = os.environ.get("DISCORD_USER_TOKEN", "").strip().strip('"').strip("'")
+    if user:
+        return user, "user"
+    bot = os.environ.get("DISCORD_BOT_TOKEN", "").strip().strip('"').strip("'")
+    if bot:
+        return bot, "bot"
+    return None, None

@@ -1,0 +1,75 @@
+"""File writes that never clobber and never leave half a file behind."""
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+CHUNK = 1 << 20
+
+
+def temp_path_beside(target: Path) -> Path:
+    """A fresh hidden temp file in the target's folder (same file system, so
+    the final rename is atomic); the caller fills it and publishes it."""
+    fd, name = tempfile.mkstemp(prefix=f".{target.name[:40]}.", suffix=".part", dir=target.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def publish_no_clobber(temp: Path, target: Path) -> None:
+    """Move a complete temp file to `target`, failing with FileExistsError
+    (and removing the temp file) if `target` already exists.
+
+    A hard link is atomic and refuses an existing target, so two writers can
+    never both win; where links are unsupported we fall back to a checked
+    rename.
+    """
+    try:
+        os.link(temp, target)
+    except FileExistsError:
+        temp.unlink(missing_ok=True)
+        raise
+    except OSError:
+        if target.exists():
+            temp.unlink(missing_ok=True)
+            raise FileExistsError(target) from None
+        os.replace(temp, target)
+        return
+    temp.unlink()
+
+
+def atomic_copy(source: Path, target: Path) -> None:
+    """Copy `source` to `target` (contents and modification time) through a
+    temp file; FileExistsError if `target` exists."""
+    if target.exists():
+        raise FileExistsError(target)
+    temp = temp_path_beside(target)
+    try:
+        shutil.copy2(source, temp)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    publish_no_clobber(temp, target)
+
+
+def same_content(a: Path, b: Path) -> bool:
+    """True when both files hold the same bytes."""
+    if a.stat().st_size != b.stat().st_size:
+        return False
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            chunk_a, chunk_b = fa.read(CHUNK), fb.read(CHUNK)
+            if chunk_a != chunk_b:
+                return False
+            if not chunk_a:
+                return True
+
+
+def copy_no_clobber(source: Path, target: Path) -> str:
+    """Copy unless the target exists. Returns "copied", "identical" (the
+    same bytes are already there: a re-run) or "conflict" (a different file
+    holds the name: left alone, the caller reports it)."""
+    try:
+        atomic_copy(source, target)
+        return "copied"
+    except FileExistsError:
+        return "identical" if same_content(source, target) else "conflict"

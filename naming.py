@@ -1,0 +1,170 @@
+"""The timestamped file name every pipeline step reads and writes.
+
+`YYYY-MM-DD_HH-MM-SS_originalname.ext`, the time in `config.TIMEZONE`.
+Parsing, formatting, sanitising and collision-free naming live here so that
+no script carries its own copy.
+"""
+import os
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp"})
+NAME_TIME_FORMAT = "%Y-%m-%d_%H-%M-%S"
+_NAME_RE = re.compile(r"^(\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2})_(.+)$", re.DOTALL)
+# Characters Windows forbids in names, plus both path separators.
+_FORBIDDEN = re.compile(r'[<>:"/\\|?*]')
+_WINDOWS_RESERVED = {
+    "CON", "PRN", "AUX", "NUL",
+    *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10)),
+}
+# Most file systems cap a name at 255 bytes; stay well under it so that
+# the timestamp prefix and a collision suffix always fit.
+MAX_ORIGINAL_BYTES = 150
+
+
+class BadName(ValueError):
+    """A file name that is not `YYYY-MM-DD_HH-MM-SS_name.ext`."""
+
+
+@dataclass(frozen=True)
+class TimestampedName:
+    """A parsed pipeline file name."""
+
+    timestamp: datetime  # naive, in config.TIMEZONE
+    original: str        # the part after the timestamp, extension included
+
+    @property
+    def date(self) -> date:
+        return self.timestamp.date()
+
+    @property
+    def name(self) -> str:
+        return format_name(self.timestamp, self.original)
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    """An image in a pipeline folder."""
+
+    path: Path
+    parsed: TimestampedName
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def timestamp(self) -> datetime:
+        return self.parsed.timestamp
+
+    @property
+    def date(self) -> date:
+        return self.parsed.date
+
+
+@dataclass
+class FolderListing:
+    """Images of a folder in (timestamp, name) order, and the image files
+    whose names did not parse (reported by callers, never dropped silently)."""
+
+    images: list
+    unparsed: list
+
+
+def parse_name(name: str) -> TimestampedName:
+    """Parse `YYYY-MM-DD_HH-MM-SS_original`; raise BadName if it is not one."""
+    match = _NAME_RE.match(name)
+    if not match:
+        raise BadName(f"not a YYYY-MM-DD_HH-MM-SS_name file name: {name!r}")
+    try:
+        stamp = datetime.strptime(match.group(1), NAME_TIME_FORMAT)
+    except ValueError:
+        raise BadName(f"impossible date or time in file name: {name!r}") from None
+    return TimestampedName(stamp, match.group(2))
+
+
+def try_parse_name(name: str):
+    """Like parse_name, but None for a name that does not parse."""
+    try:
+        return parse_name(name)
+    except BadName:
+        return None
+
+
+def format_name(timestamp: datetime, original: str) -> str:
+    """The pipeline name for an image taken at `timestamp` (local, naive)."""
+    return f"{timestamp.strftime(NAME_TIME_FORMAT)}_{original}"
+
+
+def is_image_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def list_images(folder) -> FolderListing:
+    """The images of `folder`, ordered by timestamp then name.
+
+    Hidden files (the download archive, rename journal, temp files) and files
+    without an image extension are ignored; image files whose name does not
+    parse are returned in `unparsed`.
+    """
+    images, unparsed = [], []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith(".") or not is_image_name(entry.name):
+                continue
+            if not entry.is_file():
+                continue
+            parsed = try_parse_name(entry.name)
+            if parsed is None:
+                unparsed.append(Path(entry.path))
+            else:
+                images.append(ImageFile(Path(entry.path), parsed))
+    images.sort(key=lambda image: (image.timestamp, image.name))
+    unparsed.sort()
+    return FolderListing(images, unparsed)
+
+
+def sanitize_original(name: str, default: str = "image.png") -> str:
+    """Make a name from Discord (or a URL) safe as one path component.
+
+    No separators, no `..`, no control characters, nothing Windows forbids,
+    no reserved device names, and at most MAX_ORIGINAL_BYTES UTF-8 bytes with
+    the extension kept.
+    """
+    name = unicodedata.normalize("NFC", name or "")
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
+    name = _FORBIDDEN.sub("_", name)
+    name = re.sub(r"\.{2,}", ".", name).strip(" .")
+    if not name:
+        return default
+    stem, ext = os.path.splitext(name)
+    if not stem:  # a name like ".png"
+        stem, ext = ext.lstrip(".") or "image", ""
+    if stem.upper() in _WINDOWS_RESERVED:
+        stem = f"{stem}_"
+    ext = _truncate_bytes(ext, 16)
+    stem = _truncate_bytes(stem, MAX_ORIGINAL_BYTES - len(ext.encode("utf-8"))).rstrip(" .")
+    return f"{stem or 'image'}{ext}"
+
+
+def _truncate_bytes(text: str, limit: int) -> str:
+    encoded = text.encode("utf-8")
+    if len(encoded) <= limit:
+        return text
+    return encoded[:limit].decode("utf-8", errors="ignore")
+
+
+def unique_name(name: str, exists) -> str:
+    """`name`, or `stem_2.ext`, `stem_3.ext`, ... : the first for which
+    `exists(candidate)` is false. `exists` is a callable so that callers can
+    check a folder, a set of names already planned, or both."""
+    if not exists(name):
+        return name
+    stem, ext = os.path.splitext(name)
+    counter = 2
+    while exists(f"{stem}_{counter}{ext}"):
+        counter += 1
+    return f"{stem}_{counter}{ext}"

@@ -64,6 +64,9 @@ def _isolated_env(monkeypatch, tmp_path):
     """No test sees the developer's token, .env or prompts."""
     for name in ("DISCORD_USER_TOKEN", "DISCORD_BOT_TOKEN", "DISCORD_API_BASE",
                  "DISCORDPICEXTRACT_INTERACTIVE"):
-        monkeypatch.delenv(name, raising=False)
+        # setenv first so that the original state is restored even when a
+        # test (load_dotenv) sets the variable behind monkeypatch's back.
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.chdir(tmp_path)

@@ -1,0 +1,73 @@
+"""The shared timestamped-name module."""
+from datetime import datetime
+
+import pytest
+
+import naming
+
+
+def test_parse_and_format_round_trip():
+    parsed = naming.parse_name("2025-03-10_08-38-27_images_SPX-liqtest.png")
+    assert parsed.timestamp == datetime(2025, 3, 10, 8, 38, 27)
+    assert parsed.original == "images_SPX-liqtest.png"
+    assert parsed.name == "2025-03-10_08-38-27_images_SPX-liqtest.png"
+    assert naming.format_name(datetime(2024, 1, 5, 4, 3, 2), "x.jpg") == "2024-01-05_04-03-02_x.jpg"
+
+
+@pytest.mark.parametrize("bad", [
+    "image.png",                      # no timestamp
+    "2025-3-10_08-38-27_a.png",       # short month
+    "2025-02-30_08-38-27_a.png",      # impossible date
+    "2025-02-10_24-00-00_a.png",      # impossible hour
+    "2025-02-10_08-38-27.png",        # no original name
+])
+def test_unparseable_names_raise(bad):
+    with pytest.raises(naming.BadName):
+        naming.parse_name(bad)
+    assert naming.try_parse_name(bad) is None
+
+
+def test_list_images_orders_and_reports_unparsed(tmp_path, make_image):
+    make_image(tmp_path / "2025-03-10_10-00-00_b.png", seed=1)
+    make_image(tmp_path / "2025-03-10_10-00-00_a.PNG", seed=2)
+    make_image(tmp_path / "2025-03-09_23-59-59_z.jpg", seed=3)
+    make_image(tmp_path / "holiday.png", seed=4)
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / ".discordpicextract-archive.sqlite3").write_bytes(b"")
+    make_image(tmp_path / ".2025-03-10_10-00-00_hidden.png", seed=5)
+
+    listing = naming.list_images(tmp_path)
+
+    assert [i.name for i in listing.images] == [
+        "2025-03-09_23-59-59_z.jpg",
+        "2025-03-10_10-00-00_a.PNG",
+        "2025-03-10_10-00-00_b.png",
+    ]
+    assert [p.name for p in listing.unparsed] == ["holiday.png"]
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("../../etc/passwd.png", "_._etc_passwd.png"),
+    ("a\x00b\x1fc.png", "abc.png"),
+    ('what<>:"|?*.png', "what_______.png"),
+    ("CON.png", "CON_.png"),
+    ("", "image.png"),
+    ("...", "image.png"),
+    ("数学家.png", "数学家.png"),
+])
+def test_sanitize_original(raw, expected):
+    assert naming.sanitize_original(raw) == expected
+
+
+def test_sanitize_caps_length_and_keeps_extension():
+    long_name = "数" * 200 + ".jpeg"
+    safe = naming.sanitize_original(long_name)
+    assert safe.endswith(".jpeg")
+    assert len(safe.encode("utf-8")) <= naming.MAX_ORIGINAL_BYTES
+    assert "/" not in safe and "\\" not in safe
+
+
+def test_unique_name_uses_the_exists_check():
+    taken = {"a.png", "a_2.png"}
+    assert naming.unique_name("b.png", taken.__contains__) == "b.png"
+    assert naming.unique_name("a.png", taken.__contains__) == "a_3.png"

@@ -73,3 +73,25 @@ def copy_no_clobber(source: Path, target: Path) -> str:
         return "copied"
     except FileExistsError:
         return "identical" if same_content(source, target) else "conflict"
+
+
+def move_no_clobber(source: Path, target: Path) -> None:
+    """Rename `source` to `target` in the same folder, never replacing an
+    existing `target` (FileExistsError, `source` left in place).
+
+    A hard link refuses an existing target atomically; the source name is
+    removed only once the link exists. Where links are unsupported we fall
+    back to check-then-rename.
+    """
+    try:
+        os.link(source, target, follow_symlinks=False)
+    except FileExistsError:
+        raise
+    except FileNotFoundError:
+        raise
+    except OSError:
+        if os.path.lexists(target):
+            raise FileExistsError(target) from None
+        os.rename(source, target)
+        return
+    os.unlink(source)

@@ -1,0 +1,909 @@
+"""A loopback Discord emulator: the subset of API v10 the downloader uses, plus a CDN.
+
+`DiscordEmulator` runs two real HTTP servers on 127.0.0.1 (free ports): an API
+server speaking Discord's JSON shapes, snowflake IDs, pagination, token check,
+per-route rate-limit buckets and 429 bodies, and a separate CDN server serving
+image bytes behind signed, expiring links (`ex`/`is`/`hm`). Faults (5xx, 429
+storms, truncated bodies, HTML error pages, slow answers, expired links) can be
+injected, and every request is logged with whether it carried Authorization.
+It ships with the product: `main.py --demo` runs the real download against it.
+Stdlib only, plus Pillow for the chart generator.
+
+Use from a test::
+
+    from discord_emulator import DiscordEmulator, generate_channel
+
+    with DiscordEmulator(token="tok-" + secrets.token_hex(8)) as emu:
+        gen = generate_channel(emu, seed=3, days=10)
+        monkeypatch.setenv("DISCORD_API_BASE", emu.api_base)
+        ... run the downloader on gen.channel["id"] ...
+        assert emu.count_status(429) == 0
+        # gen.expected_images lists every image a correct download must save
+
+Or build the world by hand: `g = emu.add_guild("name")`,
+`c = emu.add_channel(g["id"], "chan")`, `emu.add_message(c["id"], when,
+attachments=[("image.png", png_bytes, "image/png")])`, `emu.host_image(...)`
+for URLs placed in text or embeds. See notes/emulator_interface.md for the
+full contract.
+"""
+from __future__ import annotations
+
+import bisect
+import functools
+import hashlib
+import hmac
+import io
+import json
+import math
+import random
+import re
+import secrets
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+DISCORD_EPOCH_MS = 1420070400000
+API_PREFIX = "/api/v10"
+UTC = timezone.utc
+GONE_TEXT = b"This content is no longer available."
+
+
+# --------------------------------------------------------------------------
+# Snowflakes and small helpers
+# --------------------------------------------------------------------------
+
+def snowflake_for(when: datetime, increment: int = 0) -> int:
+    """Discord snowflake for an aware datetime: ((ms - epoch) << 22) | increment."""
+    ms = int(math.floor(when.timestamp() * 1000))
+    return ((ms - DISCORD_EPOCH_MS) << 22) | (increment & 0xFFF)
+
+
+def snowflake_time(snowflake) -> datetime:
+    """The aware UTC datetime (ms precision) a snowflake was made at."""
+    ms = (int(snowflake) >> 22) + DISCORD_EPOCH_MS
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def iso(when: Optional[datetime]) -> Optional[str]:
+    """Discord's timestamp format: ISO 8601 in UTC with +00:00."""
+    if when is None:
+        return None
+    return when.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _aware(when: datetime) -> datetime:
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise ValueError("message times must be aware datetimes")
+    # Snowflakes carry milliseconds; keep timestamp and ID in agreement.
+    when = when.astimezone(UTC)
+    return when.replace(microsecond=(when.microsecond // 1000) * 1000)
+
+
+def image_dimensions(data: bytes) -> Optional[Tuple[int, int]]:
+    """(width, height) of PNG, GIF, JPEG or WebP bytes, read from the header."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        return struct.unpack(">II", data[16:24])
+    if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
+        return struct.unpack("<HH", data[6:10])
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and len(data) >= 30:
+        if data[12:16] == b"VP8 ":
+            w, h = struct.unpack("<HH", data[26:30])
+            return w & 0x3FFF, h & 0x3FFF
+        if data[12:16] == b"VP8L":
+            bits = int.from_bytes(data[21:25], "little")
+            return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+        return None
+    if data[:2] == b"\xff\xd8":
+        pos = 2
+        while pos + 9 < len(data):
+            if data[pos] != 0xFF:
+                pos += 1
+                continue
+            marker = data[pos + 1]
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+                pos += 2
+                continue
+            length = struct.unpack(">H", data[pos + 2:pos + 4])[0]
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                h, w = struct.unpack(">HH", data[pos + 5:pos + 9])
+                return w, h
+            pos += 2 + length
+    return None
+
+
+# --------------------------------------------------------------------------
+# Records
+# --------------------------------------------------------------------------
+
+class RequestRecord(NamedTuple):
+    server: str                 # "api" or "cdn"
+    method: str
+    path: str
+    query: Dict[str, str]
+    authorization: Optional[str]
+    status: int
+    at: float
+
+
+@dataclass
+class _Fault:
+    kind: str
+    path_contains: str
+    times: int
+    params: Dict[str, Any]
+
+
+@dataclass
+class _Blob:
+    """Stored file bytes (attachment or external image)."""
+    id: int
+    channel_id: int
+    filename: str
+    data: bytes
+    content_type: Optional[str]
+
+
+@dataclass
+class _Snapshot:
+    content: str
+    attachments: List[_Blob]
+    embeds: List[dict]
+    when: datetime
+
+
+@dataclass
+class _Message:
+    id: int
+    channel_id: int
+    when: datetime
+    content: str
+    author: dict
+    attachments: List[_Blob]
+    embeds: List[dict]
+    snapshots: List[_Snapshot]
+    reference: Optional[dict]
+
+
+@dataclass
+class _Channel:
+    obj: dict
+    accessible: bool = True
+    ids: List[int] = field(default_factory=list)         # sorted message IDs
+    messages: Dict[int, _Message] = field(default_factory=dict)
+
+
+@dataclass
+class _Response:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: Dict[str, str] = field(default_factory=dict)
+    truncate: bool = False
+
+
+def _json(status: int, obj, headers=None) -> _Response:
+    body = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return _Response(status, body, "application/json", dict(headers or {}))
+
+
+def _error(status: int, message: str, code: int, **extra) -> _Response:
+    return _json(status, dict({"message": message, "code": code}, **extra))
+
+
+def _unauthorized() -> _Response:
+    return _error(401, "401: Unauthorized", 0)
+
+
+class _ClientError(Exception):
+    """Raised inside a route to answer with an error body."""
+
+    def __init__(self, response: _Response):
+        super().__init__(response.status)
+        self.response = response
+
+
+def _form_error(field_name: str, code: str, message: str) -> _ClientError:
+    return _ClientError(_error(400, "Invalid Form Body", 50035, errors={
+        field_name: {"_errors": [{"code": code, "message": message}]}}))
+
+
+# --------------------------------------------------------------------------
+# HTTP plumbing
+# --------------------------------------------------------------------------
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, emulator: "DiscordEmulator", kind: str):
+        self.emulator = emulator
+        self.kind = kind
+        self._connections = set()
+        self._conn_lock = threading.Lock()
+        super().__init__(("127.0.0.1", 0), _Handler)
+
+    def track(self, conn, alive: bool) -> None:
+        with self._conn_lock:
+            (self._connections.add if alive else self._connections.discard)(conn)
+
+    def close_connections(self) -> None:
+        # Keep-alive handler threads block reading their socket; shutting the
+        # sockets down lets stop() actually end every connection.
+        with self._conn_lock:
+            conns = list(self._connections)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"     # keep-alive: requests.Session reuses connections
+    server_version = "DiscordEmulator/1.0"
+    sys_version = ""
+    timeout = 60                      # an idle keep-alive connection is closed after this
+
+    def version_string(self):
+        return self.server_version
+
+    def setup(self):
+        super().setup()
+        # Headers and body go out in two writes; without NODELAY, Nagle plus
+        # delayed ACK would add ~40 ms to every keep-alive response.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.track(self.connection, True)
+
+    def finish(self):
+        try:
+            super().finish()
+        finally:
+            self.server.track(self.connection, False)
+
+    def log_message(self, format, *args):  # noqa: A002 - quiet server
+        pass
+
+    def _dispatch(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        self.server.emulator._serve(self, self.server.kind)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _dispatch
+
+
+# --------------------------------------------------------------------------
+# The emulator
+# --------------------------------------------------------------------------
+
+_ROUTES = [
+    # (template, regex, handler name, major parameter group or None)
+    ("/users/@me", re.compile(r"^/users/@me$"), "_route_me", None),
+    ("/users/@me/guilds", re.compile(r"^/users/@me/guilds$"), "_route_my_guilds", None),
+    ("/guilds/{guild_id}/channels", re.compile(r"^/guilds/(\d+)/channels$"), "_route_guild_channels", 1),
+    ("/guilds/{guild_id}/threads/active", re.compile(r"^/guilds/(\d+)/threads/active$"),
+     "_route_active_threads", 1),
+    ("/channels/{channel_id}", re.compile(r"^/channels/(\d+)$"), "_route_channel", 1),
+    ("/channels/{channel_id}/messages", re.compile(r"^/channels/(\d+)/messages$"), "_route_messages", 1),
+    ("/channels/{channel_id}/messages/{message_id}", re.compile(r"^/channels/(\d+)/messages/(\d+)$"),
+     "_route_message", 1),
+    ("/channels/{channel_id}/threads/archived/public",
+     re.compile(r"^/channels/(\d+)/threads/archived/public$"), "_route_archived_threads", 1),
+    ("/channels/{channel_id}/threads/search", re.compile(r"^/channels/(\d+)/threads/search$"),
+     "_route_thread_search", 1),
+]
+
+_CDN_ATTACHMENT = re.compile(r"^/attachments/(\d+)/(\d+)/([^/]+)$")
+_CDN_EXTERNAL = re.compile(r"^/external/(\d+)/([^/]+)$")
+
+
+class DiscordEmulator:
+    """Loopback Discord API v10 subset + CDN. See the module docstring."""
+
+    def __init__(self, token: str, token_kind: str = "user", latency: float = 0.0,
+                 rate_limits: bool = True, route_limit: Tuple[int, float] = (5, 1.0),
+                 link_ttl: float = 86400.0, username: str = "chart_watcher"):
+        if token_kind not in ("user", "bot"):
+            raise ValueError("token_kind must be 'user' or 'bot'")
+        self.token = token
+        self.token_kind = token_kind
+        self.latency = float(latency)
+        self.rate_limits = bool(rate_limits)
+        self.route_limit = (int(route_limit[0]), float(route_limit[1]))
+        self.link_ttl = float(link_ttl)
+        self._expected_auth = token if token_kind == "user" else "Bot " + token
+        self._lock = threading.RLock()          # world state
+        self._log_lock = threading.Lock()       # request log + status counts
+        self._rl_lock = threading.Lock()        # rate-limit buckets
+        self._fault_lock = threading.Lock()
+        self._increments: Dict[int, int] = {}
+        self._guilds: Dict[int, dict] = {}
+        self._guild_member: Dict[int, bool] = {}
+        self._channels: Dict[int, _Channel] = {}
+        self._blobs: Dict[int, _Blob] = {}
+        self._external: Dict[int, _Blob] = {}
+        self._faults: List[_Fault] = []
+        self._buckets: Dict[Tuple[str, str], List[float]] = {}
+        self._requests: List[RequestRecord] = []
+        self._status_counts: Dict[int, int] = {}
+        self._link_secret = secrets.token_bytes(32)
+        self._link_generation = 0
+        self._api_server: Optional[_Server] = None
+        self._cdn_server: Optional[_Server] = None
+        self._threads: List[threading.Thread] = []
+        now = datetime.now(UTC) - timedelta(days=900)
+        self.me = self._user(self._new_id(now), username, bot=(token_kind == "bot"))
+        self.poster = self._user(self._new_id(now), "spx_poster")
+
+    # ---- lifecycle -------------------------------------------------------
+    def start(self) -> "DiscordEmulator":
+        if self._api_server is not None:
+            return self
+        self._api_server = _Server(self, "api")
+        self._cdn_server = _Server(self, "cdn")
+        for server in (self._api_server, self._cdn_server):
+            thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                                      name=f"discord-emulator-{server.kind}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        for server in (self._api_server, self._cdn_server):
+            if server is not None:
+                server.shutdown()
+                server.close_connections()
+                server.server_close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._threads = []
+
+    def __enter__(self) -> "DiscordEmulator":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def api_base(self) -> str:
+        return f"http://127.0.0.1:{self._port(self._api_server)}{API_PREFIX}"
+
+    @property
+    def cdn_base(self) -> str:
+        return f"http://127.0.0.1:{self._port(self._cdn_server)}"
+
+    @staticmethod
+    def _port(server) -> int:
+        if server is None:
+            raise RuntimeError("call start() first")
+        return server.server_address[1]
+
+    # ---- IDs and objects -------------------------------------------------
+    def _new_id(self, when: datetime) -> int:
+        with self._lock:
+            ms = int(math.floor(when.timestamp() * 1000))
+            inc = self._increments.get(ms, 0)
+            if inc > 0xFFF:
+                raise ValueError("more than 4096 IDs in one millisecond")
+            self._increments[ms] = inc + 1
+            return snowflake_for(when, inc)
+
+    @staticmethod
+    def _user(uid: int, username: str, bot: bool = False) -> dict:
+        user = {"id": str(uid), "username": username, "avatar": None, "discriminator": "0",
+                "public_flags": 0, "flags": 0, "banner": None, "accent_color": None,
+                "global_name": username.replace("_", " ").title(), "avatar_decoration_data": None,
+                "collectibles": None, "primary_guild": None}
+        if bot:
+            user["bot"] = True
+        return user
+
+    def add_guild(self, name: str, member: bool = True) -> dict:
+        """A guild; `member=False` makes one the token's user is not in
+        (not listed; its channels answer 403)."""
+        with self._lock:
+            gid = self._new_id(datetime.now(UTC) - timedelta(days=800))
+            guild = {"id": str(gid), "name": name, "icon": None, "banner": None, "owner": False,
+                     "permissions": "1071698660929", "features": [],
+                     "approximate_member_count": None, "approximate_presence_count": None}
+            self._guilds[gid] = guild
+            self._guild_member[gid] = member
+            return dict(guild)
+
+    def add_channel(self, guild_id, name: str, accessible: bool = True, topic: Optional[str] = None,
+                    position: Optional[int] = None) -> dict:
+        """A GUILD_TEXT channel (type 0). `accessible=False`: it exists, 403 Missing Access."""
+        with self._lock:
+            gid = int(guild_id)
+            cid = self._new_id(datetime.now(UTC) - timedelta(days=700))
+            if position is None:
+                position = sum(1 for c in self._channels.values()
+                               if c.obj["guild_id"] == str(gid) and c.obj["type"] == 0)
+            obj = {"id": str(cid), "type": 0, "guild_id": str(gid), "name": name,
+                   "position": position, "flags": 0, "parent_id": None, "topic": topic,
+                   "nsfw": False, "rate_limit_per_user": 0, "permission_overwrites": [],
+                   "last_message_id": None, "last_pin_timestamp": None}
+            self._channels[cid] = _Channel(obj, accessible=accessible and self._guild_member.get(gid, False))
+            return dict(obj)
+
+    def add_thread(self, channel_id, name: str, archived: bool = False,
+                   archive_time: Optional[datetime] = None) -> dict:
+        """A PUBLIC_THREAD (type 11) of a channel; messages can be added to it like a channel."""
+        with self._lock:
+            parent = self._channels[int(channel_id)]
+            created = datetime.now(UTC) - timedelta(days=60)
+            tid = self._new_id(created)
+            archive_time = archive_time or (datetime.now(UTC) - timedelta(days=1) if archived else created)
+            obj = {"id": str(tid), "type": 11, "guild_id": parent.obj["guild_id"], "name": name,
+                   "parent_id": parent.obj["id"], "owner_id": self.poster["id"], "flags": 0,
+                   "last_message_id": None, "rate_limit_per_user": 0,
+                   "message_count": 0, "member_count": 1, "total_message_sent": 0,
+                   "thread_metadata": {"archived": archived, "archive_timestamp": iso(_aware(archive_time)),
+                                       "auto_archive_duration": 1440, "locked": False,
+                                       "create_timestamp": iso(created)}}
+            self._channels[tid] = _Channel(obj, accessible=parent.accessible)
+            return dict(obj)
+
+    def _blob(self, channel_id: int, when: datetime, spec) -> _Blob:
+        filename, data, content_type = spec
+        blob = _Blob(self._new_id(when), channel_id, filename, bytes(data), content_type)
+        self._blobs[blob.id] = blob
+        return blob
+
+    def add_message(self, channel_id, when: datetime, content: str = "", attachments=(), embeds=(),
+                    snapshots=(), author: Optional[dict] = None) -> dict:
+        """Post a message at `when` (aware); returns its Discord JSON (fresh signed links).
+
+        attachments: (filename, bytes, content_type or None) tuples.
+        snapshots: forwarded messages, dicts with content/attachments/embeds
+        (and optionally "timestamp", the original's aware datetime)."""
+        when = _aware(when)
+        with self._lock:
+            cid = int(channel_id)
+            chan = self._channels[cid]
+            mid = self._new_id(when)
+            snaps = []
+            for snap in snapshots:
+                snap_when = _aware(snap.get("timestamp") or when)
+                snaps.append(_Snapshot(snap.get("content", ""),
+                                       [self._blob(cid, when, a) for a in snap.get("attachments", ())],
+                                       [dict(e) for e in snap.get("embeds", ())], snap_when))
+            reference = None
+            if snaps:
+                reference = {"type": 1, "channel_id": str(cid), "guild_id": chan.obj["guild_id"],
+                             "message_id": str(snowflake_for(snaps[0].when))}
+            msg = _Message(mid, cid, when, content, dict(author or self.poster),
+                           [self._blob(cid, when, a) for a in attachments],
+                           [dict(e) for e in embeds], snaps, reference)
+            bisect.insort(chan.ids, mid)
+            chan.messages[mid] = msg
+            chan.obj["last_message_id"] = str(chan.ids[-1])
+            if chan.obj["type"] == 11:
+                chan.obj["message_count"] += 1
+                chan.obj["total_message_sent"] += 1
+            return self._render_message(msg, time.time())
+
+    def host_image(self, filename: str, data: bytes, content_type: str = "image/png") -> str:
+        """Put bytes on the CDN at an unsigned external URL (for text URLs and embeds)."""
+        with self._lock:
+            blob = _Blob(self._new_id(datetime.now(UTC)), 0, filename, bytes(data), content_type)
+            self._external[blob.id] = blob
+        return f"{self.cdn_base}/external/{blob.id}/{quote(filename)}"
+
+    # ---- rendering ---------------------------------------------------------
+    def _sign(self, path: str, issued: int, expires: int, generation: int) -> str:
+        msg = f"{generation}|{path}|{expires:x}|{issued:x}".encode()
+        return hmac.new(self._link_secret, msg, hashlib.sha256).hexdigest()
+
+    def _signed_url(self, blob: _Blob, now: float) -> str:
+        path = f"/attachments/{blob.channel_id}/{blob.id}/{quote(blob.filename)}"
+        issued = int(now)
+        expires = int(now + self.link_ttl)
+        hm = self._sign(path, issued, expires, self._link_generation)
+        return f"{self.cdn_base}{path}?ex={expires:x}&is={issued:x}&hm={hm}&"
+
+    def _render_attachment(self, blob: _Blob, now: float) -> dict:
+        url = self._signed_url(blob, now)
+        out = {"id": str(blob.id), "filename": blob.filename, "size": len(blob.data),
+               "url": url, "proxy_url": url}
+        if blob.content_type:
+            out["content_type"] = blob.content_type
+        dims = image_dimensions(blob.data) if (blob.content_type or "").startswith("image/") \
+            or blob.content_type is None else None
+        if dims:
+            out["width"], out["height"] = dims
+        return out
+
+    def _render_message(self, msg: _Message, now: float) -> dict:
+        out = {"type": 0, "id": str(msg.id), "channel_id": str(msg.channel_id), "author": msg.author,
+               "content": msg.content, "timestamp": iso(msg.when), "edited_timestamp": None,
+               "tts": False, "mention_everyone": False, "mentions": [], "mention_roles": [],
+               "attachments": [self._render_attachment(b, now) for b in msg.attachments],
+               "embeds": msg.embeds, "pinned": False, "flags": 0, "components": []}
+        if msg.snapshots:
+            out["message_reference"] = msg.reference
+            out["message_snapshots"] = [{"message": {
+                "type": 0, "content": s.content, "timestamp": iso(s.when), "edited_timestamp": None,
+                "flags": 0, "mentions": [], "mention_roles": [], "components": [],
+                "attachments": [self._render_attachment(b, now) for b in s.attachments],
+                "embeds": s.embeds}} for s in msg.snapshots]
+        return out
+
+    # ---- faults and inspection -----------------------------------------------
+    def inject(self, kind: str, path_contains: str = "", times: int = 1, **params) -> None:
+        """Make the next `times` requests whose path contains `path_contains` fail.
+
+        kinds: "status" (status=500), "rate_limit" (retry_after=1.0, is_global=False),
+        "rate_limit_absurd" (reset_after=3600.0; a 429 whose Retry-After/retry_after/
+        X-RateLimit-Reset-After ask for that wait; status=200 sends those headers on a
+        normal answer instead), "truncate" (body cut to half, connection closed),
+        "html" (200 text/html error page), "slow" (delay=1.0 before the normal answer)."""
+        if kind not in ("status", "rate_limit", "rate_limit_absurd", "truncate", "html", "slow"):
+            raise ValueError(f"unknown fault kind {kind!r}")
+        with self._fault_lock:
+            self._faults.append(_Fault(kind, path_contains, int(times), params))
+
+    def clear_faults(self) -> None:
+        with self._fault_lock:
+            self._faults.clear()
+
+    def expire_links(self) -> None:
+        """Every CDN link issued so far now answers 404; re-read messages for fresh ones."""
+        with self._lock:
+            self._link_generation += 1
+
+    @property
+    def requests(self) -> List[RequestRecord]:
+        with self._log_lock:
+            return list(self._requests)
+
+    def count_status(self, status: int) -> int:
+        with self._log_lock:
+            return self._status_counts.get(int(status), 0)
+
+    def clear_log(self) -> None:
+        with self._log_lock:
+            self._requests.clear()
+            self._status_counts.clear()
+
+    def reset_rate_limits(self) -> None:
+        with self._rl_lock:
+            self._buckets.clear()
+
+    # ---- request handling ------------------------------------------------------
+    def _serve(self, handler: _Handler, server: str) -> None:
+        split = urlsplit(handler.path)
+        path = split.path
+        query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
+        auth = handler.headers.get("Authorization")
+        if self.latency > 0:
+            time.sleep(self.latency)
+        response = self._take_fault(path, server)
+        if response is None:
+            if server == "api":
+                response = self._api(handler.command, path, query, auth)
+            else:
+                response = self._cdn(handler.command, path, query)
+        self._log(RequestRecord(server, handler.command, path, query, auth, response.status, time.time()))
+        self._send(handler, response)
+
+    def _log(self, record: RequestRecord) -> None:
+        with self._log_lock:
+            self._requests.append(record)
+            self._status_counts[record.status] = self._status_counts.get(record.status, 0) + 1
+
+    @staticmethod
+    def _send(handler: _Handler, response: _Response) -> None:
+        body = response.body
+        try:
+            handler.send_response(response.status)
+            handler.send_header("Content-Type", response.content_type)
+            handler.send_header("Content-Length", str(len(body)))
+            for name, value in response.headers.items():
+                handler.send_header(name, value)
+            if response.truncate:
+                handler.send_header("Connection", "close")
+                handler.close_connection = True
+                body = body[:len(body) // 2]
+            handler.end_headers()
+            if handler.command != "HEAD":
+                handler.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            handler.close_connection = True
+
+    def _take_fault(self, path: str, server: str) -> Optional[_Response]:
+        with self._fault_lock:
+            fault = next((f for f in self._faults if f.times > 0 and f.path_contains in path), None)
+            if fault is None:
+                return None
+            fault.times -= 1
+            if fault.times <= 0:
+                self._faults.remove(fault)
+        p = fault.params
+        if fault.kind == "slow":
+            time.sleep(float(p.get("delay", 1.0)))
+            return None
+        if fault.kind == "status":
+            status = int(p.get("status", 500))
+            if server == "cdn":
+                return _Response(status, b"upstream error", "text/plain")
+            return _error(status, p.get("message", f"{status}: Internal Server Error"), 0)
+        if fault.kind == "rate_limit":
+            return self._too_many(float(p.get("retry_after", 1.0)), bool(p.get("is_global", False)))
+        if fault.kind == "rate_limit_absurd":
+            wait = float(p.get("reset_after", 3600.0))
+            if int(p.get("status", 429)) == 429:
+                return self._too_many(wait, False, bucket=self._bucket_hash("absurd"))
+            normal = self._api("GET", path, {}, self._expected_auth) if server == "api" \
+                else self._cdn("GET", path, {})
+            normal.headers.update({"X-RateLimit-Limit": "1", "X-RateLimit-Remaining": "0",
+                                   "X-RateLimit-Reset": f"{time.time() + wait:.3f}",
+                                   "X-RateLimit-Reset-After": f"{wait:.3f}"})
+            return normal
+        if fault.kind == "truncate":
+            normal = self._cdn("GET", path, {}) if server == "cdn" else None
+            if normal is None or normal.status != 200:
+                normal = _Response(200, b"\x89PNG\r\n\x1a\n" + secrets.token_bytes(4000), "image/png")
+            normal.truncate = True
+            return normal
+        # html: what a misbehaving proxy or captive portal sends with a 200
+        page = (b"<!DOCTYPE html><html><head><title>Error</title></head><body>"
+                b"<h1>Something went wrong</h1><p>Please try again later.</p></body></html>")
+        return _Response(200, page, "text/html; charset=utf-8")
+
+    @staticmethod
+    def _bucket_hash(template: str) -> str:
+        return hashlib.md5(template.encode()).hexdigest()
+
+    def _too_many(self, retry_after: float, is_global: bool, bucket: Optional[str] = None) -> _Response:
+        headers = {"Retry-After": str(max(1, math.ceil(retry_after))),
+                   "X-RateLimit-Scope": "global" if is_global else "user"}
+        if is_global:
+            headers["X-RateLimit-Global"] = "true"
+        else:
+            headers.update({"X-RateLimit-Limit": str(self.route_limit[0]), "X-RateLimit-Remaining": "0",
+                            "X-RateLimit-Reset": f"{time.time() + retry_after:.3f}",
+                            "X-RateLimit-Reset-After": f"{retry_after:.3f}"})
+            if bucket:
+                headers["X-RateLimit-Bucket"] = bucket
+        body = {"message": "You are being rate limited.", "retry_after": round(retry_after, 3),
+                "global": is_global, "code": 0}
+        return _json(429, body, headers)
+
+    def _rate_limit(self, template: str, major: str) -> Tuple[Optional[_Response], Dict[str, str]]:
+        """Fixed-window bucket per (route, major parameter): (429 response or None, headers)."""
+        limit, per = self.route_limit
+        now = time.time()
+        with self._rl_lock:
+            state = self._buckets.get((template, major))
+            if state is None or now >= state[0]:
+                state = [now + per, 0]
+                self._buckets[(template, major)] = state
+            state[1] += 1
+            reset_at, used = state
+        bucket = self._bucket_hash(template)
+        reset_after = max(0.0, reset_at - now)
+        if used > limit:
+            return self._too_many(reset_after, False, bucket=bucket), {}
+        return None, {"X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": str(max(0, limit - used)),
+                      "X-RateLimit-Reset": f"{reset_at:.3f}", "X-RateLimit-Reset-After": f"{reset_after:.3f}",
+                      "X-RateLimit-Bucket": bucket}
+
+    def _api(self, method: str, path: str, query: Dict[str, str], auth: Optional[str]) -> _Response:
+        if not path.startswith(API_PREFIX + "/"):
+            return _error(404, "404: Not Found", 0)
+        if auth is None or not hmac.compare_digest(auth.encode("utf-8", "replace"),
+                                                   self._expected_auth.encode("utf-8")):
+            return _unauthorized()
+        route = path[len(API_PREFIX):]
+        for template, regex, name, major in _ROUTES:
+            match = regex.match(route)
+            if match:
+                break
+        else:
+            return _error(404, "404: Not Found", 0)
+        headers: Dict[str, str] = {}
+        if self.rate_limits:
+            limited, headers = self._rate_limit(template, match.group(major) if major else "")
+            if limited is not None:
+                return limited
+        if method not in ("GET", "HEAD"):
+            response = _error(405, "405: Method Not Allowed", 0)
+        else:
+            try:
+                with self._lock:
+                    response = getattr(self, name)(query, *match.groups())
+            except _ClientError as exc:
+                response = exc.response
+        response.headers.update(headers)
+        return response
+
+    # ---- API routes ----------------------------------------------------------------
+    def _route_me(self, query):
+        return _json(200, self.me)
+
+    def _route_my_guilds(self, query):
+        limit = _int_param(query, "limit", 200, 1, 200)
+        ids = sorted(gid for gid, member in self._guild_member.items() if member)
+        if "after" in query:
+            after = _snowflake_param(query, "after")
+            ids = [g for g in ids if g > after]
+        if "before" in query:
+            before = _snowflake_param(query, "before")
+            ids = [g for g in ids if g < before][-limit:]
+        return _json(200, [self._guilds[g] for g in ids[:limit]])
+
+    def _route_guild_channels(self, query, guild_id):
+        gid = int(guild_id)
+        if gid not in self._guilds:
+            raise _ClientError(_error(404, "Unknown Guild", 10004))
+        if not self._guild_member[gid]:
+            raise _ClientError(_error(403, "Missing Access", 50001))
+        chans = [c.obj for c in self._channels.values()
+                 if c.obj["guild_id"] == guild_id and c.obj["type"] not in (10, 11, 12)]
+        return _json(200, sorted(chans, key=lambda c: (c["position"], int(c["id"]))))
+
+    def _channel(self, channel_id) -> _Channel:
+        chan = self._channels.get(int(channel_id))
+        if chan is None:
+            raise _ClientError(_error(404, "Unknown Channel", 10003))
+        if not chan.accessible:
+            raise _ClientError(_error(403, "Missing Access", 50001))
+        return chan
+
+    def _route_channel(self, query, channel_id):
+        return _json(200, self._channel(channel_id).obj)
+
+    def _route_messages(self, query, channel_id):
+        chan = self._channel(channel_id)
+        limit = _int_param(query, "limit", 50, 1, 100)
+        given = [k for k in ("before", "after", "around") if k in query]
+        if len(given) > 1:
+            raise _form_error(given[1], "BASE_TYPE_BAD_COMBINATION",
+                              "before, after and around are mutually exclusive.")
+        ids = chan.ids
+        if not given:
+            chosen = ids[-limit:]
+        elif given[0] == "before":
+            end = bisect.bisect_left(ids, _snowflake_param(query, "before"))
+            chosen = ids[max(0, end - limit):end]
+        elif given[0] == "after":
+            start = bisect.bisect_right(ids, _snowflake_param(query, "after"))
+            chosen = ids[start:start + limit]
+        else:
+            # around: the message itself (if any) with about half the limit on each side
+            pivot = _snowflake_param(query, "around")
+            mid = bisect.bisect_left(ids, pivot)
+            newer = limit // 2
+            hi = min(len(ids), mid + newer + (1 if mid < len(ids) and ids[mid] == pivot else 0))
+            lo = max(0, hi - limit)
+            chosen = ids[lo:hi]
+        now = time.time()
+        return _json(200, [self._render_message(chan.messages[m], now) for m in reversed(chosen)])
+
+    def _route_message(self, query, channel_id, message_id):
+        chan = self._channel(channel_id)
+        msg = chan.messages.get(int(message_id))
+        if msg is None:
+            raise _ClientError(_error(404, "Unknown Message", 10008))
+        return _json(200, self._render_message(msg, time.time()))
+
+    def _threads_of(self, parent_id=None, guild_id=None, archived=None) -> List[dict]:
+        out = []
+        for chan in self._channels.values():
+            obj = chan.obj
+            if obj["type"] not in (10, 11, 12):
+                continue
+            if parent_id is not None and obj["parent_id"] != parent_id:
+                continue
+            if guild_id is not None and obj["guild_id"] != guild_id:
+                continue
+            if archived is not None and obj["thread_metadata"]["archived"] != archived:
+                continue
+            out.append(obj)
+        return out
+
+    def _bots_only(self):
+        if self.token_kind != "bot":
+            raise _ClientError(_error(403, "Only bots can use this endpoint", 20002))
+
+    def _route_active_threads(self, query, guild_id):
+        self._bots_only()
+        gid = int(guild_id)
+        if gid not in self._guilds:
+            raise _ClientError(_error(404, "Unknown Guild", 10004))
+        if not self._guild_member[gid]:
+            raise _ClientError(_error(403, "Missing Access", 50001))
+        threads = self._threads_of(guild_id=guild_id, archived=False)
+        return _json(200, {"threads": threads, "members": [], "has_more": False})
+
+    def _route_archived_threads(self, query, channel_id):
+        self._channel(channel_id)
+        limit = _int_param(query, "limit", 50, 2, 100)
+        threads = self._threads_of(parent_id=channel_id, archived=True)
+        threads.sort(key=lambda t: t["thread_metadata"]["archive_timestamp"], reverse=True)
+        if "before" in query:
+            try:
+                before = datetime.fromisoformat(query["before"].replace("Z", "+00:00"))
+            except ValueError:
+                raise _form_error("before", "DATE_TIME_TYPE_CONVERT", "Could not interpret the value as a date.")
+            if before.tzinfo is None:
+                before = before.replace(tzinfo=UTC)
+            threads = [t for t in threads
+                       if datetime.fromisoformat(t["thread_metadata"]["archive_timestamp"]) < before]
+        return _json(200, {"threads": threads[:limit], "members": [], "has_more": len(threads) > limit})
+
+    def _route_thread_search(self, query, channel_id):
+        if self.token_kind == "bot":
+            # The contract fixes code 20002 here (Discord itself uses 20001,
+            # "Bots cannot use this endpoint"); callers should key on the 403.
+            raise _ClientError(_error(403, "Bots cannot use this endpoint", 20002))
+        self._channel(channel_id)
+        archived = None
+        if "archived" in query:
+            archived = query["archived"].lower() in ("true", "1")
+        limit = _int_param(query, "limit", 25, 1, 25)
+        offset = _int_param(query, "offset", 0, 0, 9975)
+        threads = sorted(self._threads_of(parent_id=channel_id, archived=archived),
+                         key=lambda t: int(t["id"]), reverse=True)
+        page = threads[offset:offset + limit]
+        return _json(200, {"threads": page, "members": [], "has_more": offset + limit < len(threads),
+                           "total_results": len(threads)})
+
+    # ---- CDN -----------------------------------------------------------------------
+    def _cdn(self, method: str, path: str, query: Dict[str, str]) -> _Response:
+        gone = _Response(404, GONE_TEXT, "text/plain; charset=utf-8")
+        match = _CDN_ATTACHMENT.match(path)
+        if match:
+            blob = self._blobs.get(int(match.group(2)))
+            if blob is None or str(blob.channel_id) != match.group(1) \
+                    or unquote(match.group(3)) != blob.filename:
+                return gone
+            try:
+                expires, issued, hm = int(query["ex"], 16), int(query["is"], 16), query["hm"]
+            except (KeyError, ValueError):
+                return gone
+            signed_path = f"/attachments/{blob.channel_id}/{blob.id}/{quote(blob.filename)}"
+            good = self._sign(signed_path, issued, expires, self._link_generation)
+            if not hmac.compare_digest(good, hm) or expires < time.time():
+                return gone
+            return _Response(200, blob.data, blob.content_type or "application/octet-stream",
+                             {"Cache-Control": "public, max-age=31536000"})
+        match = _CDN_EXTERNAL.match(path)
+        if match:
+            blob = self._external.get(int(match.group(1)))
+            if blob is None or unquote(match.group(2)) != blob.filename:
+                return _Response(404, b"Not Found", "text/plain; charset=utf-8")
+            return _Response(200, blob.data, blob.content_type or "application/octet-stream")
+        return _Response(404, b"Not Found", "text/plain; charset=utf-8")
+
+
+def _int_param(query, name, default, low, high) -> int:
+    if name not in query:
+        return default
+    try:
+        value = int(query[name])
+    except ValueError:
+        raise _form_error(name, "NUMBER_TYPE_COERCE", f"Value \"{query[name]}\" is not int.")
+    if value < low:
+        raise _form_error(name, "NUMBER_TYPE_MIN", f"int value should be greater than or equal to {low}.")
+    if value > high:
+        raise _form_error(name, "NUMBER_TYPE_MAX", f"int value should be less than or equal to {high}.")
+    return value
+
+
+def _snowflake_param(query, name) -> int:
+    try:
+        value = int(query[name])
+        if value < 0:
+            raise ValueError
+        return value
+    except ValueError:
+        raise _form_error(name, "NUMBER_TYPE_COERCE", f"Value \"{query[name]}\" is not snowflake.")

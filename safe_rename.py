@@ -624,9 +624,10 @@ def add_rename_arguments(parser, folders_help="folders to rename in"):
     """--folders, --dry-run, --undo, --recover: the same in every script."""
     parser.add_argument("--folders", nargs="+", metavar="FOLDER", help=folders_help)
     parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
-    parser.add_argument("--undo", action="store_true",
-                        help="revert the last completed rename batch in each folder")
-    parser.add_argument("--recover", choices=RECOVER_MODES,
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--undo", action="store_true",
+                       help="revert the last completed rename batch in each folder")
+    group.add_argument("--recover", choices=RECOVER_MODES,
                         help="finish or roll back an interrupted rename batch")
 
 
@@ -687,3 +688,26 @@ def report_undo(outcomes, title, dry_run):
         skipped_total += len(skipped)
     print("=" * 60)
     return 1 if skipped_total else 0
+
+
+def parse_yes_no(text) -> bool:
+    answer = str(text).strip().lower()
+    if answer in ("y", "yes"):
+        return True
+    if answer in ("n", "no"):
+        return False
+    raise ValueError("please answer Yes or No")
+
+
+def argparse_type(parse):
+    """Wrap a ValueError-raising parser as an argparse `type=`, so a bad
+    flag value becomes a one-line usage error."""
+    import argparse
+
+    def convert(text):
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    convert.__name__ = parse.__name__.replace("parse_", "")
+    return convert

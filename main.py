@@ -1,0 +1,306 @@
+"""Download every image a Discord channel posted over the last N days.
+
+    python main.py                      # asks for what it needs
+    python main.py --channel spx-realtime-aws --guild 数学家炒美股 --days 14
+    python main.py --demo               # no account: a local emulated Discord
+
+Files are saved as `YYYY-MM-DD_HH-MM-SS_originalname.ext` (time in
+config.TIMEZONE). A re-run into the same folder fetches only what is missing.
+Exit codes: 0 every image saved or skipped, 1 some failed, 2 bad input.
+"""
+import os
+import secrets
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import cli
+import config
+import discord_downloader as dd
+
+DEMO_OUTPUT_DIR = os.path.join("demo-output", config.DEFAULT_OUTPUT_DIR)
+DEMO_DAYS = 30
+# Follow-up pipeline steps the demo runs on its download folder, in order:
+# callables taking the folder and returning an exit code.
+DEMO_STEPS = []
+
+PROMPT_TOKEN = "Enter your Discord token: "
+PROMPT_CHANNEL = "Enter channel ID or name: "
+PROMPT_GUILD = "Enter guild/server name: "
+PROMPT_DAYS = f"Enter number of days to look back (default: {config.DEFAULT_DAYS}): "
+PROMPT_OUTPUT = f"Enter output directory (press Enter for default: {config.DEFAULT_OUTPUT_DIR}): "
+TOKEN_VARIABLES = "DISCORD_USER_TOKEN or DISCORD_BOT_TOKEN"
+RULE = "=" * 60
+
+
+class RunError(cli.UsageError):
+    """A failure that is not the user's input (network, server): exit 1."""
+
+    exit_code = cli.EXIT_ITEMS_FAILED
+
+
+@dataclass
+class Job:
+    """Everything one download needs, gathered from flags, env and prompts."""
+
+    token: str
+    kind: str            # "user", "bot" or None (detect)
+    channel: str         # an ID or a name
+    guild: str           # "" when the channel is an ID
+    days: float
+    output: str
+    tz: str = config.TIMEZONE
+    workers: int = config.DEFAULT_WORKERS
+    threads: bool = False
+    max_wait: float = config.MAX_RATE_LIMIT_WAIT
+    progress: bool = False
+
+
+# --- flags and prompts ---------------------------------------------------------
+
+def positive_number(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"not a number: {text!r}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise ValueError(f"must be a number greater than 0: {text!r}")
+    return int(value) if value.is_integer() else value
+
+
+def worker_count(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= 64:
+        raise ValueError(f"must be between 1 and 64: {text!r}")
+    return value
+
+
+def time_zone(text):
+    try:
+        ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone: {text!r} (use an IANA name like America/New_York)") from None
+    return text
+
+
+def _argparse_type(parse):
+    """Turn a parse function's ValueError into argparse's error message."""
+    def convert(text):
+        try:
+            return parse(text)
+        except ValueError as exc:
+            import argparse
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    convert.__name__ = parse.__name__
+    return convert
+
+
+def build_parser():
+    parser = cli.ArgumentParser(
+        prog="main.py", description="Download every image a Discord channel posted in the last N days.",
+        epilog=f"The token comes from {TOKEN_VARIABLES} (environment or .env) or a hidden prompt; "
+               "it is never taken on the command line.")
+    parser.add_argument("--channel", help="channel ID, or channel name (then --guild is needed)")
+    parser.add_argument("--guild", help="server name, when --channel is a name")
+    parser.add_argument("--days", type=_argparse_type(positive_number),
+                        help=f"days to look back (default {config.DEFAULT_DAYS})")
+    parser.add_argument("--output", help=f"download folder (default {config.DEFAULT_OUTPUT_DIR}; "
+                                         f"with --demo {DEMO_OUTPUT_DIR})")
+    parser.add_argument("--bot", action="store_true", help="send the token as a bot token (Bot <token>)")
+    parser.add_argument("--timezone", type=_argparse_type(time_zone),
+                        help=f"zone for the times in file names (default {config.TIMEZONE})")
+    parser.add_argument("--workers", type=_argparse_type(worker_count),
+                        help=f"parallel image downloads (default {config.DEFAULT_WORKERS})")
+    parser.add_argument("--threads", action="store_true", help="also download from the channel's threads")
+    parser.add_argument("--max-wait", type=_argparse_type(positive_number),
+                        help=f"cap in seconds on a rate-limit wait (default {config.MAX_RATE_LIMIT_WAIT})")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--demo", action="store_true",
+                        help="run against a local emulated Discord with a generated channel (no account)")
+    return parser
+
+
+def _ask_or_default(prompt, flag, default, parse=None):
+    """Prompt on a terminal; unattended, a value with a default needs no answer."""
+    if cli.is_interactive():
+        return cli.ask(prompt, flag=flag, default=default, parse=parse)
+    return default
+
+
+def gather_job(args):
+    """The job from flags, the environment and prompts, asked in order:
+    token, channel, guild (only for a channel name), days, output folder."""
+    token, kind = config.load_token()
+    # A DISCORD_USER_TOKEN is tried bare first but may be a bot token.
+    kind = "bot" if args.bot or kind == "bot" else None
+    if not token:
+        if not cli.is_interactive():
+            raise cli.UsageError(f"no Discord token: set {TOKEN_VARIABLES} in the environment or in .env "
+                                 "(no terminal to ask on)")
+        token = cli.ask(PROMPT_TOKEN, flag=TOKEN_VARIABLES, secret=True)
+    channel = args.channel or cli.ask(PROMPT_CHANNEL, flag="--channel")
+    guild = ""
+    if not dd.is_channel_id(channel):
+        guild = args.guild or cli.ask(PROMPT_GUILD, flag="--guild")
+    days = args.days if args.days is not None else _ask_or_default(
+        PROMPT_DAYS, "--days", config.DEFAULT_DAYS, positive_number)
+    output = args.output or _ask_or_default(PROMPT_OUTPUT, "--output", config.DEFAULT_OUTPUT_DIR)
+    return Job(token=token.strip(), kind=kind, channel=channel.strip(), guild=(guild or "").strip(),
+               days=days, output=output, **_common_options(args))
+
+
+def _common_options(args):
+    return dict(
+        tz=args.timezone or config.TIMEZONE,
+        workers=args.workers or config.DEFAULT_WORKERS,
+        threads=args.threads,
+        max_wait=args.max_wait or config.MAX_RATE_LIMIT_WAIT,
+        progress=not args.no_progress and sys.stderr.isatty(),
+    )
+
+
+# --- the run --------------------------------------------------------------------
+
+def run_job(job, api_base=None):
+    """Sign in, find the channel, download; returns the exit code."""
+    folder = _prepare_folder(job.output)
+    client = dd.DiscordClient(job.token, job.kind, api_base=api_base, max_wait=job.max_wait)
+    cutoff = dd.cutoff_for(job.days)
+    try:
+        user = client.identify()
+        channel, guild_name = dd.resolve_channel(client, job.channel, job.guild)
+        print_target(user, client.kind, channel, guild_name, job, cutoff)
+        channels, thread_errors = _with_threads(client, channel, cutoff, job.threads)
+        result = dd.run_download(client, channels, folder, cutoff, tz=job.tz,
+                                 workers=job.workers, progress=job.progress)
+    except dd.AuthError as exc:
+        raise cli.UsageError(f"invalid token ({_status_text(exc)}): check {TOKEN_VARIABLES}"
+                             f"{'' if job.kind == 'bot' else ' (or pass --bot for a bot token)'}") from None
+    except (dd.AccessError, dd.NotFoundError, dd.AmbiguousError) as exc:
+        raise cli.UsageError(client.scrub(exc)) from None
+    except dd.DiscordError as exc:
+        raise RunError(client.scrub(exc)) from None
+    result.errors[:0] = thread_errors
+    print_summary(result, folder)
+    return cli.EXIT_ITEMS_FAILED if result.failed else cli.EXIT_OK
+
+
+def _status_text(exc):
+    return f"HTTP {exc.status}" if exc.status else "rejected"
+
+
+def _prepare_folder(output):
+    folder = Path(output)
+    if folder.exists() and not folder.is_dir():
+        raise cli.UsageError(f"output folder is a file: {output}")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise cli.UsageError(f"cannot create output folder {output}: {exc.strerror}") from None
+    return folder
+
+
+def _with_threads(client, channel, cutoff, include):
+    """[channel] plus its threads when asked; a thread listing that fails is an error item."""
+    if not include:
+        return [channel], []
+    try:
+        return [channel] + dd.list_threads(client, channel, cutoff), []
+    except (dd.AccessError, dd.NotFoundError) as exc:
+        return [channel], [("listing threads", client.scrub(exc))]
+
+
+# --- printing -------------------------------------------------------------------
+
+def print_answers(job):
+    """The answers given (never the token)."""
+    print(f"Channel: {job.channel}")
+    if job.guild:
+        print(f"Server: {job.guild}")
+    print(f"Days back: {job.days}")
+    print(f"Output folder: {job.output}")
+
+
+def print_target(user, kind, channel, guild_name, job, cutoff):
+    name = user.get("global_name") or user.get("username", "?")
+    print(f"Signed in as {name} ({kind} token)")
+    where = f" in {guild_name}" if guild_name else ""
+    print(f"Channel: #{channel.get('name', '?')} (ID {channel['id']}){where}")
+    local = cutoff.astimezone(ZoneInfo(job.tz)).strftime("%Y-%m-%d %H:%M:%S")
+    print(f"Looking back {job.days} days: messages since {local} {job.tz}")
+
+
+def print_summary(result, folder):
+    print(RULE)
+    print("Download Summary:")
+    print(f"  Messages read: {result.messages}")
+    if len(result.channels) > 1:
+        print(f"  Channels and threads: {len(result.channels)}")
+    print(f"  Images found: {result.images}")
+    print(f"  Downloaded: {len(result.downloaded)}")
+    skipped = result.skipped + result.present
+    detail = f" (already on disk: {result.present})" if result.present else ""
+    print(f"  Skipped (already downloaded): {skipped}{detail}")
+    print(f"  Errors: {len(result.errors)}")
+    print(f"  Folder: {folder}")
+    print(RULE)
+    for what, reason in result.errors:
+        print(f"  ERROR {what}: {reason}")
+    for warning in result.warnings:
+        print(f"  WARNING {warning}")
+
+
+# --- the demo -------------------------------------------------------------------
+
+def run_demo(output_dir=DEMO_OUTPUT_DIR, *, tz=None, workers=None, progress=None):
+    """Download a generated channel from a local emulator, then run DEMO_STEPS
+    on the folder. No account, no network beyond 127.0.0.1."""
+    from discord_emulator import DiscordEmulator, build_demo_channel
+
+    token = "demo-" + secrets.token_hex(16)  # made up at run time, valid only for this emulator
+    print("Demo: starting a local Discord emulator on 127.0.0.1 with a generated channel...")
+    with DiscordEmulator(token=token, token_kind="user") as emu:
+        generated = build_demo_channel(emu, days=DEMO_DAYS)
+        job = Job(token=token, kind=None, channel=generated.channel["name"], guild=generated.guild["name"],
+                  days=DEMO_DAYS + 1, output=str(output_dir), tz=tz or config.TIMEZONE,
+                  workers=workers or config.DEFAULT_WORKERS,
+                  progress=sys.stderr.isatty() if progress is None else progress)
+        print_demo_prompts(job)
+        code = run_job(job, api_base=emu.api_base)
+    for step in DEMO_STEPS:
+        code = max(code, step(str(output_dir)))
+    return code
+
+
+def print_demo_prompts(job):
+    """The prompts a user would see, with the demo's automatic answers."""
+    print(f"{PROMPT_TOKEN}[generated demo token, hidden]")
+    print(f"{PROMPT_CHANNEL}{job.channel}")
+    print(f"{PROMPT_GUILD}{job.guild}")
+    print(f"{PROMPT_DAYS}{job.days}")
+    print(f"{PROMPT_OUTPUT}{job.output}")
+
+
+# --- entry point ------------------------------------------------------------------
+
+def _main(argv):
+    args = build_parser().parse_args(argv)
+    if args.demo:
+        progress = False if args.no_progress else None
+        return run_demo(args.output or DEMO_OUTPUT_DIR, tz=args.timezone, workers=args.workers,
+                        progress=progress)
+    job = gather_job(args)
+    print_answers(job)
+    return run_job(job, api_base=config.api_base())
+
+
+def main(argv=None):
+    return cli.run(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

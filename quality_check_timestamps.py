@@ -34,6 +34,7 @@ RULE = "=" * 60
 THIN = "-" * 60
 SHOW_FIRST_LAST = 5
 REMINDER_DAYS = 3
+WARN_MARK, OK_MARK = "\u26a0", "\u2713"
 
 
 # --- the check ---------------------------------------------------------------
@@ -428,10 +429,10 @@ def post_adjustment_check(folders):
         print(f"\nChecking folder: {folder}")
         print(THIN)
         if result.outside:
-            print(f"  {_symbol('\u26a0', '!')} {folder}: {len(result.outside)} file(s) outside trading hours")
+            print(f"  {_symbol(WARN_MARK, '!')} {folder}: {len(result.outside)} file(s) outside trading hours")
             print(f"     {len(result.outside_dates)} unique date(s) with files outside trading hours")
         else:
-            print(f"  {_symbol('\u2713', 'OK')} {folder}: All files are within trading hours")
+            print(f"  {_symbol(OK_MARK, 'OK')} {folder}: All files are within trading hours")
     print_post_summary(results)
     return results
 

@@ -87,7 +87,7 @@ def print_header(title, subtitle):
     print(RULE)
 
 
-def print_folder(outcome, dry_run, indent="  "):
+def print_folder(outcome, dry_run, indent="  ", show_matched=False):
     """The reference layout: Processing folder / Mode / one line per file /
     per-folder summary. Returns (renamed, skipped, unparsed) counts."""
     print(f"\nProcessing folder: {outcome.folder}")
@@ -103,6 +103,8 @@ def print_folder(outcome, dry_run, indent="  "):
     for name in unparsed:
         print(f"{indent}UNPARSED: {name} (not a YYYY-MM-DD_HH-MM-SS_name file; left alone)")
     print(f"Summary for {outcome.folder}:")
+    if show_matched:
+        print(f"  Matched: {len(outcome.done) + len(outcome.skipped)}")
     print(f"  {'Would rename' if dry_run else 'Renamed'}: {len(outcome.done)}")
     print(f"  Skipped: {len(outcome.skipped)}")
     if unparsed:
@@ -110,11 +112,11 @@ def print_folder(outcome, dry_run, indent="  "):
     return len(outcome.done), len(outcome.skipped), len(unparsed)
 
 
-def report_adjustments(outcomes, dry_run) -> int:
+def report_adjustments(outcomes, dry_run, show_matched=False) -> int:
     """Print every folder and the overall summary; return the exit code."""
     renamed = skipped = unparsed = 0
     for outcome in outcomes:
-        counts = print_folder(outcome, dry_run)
+        counts = print_folder(outcome, dry_run, show_matched=show_matched)
         renamed, skipped, unparsed = renamed + counts[0], skipped + counts[1], unparsed + counts[2]
     print()
     print(RULE)
@@ -127,7 +129,7 @@ def report_adjustments(outcomes, dry_run) -> int:
     return cli.EXIT_ITEMS_FAILED if skipped or unparsed else cli.EXIT_OK
 
 
-def run_batches(folders, shift, *, label, title, subtitle, yes, dry_run) -> int:
+def run_batches(folders, shift, *, label, title, subtitle, yes, dry_run, show_matched=False) -> int:
     """Plan, confirm, apply and report one shift over `folders`: shared by
     adjust_timestamps.py and adjust_specific_timestamp.py."""
     safe_rename.refuse_if_pending(folders, dry_run)
@@ -138,7 +140,7 @@ def run_batches(folders, shift, *, label, title, subtitle, yes, dry_run) -> int:
         return cli.EXIT_OK
     if not dry_run:
         apply_adjustments(outcomes, label)
-    return report_adjustments(outcomes, dry_run)
+    return report_adjustments(outcomes, dry_run, show_matched)
 
 
 def _main(argv):

@@ -1,0 +1,168 @@
+"""Step 5 of the pipeline: compare the dates covered by the image folders.
+
+    python check_unique_dates.py [--folders A B C] [--trading-days]
+
+For each folder: its unique dates and date range; a summary table; then the
+dates each folder lacks that another folder has. With --trading-days, also
+the NYSE sessions (weekdays that are not NYSE holidays, from the `holidays`
+package) between the first and last date that no folder has an image for.
+
+Exit 0 when every folder covers the same dates (and, with --trading-days,
+no session is missing), 1 when coverage differs or a name does not parse,
+2 for a missing folder.
+"""
+import sys
+from dataclasses import dataclass
+from datetime import timedelta
+
+import cli
+import config
+import naming
+
+
+@dataclass
+class FolderDates:
+    folder: str
+    dates: set
+    unparsed: list
+
+    @property
+    def first(self):
+        return min(self.dates) if self.dates else None
+
+    @property
+    def last(self):
+        return max(self.dates) if self.dates else None
+
+
+@dataclass
+class Coverage:
+    folders: list               # FolderDates, in the order given
+    missing: dict               # folder -> {date: [folders that have it]}
+    sessions: list = None       # NYSE sessions in range (with --trading-days)
+    uncovered: list = None      # of those, the ones no folder has
+    span: tuple = None          # (first, last) date over all folders
+
+    @property
+    def matches(self):
+        return not any(self.missing.values()) and not self.uncovered
+
+
+def fetch_folder_dates(folder) -> FolderDates:
+    listing = naming.list_images(folder)
+    return FolderDates(str(folder), {image.date for image in listing.images}, listing.unparsed)
+
+
+def plan_coverage(folders, trading_days=False) -> Coverage:
+    """Pure: compare the FolderDates."""
+    every = set().union(*(f.dates for f in folders)) if folders else set()
+    missing = {}
+    for entry in folders:
+        missing[entry.folder] = {day: [o.folder for o in folders if day in o.dates]
+                                 for day in sorted(every - entry.dates)}
+    coverage = Coverage(folders, missing, span=(min(every), max(every)) if every else None)
+    if trading_days and every:
+        coverage.sessions = nyse_sessions(min(every), max(every))
+        coverage.uncovered = [day for day in coverage.sessions if day not in every]
+    return coverage
+
+
+def nyse_sessions(first, last):
+    """Weekdays from `first` to `last` that are not NYSE holidays."""
+    import holidays
+
+    closed = holidays.NYSE(years=range(first.year, last.year + 1))
+    days, day = [], first
+    while day <= last:
+        if day.weekday() < 5 and day not in closed:
+            days.append(day)
+        day += timedelta(days=1)
+    return days
+
+
+def print_report(coverage: Coverage, trading_days, out=None, err=None):
+    out, err = out or sys.stdout, err or sys.stderr
+    rule = "=" * 70
+    print(rule, "Unique Dates Analysis", rule, sep="\n", file=out)
+    for entry in coverage.folders:
+        for path in entry.unparsed:
+            print(f"warning: {entry.folder}: skipped {path.name}: name is not "
+                  "YYYY-MM-DD_HH-MM-SS_name.ext", file=err)
+        print(f"\nAnalyzing: {entry.folder}", file=out)
+        print(f"  Found {len(entry.dates)} unique dates", file=out)
+        if entry.dates:
+            print(f"  Date range: {entry.first} to {entry.last}", file=out)
+        else:
+            print("  Date range: (no dated images)", file=out)
+        if entry.unparsed:
+            print(f"  Skipped {len(entry.unparsed)} file(s) whose name does not parse", file=out)
+    width = max([30] + [len(entry.folder) for entry in coverage.folders])
+    print(f"\n{rule}\nSummary:\n{rule}", file=out)
+    for entry in coverage.folders:
+        print(f"  {entry.folder:<{width}}: {len(entry.dates):>4} unique dates", file=out)
+    print(rule, file=out)
+    _print_missing(coverage, out)
+    if trading_days:
+        _print_sessions(coverage, out)
+
+
+def _print_missing(coverage, out):
+    if not any(coverage.missing.values()):
+        count = len(coverage.folders[0].dates) if coverage.folders else 0
+        print(f"\nDate coverage matches: all {len(coverage.folders)} folders have the same "
+              f"{count} dates.", file=out)
+        return
+    print("\nDate coverage differs:", file=out)
+    for folder, days in coverage.missing.items():
+        if not days:
+            continue
+        print(f"  {folder} lacks {len(days)} date(s) that another folder has:", file=out)
+        for day, holders in days.items():
+            print(f"    {day} (in {', '.join(holders)})", file=out)
+
+
+def _print_sessions(coverage, out):
+    if coverage.sessions is None:
+        print("\nNYSE trading sessions: no dated images, nothing to compare.", file=out)
+        return
+    first, last = coverage.span
+    print(f"\nNYSE trading sessions from {first} to {last}: {len(coverage.sessions)}", file=out)
+    if not coverage.uncovered:
+        print("  Every session has an image in at least one folder.", file=out)
+        return
+    print(f"  Sessions with no image in any folder: {len(coverage.uncovered)}", file=out)
+    for day in coverage.uncovered:
+        print(f"    {day} ({day:%a})", file=out)
+
+
+def build_parser():
+    parser = cli.ArgumentParser(prog="check_unique_dates.py",
+                                description="Compare the dates covered by image folders.")
+    parser.add_argument("--folders", nargs="+", default=list(config.PIPELINE_FOLDERS),
+                        metavar="FOLDER",
+                        help="folders to compare (default: " + " ".join(config.PIPELINE_FOLDERS) + ")")
+    parser.add_argument("--trading-days", action="store_true",
+                        help="also list NYSE sessions between the first and last date "
+                             "that no folder has an image for")
+    return parser
+
+
+def _main(argv):
+    args = build_parser().parse_args(argv)
+    for folder in args.folders:
+        try:
+            cli.existing_folder(folder)
+        except Exception:
+            raise cli.UsageError(f"folder not found: {folder}") from None
+    coverage = plan_coverage([fetch_folder_dates(f) for f in args.folders], args.trading_days)
+    print_report(coverage, args.trading_days)
+    unparsed = any(entry.unparsed for entry in coverage.folders)
+    return cli.EXIT_OK if coverage.matches and not unparsed else cli.EXIT_ITEMS_FAILED
+
+
+def main(argv=None):
+    return cli.run(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

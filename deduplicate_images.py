@@ -1,0 +1,550 @@
+"""Step 2 of the pipeline: copy a folder's images without their duplicates.
+
+Two images are duplicates when they carry the same date in their names, the
+same perceptual hash (imagehash pHash) and the same file size. In each group
+the earliest timestamp is kept (ties: name order); the others are not copied.
+
+    python deduplicate_images.py --source spx-realtime-aws --output spx-realtime-aws-clean
+
+Fast path, same answer as hashing every file: only files sharing date and
+size can be duplicates, so a file alone in its (date, size) bucket needs no
+hash at all; byte-identical files (equal blake2b digest) have equal pHash, so
+a bucket of identical copies needs no decode either; what is left is decoded
+in parallel processes. Every file is still read once for a cheap integrity
+check. Results are cached in the output folder (see image_hashes.py).
+
+`--max-distance N` / `--ignore-size`: an image joins the group of the
+earliest already-kept image of its bucket whose pHash is within N bits
+(bytes-identical counts as distance 0); if there is none it is kept and
+starts a new group. Processing in (timestamp, name) order makes this
+deterministic, and with N = 0 it is exactly "equal pHash".
+"""
+import argparse
+import csv
+import io
+import json
+import os
+import statistics
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import cli
+import config
+import fileops
+import image_hashes
+import naming
+
+PERCENTILES = (25, 75, 90, 95)
+
+
+# ---------------------------------------------------------------- records
+@dataclass
+class ImageRecord:
+    """One source image and what is known about its content."""
+
+    image: naming.ImageFile
+    size: int
+    mtime_ns: int
+    digest: Optional[str] = None
+    error: Optional[str] = None   # not None: unreadable or corrupt
+    phash: Optional[str] = None   # hex; only computed when it can matter
+
+    @property
+    def name(self):
+        return self.image.name
+
+    @property
+    def timestamp(self):
+        return self.image.timestamp
+
+    @property
+    def date(self):
+        return self.image.date
+
+    @property
+    def ok(self):
+        return self.error is None
+
+
+def bucket_key(record, ignore_size=False):
+    """Only records in the same bucket can be duplicates."""
+    return (record.date,) if ignore_size else (record.date, record.size)
+
+
+# ------------------------------------------------------------------ plan
+@dataclass
+class Removed:
+    record: ImageRecord
+    seconds: float   # removed timestamp minus kept timestamp
+    match: str       # "identical bytes" or "phash distance N"
+
+
+@dataclass
+class DuplicateGroup:
+    kept: ImageRecord
+    removed: list = field(default_factory=list)
+
+
+@dataclass
+class DedupePlan:
+    keep: list        # ImageRecords to copy, in (timestamp, name) order
+    groups: list      # DuplicateGroups with at least one removed image
+    corrupt: list     # ImageRecords kept because they could not be checked
+
+    @property
+    def removed(self):
+        return [item for group in self.groups for item in group.removed]
+
+    def signature(self):
+        """Names only: what two plans must share to be the same answer."""
+        return ([r.name for r in self.keep],
+                [(g.kept.name, [(x.record.name, x.seconds) for x in g.removed]) for g in self.groups],
+                [r.name for r in self.corrupt])
+
+
+def match_of(a, b, max_distance):
+    """How `b` duplicates `a`, or None. Equal bytes imply equal pHash."""
+    if a.digest is not None and a.digest == b.digest:
+        return "identical bytes"
+    if a.phash is None or b.phash is None:
+        raise ValueError(f"no pHash to compare {a.name} and {b.name}")
+    distance = image_hashes.hamming(a.phash, b.phash)
+    return f"phash distance {distance}" if distance <= max_distance else None
+
+
+def plan_dedupe(records, max_distance=0, ignore_size=False) -> DedupePlan:
+    """Decide what to keep. Pure: reads only the records' fields."""
+    ordered = sorted(records, key=lambda r: (r.timestamp, r.name))
+    groups_by_bucket = defaultdict(list)
+    keep, corrupt, groups = [], [], []
+    for record in ordered:
+        if not record.ok:
+            corrupt.append(record)
+            keep.append(record)
+            continue
+        bucket = groups_by_bucket[bucket_key(record, ignore_size)]
+        group, match = _find_group(bucket, record, max_distance)
+        if group is None:
+            bucket.append(DuplicateGroup(record))
+            keep.append(record)
+        else:
+            seconds = (record.timestamp - group.kept.timestamp).total_seconds()
+            group.removed.append(Removed(record, seconds, match))
+    for bucket in groups_by_bucket.values():
+        groups.extend(g for g in bucket if g.removed)
+    groups.sort(key=lambda g: (g.kept.timestamp, g.kept.name))
+    return DedupePlan(keep, groups, corrupt)
+
+
+def _find_group(bucket, record, max_distance):
+    # Groups are created in timestamp order, so the first match is the
+    # earliest kept image.
+    for group in bucket:
+        match = match_of(group.kept, record, max_distance)
+        if match:
+            return group, match
+    return None, None
+
+
+# ------------------------------------------------------------ statistics
+@dataclass
+class DiffStats:
+    count: int
+    mean: float
+    median: float
+    std: float        # population standard deviation (numpy.std default)
+    minimum: float
+    maximum: float
+    percentiles: dict  # {25: value, ...}, linear interpolation
+
+
+def percentile(sorted_values, p):
+    """numpy's default ("linear") percentile of already sorted values."""
+    rank = (len(sorted_values) - 1) * p / 100
+    low = int(rank)
+    high = min(low + 1, len(sorted_values) - 1)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (rank - low)
+
+
+def difference_stats(seconds) -> Optional[DiffStats]:
+    values = sorted(seconds)
+    if not values:
+        return None
+    return DiffStats(len(values), statistics.fmean(values), statistics.median(values),
+                     statistics.pstdev(values), values[0], values[-1],
+                     {p: percentile(values, p) for p in PERCENTILES})
+
+
+def outliers(plan, threshold):
+    """Removed images whose difference is above `threshold`, largest first."""
+    pairs = [(item, group.kept) for group in plan.groups for item in group.removed
+             if item.seconds > threshold]
+    return sorted(pairs, key=lambda pair: (-pair[0].seconds, pair[0].record.name))
+
+
+def format_seconds(seconds):
+    if seconds >= 60:
+        return f"{seconds / 60:.1f}m ({seconds:.1f}s)"
+    return f"{seconds:.1f}s"
+
+
+# ------------------------------------------------------------------ scan
+@dataclass
+class ScanStats:
+    checked: int = 0   # files read for digest + integrity this run
+    decoded: int = 0   # files decoded for pHash this run
+    cached: int = 0    # files answered entirely by the cache
+
+
+def fetch_records(images, cache, workers, fast=True, ignore_size=False):
+    """ImageRecords for `images` with digest, integrity and the pHashes the
+    plan needs (all of them when `fast` is False)."""
+    records, stats = [], ScanStats()
+    for image in images:
+        stat = os.stat(image.path)
+        records.append(ImageRecord(image, stat.st_size, stat.st_mtime_ns))
+    keys = {id(r): str(Path(r.image.path).resolve()) for r in records}
+    _fill_checks(records, keys, cache, workers, stats)
+    _fill_phashes(records, keys, cache, workers, fast, ignore_size, stats)
+    for record in records:
+        cache.put(keys[id(record)], record.size, record.mtime_ns,
+                  image_hashes.FileCheck(record.digest, record.error), record.phash)
+    stats.cached = len(records) - stats.checked
+    return records, stats
+
+
+def _fill_checks(records, keys, cache, workers, stats):
+    todo = []
+    for record in records:
+        check = cache.get_check(keys[id(record)], record.size, record.mtime_ns)
+        if check is None:
+            todo.append(record)
+        else:
+            record.digest, record.error = check.digest, check.error
+            record.phash = cache.get_phash(keys[id(record)], record.size, record.mtime_ns)
+    results = workers.map(image_hashes.check_file, [str(r.image.path) for r in todo],
+                          image_hashes.PARALLEL_MIN_CHECKS)
+    for record, check in zip(todo, results):
+        record.digest, record.error = check.digest, check.error
+    stats.checked = len(todo)
+
+
+def records_needing_phash(records, fast=True, ignore_size=False):
+    """One representative per distinct content that a comparison may need.
+
+    A bucket with one sound record, or whose sound records are all
+    byte-identical, needs none."""
+    sound = [r for r in records if r.ok]
+    if not fast:
+        return sound
+    buckets = defaultdict(list)
+    for record in sound:
+        buckets[bucket_key(record, ignore_size)].append(record)
+    needed = []
+    for bucket in buckets.values():
+        by_digest = {}
+        for record in bucket:
+            by_digest.setdefault(record.digest, record)
+        if len(by_digest) > 1:
+            needed.extend(by_digest.values())
+    return needed
+
+
+def _fill_phashes(records, keys, cache, workers, fast, ignore_size, stats):
+    needed = records_needing_phash(records, fast, ignore_size)
+    # A pHash known for one copy (from the cache) serves all byte-identical ones.
+    known = {r.digest: r.phash for r in records if r.ok and r.phash}
+    todo = [r for r in needed if (r.phash or known.get(r.digest)) is None]
+    if not fast:
+        todo = [r for r in needed if r.phash is None]
+    results = workers.map(image_hashes.compute_phash, [str(r.image.path) for r in todo],
+                          image_hashes.PARALLEL_MIN_DECODES)
+    for record, result in zip(todo, results):
+        record.phash, record.error = result.phash, result.error
+        if result.phash:
+            known[record.digest] = result.phash
+    if fast:
+        for record in records:
+            if record.ok and record.phash is None and record.digest in known:
+                record.phash = known[record.digest]
+    _spread_decode_failures(records, todo)
+    stats.decoded = len(todo)
+
+
+def _spread_decode_failures(records, decoded):
+    # A content that passed the structure check but failed to decode is
+    # corrupt in every byte-identical copy too.
+    failed = {r.digest: r.error for r in decoded if r.error}
+    for record in records:
+        if record.ok and record.digest in failed:
+            record.error = failed[record.digest]
+
+
+# ----------------------------------------------------------------- apply
+@dataclass
+class CopyResult:
+    copied: list = field(default_factory=list)
+    identical: list = field(default_factory=list)
+    conflicts: list = field(default_factory=list)
+    failed: list = field(default_factory=list)   # (name, message)
+
+
+def apply_copies(records, output) -> CopyResult:
+    """Copy each record's file into `output`, never overwriting."""
+    result = CopyResult()
+    for record in records:
+        target = Path(output) / record.name
+        try:
+            outcome = fileops.copy_no_clobber(record.image.path, target)
+        except OSError as exc:
+            result.failed.append((record.name, exc.strerror or str(exc)))
+            continue
+        getattr(result, {"copied": "copied", "identical": "identical",
+                         "conflict": "conflicts"}[outcome]).append(record.name)
+    return result
+
+
+def report_rows(plan):
+    return [{"date": g.kept.date.isoformat(), "kept": g.kept.name, "removed": item.record.name,
+             "difference_seconds": item.seconds, "size": item.record.size, "match": item.match}
+            for g in plan.groups for item in g.removed]
+
+
+def render_report(plan, fmt) -> bytes:
+    """The --report file: every duplicate group, as CSV rows or JSON."""
+    if fmt == ".csv":
+        text = io.StringIO()
+        writer = csv.DictWriter(text, ["date", "kept", "removed", "difference_seconds", "size", "match"],
+                                lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(report_rows(plan))
+        return text.getvalue().encode("utf-8")
+    groups = [{"date": g.kept.date.isoformat(), "kept": g.kept.name, "size": g.kept.size,
+               "removed": [{"name": item.record.name, "difference_seconds": item.seconds,
+                            "match": item.match} for item in g.removed]}
+              for g in plan.groups]
+    return (json.dumps({"groups": groups}, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def write_report(path, data: bytes) -> str:
+    """Write atomically; an existing different file is left alone.
+    Returns "written", "identical" or "conflict"."""
+    path = Path(path)
+    temp = fileops.temp_path_beside(path)
+    try:
+        temp.write_bytes(data)
+        fileops.publish_no_clobber(temp, path)
+        return "written"
+    except FileExistsError:
+        return "identical" if path.read_bytes() == data else "conflict"
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------- print
+@dataclass
+class DedupeRun:
+    source: str
+    output: str
+    dry_run: bool
+    scanned: int
+    plan: DedupePlan
+    unparsed: list
+    copies: Optional[CopyResult]
+    scan: ScanStats
+    warnings: list = field(default_factory=list)
+    report_file: Optional[str] = None
+    report_outcome: Optional[str] = None
+
+    @property
+    def failed(self):
+        copies = self.copies
+        return bool(self.unparsed or self.plan.corrupt or self.report_outcome == "conflict"
+                    or (copies and (copies.conflicts or copies.failed)))
+
+
+def print_report(run: DedupeRun, out=None, err=None):
+    out, err = out or sys.stdout, err or sys.stderr
+    for message in run.warnings:
+        print(f"warning: {message}", file=err)
+    for path in run.unparsed:
+        print(f"warning: skipped {path.name}: name is not YYYY-MM-DD_HH-MM-SS_name.ext", file=err)
+    for record in run.plan.corrupt:
+        print(f"warning: {record.name}: {record.error}; kept as unique", file=err)
+    if run.dry_run:
+        _print_plan(run.plan, out)
+    _print_summary(run, out)
+    _print_statistics(run.plan, out)
+    _print_outcome(run, out, err)
+
+
+def _print_plan(plan, out):
+    print("Dry run: nothing is copied. Duplicates that would be skipped:", file=out)
+    for group in plan.groups:
+        for item in group.removed:
+            print(f"  {item.record.name} duplicates {group.kept.name} "
+                  f"(+{format_seconds(item.seconds)}, {item.match})", file=out)
+    if not plan.groups:
+        print("  (none)", file=out)
+    print(file=out)
+
+
+def _print_summary(run, out):
+    plan, copies = run.plan, run.copies
+    rule = "=" * 60
+    lines = [rule, "Deduplication Summary:", f"  Total images scanned: {run.scanned}"]
+    if copies is None:
+        lines.append(f"  Unique images to copy: {len(plan.keep)}")
+    else:
+        lines.append(f"  Unique images copied: {len(copies.copied)}")
+        if copies.identical:
+            lines.append(f"  Already in output (identical, skipped): {len(copies.identical)}")
+    lines += [f"  Duplicates skipped: {len(plan.removed)}",
+              f"  Duplicate groups found: {len(plan.groups)}"]
+    if plan.corrupt:
+        lines.append(f"  Unreadable/corrupt images (copied as unique): {len(plan.corrupt)}")
+    if run.unparsed:
+        lines.append(f"  Skipped, name not parsed: {len(run.unparsed)}")
+    if copies and (copies.conflicts or copies.failed):
+        lines.append(f"  Not copied, errors: {len(copies.conflicts) + len(copies.failed)}")
+    lines.append(rule)
+    print("\n".join(lines), file=out)
+
+
+def _print_statistics(plan, out):
+    stats = difference_stats(item.seconds for item in plan.removed)
+    print(file=out)
+    if stats is None:
+        print("No duplicates found: no timestamp difference statistics.", file=out)
+        return
+    rule = "=" * 70
+    rows = [("Total pairs calculated:", f"{stats.count:,}", 28),
+            ("Mean difference:", format_seconds(stats.mean), 28),
+            ("Median difference:", format_seconds(stats.median), 28),
+            ("Standard deviation:", format_seconds(stats.std), 28),
+            ("Minimum difference:", format_seconds(stats.minimum), 28),
+            ("Maximum difference:", format_seconds(stats.maximum), 28)]
+    rows += [(f"{p}th percentile:", format_seconds(v), 27) for p, v in stats.percentiles.items()]
+    print(rule, "Timestamp Difference Statistics (Removed vs Kept Duplicates)", rule,
+          sep="\n", file=out)
+    for label, value, width in rows:
+        print(f"{label:<{width}}{value}", file=out)
+    print(rule, file=out)
+    threshold = stats.percentiles[95]
+    above = outliers(plan, threshold)
+    print(f"\nFiles with timestamp difference above 95th percentile ({format_seconds(threshold)}):",
+          file=out)
+    print(f"Total: {len(above)} files", file=out)
+    for item, kept in above:
+        print(f"  {item.record.name}  (+{format_seconds(item.seconds)} after kept {kept.name})",
+              file=out)
+
+
+def _print_outcome(run, out, err):
+    copies = run.copies
+    if copies:
+        for name in copies.conflicts:
+            print(f"error: {name}: a different file already has this name in {run.output}; "
+                  "not overwritten", file=err)
+        for name, message in copies.failed:
+            print(f"error: {name}: copy failed: {message}", file=err)
+    if run.report_outcome == "conflict":
+        print(f"error: report not written: {run.report_file} exists with different content",
+              file=err)
+    elif run.report_file:
+        print(f"\nReport saved to: {run.report_file}", file=out)
+    scan = run.scan
+    print(f"\nFiles read: {scan.checked}, decoded for pHash: {scan.decoded}, "
+          f"answered from cache: {scan.cached}", file=out)
+    if not run.dry_run:
+        print(f"Results saved to: {run.output}", file=out)
+
+
+# ------------------------------------------------------------------ main
+def build_parser():
+    parser = cli.ArgumentParser(
+        prog="deduplicate_images.py",
+        description="Copy images without duplicates (same date, same pHash, same size; "
+                    "the earliest is kept).")
+    parser.add_argument("--source", type=cli.existing_folder, default=config.DEFAULT_OUTPUT_DIR,
+                        help=f"folder of downloaded images (default: {config.DEFAULT_OUTPUT_DIR})")
+    parser.add_argument("--output", default=config.CLEAN_OUTPUT_DIR,
+                        help=f"folder for the unique images (default: {config.CLEAN_OUTPUT_DIR})")
+    parser.add_argument("--dry-run", action="store_true", help="report only, copy nothing")
+    parser.add_argument("--report", metavar="FILE",
+                        help="write every duplicate group to FILE (.csv or .json)")
+    parser.add_argument("--max-distance", type=_int_in(0, 64), default=0, metavar="N",
+                        help="pHash Hamming distance still counted as equal (default 0)")
+    parser.add_argument("--ignore-size", action="store_true",
+                        help="do not require equal file sizes (re-encoded copies)")
+    parser.add_argument("--workers", type=_int_in(1, 256), default=os.cpu_count() or 1,
+                        help="processes for decoding (default: number of CPUs)")
+    parser.add_argument("--no-cache", action="store_true", help="neither read nor write the hash cache")
+    parser.add_argument("--no-fast-path", action="store_true",
+                        help="decode and hash every file (slow; same answer)")
+    return parser
+
+
+def _int_in(low, high):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected a whole number from {low} to {high}, got {text!r}")
+        return value
+    return parse
+
+
+def _validate(args):
+    if Path(args.output).resolve() == Path(args.source).resolve():
+        raise cli.UsageError("--output must be a different folder from --source")
+    if Path(args.output).exists() and not Path(args.output).is_dir():
+        raise cli.UsageError(f"--output is not a folder: {args.output}")
+    if args.report:
+        suffix = Path(args.report).suffix.lower()
+        if suffix not in (".csv", ".json"):
+            raise cli.UsageError(f"--report must end in .csv or .json: {args.report}")
+        if not Path(args.report).resolve().parent.is_dir():
+            raise cli.UsageError(f"--report folder not found: {Path(args.report).parent}")
+
+
+def dedupe(args) -> DedupeRun:
+    listing = naming.list_images(args.source)
+    if not args.dry_run:
+        Path(args.output).mkdir(parents=True, exist_ok=True)
+    cache = image_hashes.NoCache() if args.no_cache else \
+        image_hashes.HashCache(args.output, readonly=args.dry_run)
+    ignore_size = args.ignore_size
+    with image_hashes.Workers(args.workers) as workers:
+        records, scan = fetch_records(listing.images, cache, workers,
+                                      fast=not args.no_fast_path, ignore_size=ignore_size)
+    warnings = [w for w in (cache.warning, cache.save()) if w]
+    plan = plan_dedupe(records, args.max_distance, ignore_size)
+    copies = None if args.dry_run else apply_copies(plan.keep, args.output)
+    run = DedupeRun(args.source, args.output, args.dry_run, len(records), plan,
+                    listing.unparsed, copies, scan, warnings)
+    if args.report:
+        run.report_file = args.report
+        run.report_outcome = write_report(args.report, render_report(plan, Path(args.report).suffix.lower()))
+    return run
+
+
+def _main(argv):
+    args = build_parser().parse_args(argv)
+    _validate(args)
+    run = dedupe(args)
+    print_report(run)
+    return cli.EXIT_ITEMS_FAILED if run.failed else cli.EXIT_OK
+
+
+def main(argv=None):
+    return cli.run(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

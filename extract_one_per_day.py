@@ -1,0 +1,140 @@
+"""Step 3 of the pipeline: copy the last image of each date.
+
+    python extract_one_per_day.py --source spx-realtime-aws-clean --output spx-clean-1perDay
+
+For each date in the names, the image with the latest timestamp is copied
+(ties: the last name in sort order). Sources are never modified; an output
+file that already exists with the same bytes is skipped (a re-run), one with
+other bytes is an error for that file and is never overwritten.
+"""
+import sys
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cli
+import config
+import fileops
+import naming
+
+
+@dataclass
+class DayPick:
+    date: object            # datetime.date
+    count: int              # images of that date in the source
+    selected: naming.ImageFile
+
+
+@dataclass
+class OnePerDayPlan:
+    picks: list             # DayPicks in date order
+    scanned: int
+    unparsed: list          # Paths whose names did not parse
+
+
+def plan_one_per_day(listing: naming.FolderListing) -> OnePerDayPlan:
+    """Pure: the listing is in (timestamp, name) order, so the last image
+    seen for a date is its latest (and, on equal timestamps, last-named)."""
+    by_date = OrderedDict()
+    for image in listing.images:
+        by_date.setdefault(image.date, []).append(image)
+    picks = [DayPick(day, len(images), images[-1]) for day, images in by_date.items()]
+    return OnePerDayPlan(picks, len(listing.images), list(listing.unparsed))
+
+
+@dataclass
+class ExtractResult:
+    copied: list = field(default_factory=list)
+    identical: list = field(default_factory=list)
+    conflicts: list = field(default_factory=list)
+    failed: list = field(default_factory=list)   # (name, message)
+    others: dict = field(default_factory=dict)   # date -> other images already in output
+
+
+def apply_one_per_day(plan: OnePerDayPlan, output) -> ExtractResult:
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    result = ExtractResult()
+    for pick in plan.picks:
+        try:
+            outcome = fileops.copy_no_clobber(pick.selected.path, output / pick.selected.name)
+        except OSError as exc:
+            result.failed.append((pick.selected.name, exc.strerror or str(exc)))
+            continue
+        {"copied": result.copied, "identical": result.identical,
+         "conflict": result.conflicts}[outcome].append(pick.selected.name)
+    result.others = _other_images_per_date(plan, output)
+    return result
+
+
+def _other_images_per_date(plan, output):
+    # An earlier run may have picked an image that is no longer the last of
+    # its day; it is never deleted, but the folder is then not one per day.
+    selected = {pick.date: pick.selected.name for pick in plan.picks}
+    others = {}
+    for image in naming.list_images(output).images:
+        if image.date in selected and image.name != selected[image.date]:
+            others.setdefault(image.date, []).append(image.name)
+    return others
+
+
+def print_report(source, output, plan, result, dry_run, out=None, err=None):
+    out, err = out or sys.stdout, err or sys.stderr
+    for path in plan.unparsed:
+        print(f"warning: skipped {path.name}: name is not YYYY-MM-DD_HH-MM-SS_name.ext", file=err)
+    print(f"Scanning images in: {source}", file=out)
+    print(f"Found {plan.scanned} image files", file=out)
+    if plan.unparsed:
+        print(f"Skipped {len(plan.unparsed)} file(s) whose name does not parse", file=out)
+    print(f"Grouped images into {len(plan.picks)} dates", file=out)
+    print("Extracting last image per day..." + (" (dry run: nothing is copied)" if dry_run else ""),
+          file=out)
+    for pick in plan.picks:
+        print(f"  Processing {pick.date}: {pick.count} images, selected {pick.selected.name}", file=out)
+    if dry_run:
+        print(f"Would extract {len(plan.picks)} images (one per day) into: {output}", file=out)
+        return
+    done = len(result.copied) + len(result.identical)
+    note = f" ({len(result.identical)} already in output, identical)" if result.identical else ""
+    print(f"Extracted {done} images (one per day){note}", file=out)
+    for name in result.conflicts:
+        print(f"error: {name}: a different file already has this name in {output}; not overwritten",
+              file=err)
+    for name, message in result.failed:
+        print(f"error: {name}: copy failed: {message}", file=err)
+    for day, names in sorted(result.others.items()):
+        print(f"warning: {output} also holds {', '.join(names)} for {day} "
+              "(an earlier pick; not removed)", file=err)
+    print(f"Results saved to: {output}", file=out)
+
+
+def build_parser():
+    parser = cli.ArgumentParser(prog="extract_one_per_day.py",
+                                description="Copy the last image of each date.")
+    parser.add_argument("--source", type=cli.existing_folder, default=config.CLEAN_OUTPUT_DIR,
+                        help=f"folder of images (default: {config.CLEAN_OUTPUT_DIR})")
+    parser.add_argument("--output", default=config.ONE_PER_DAY_DIR,
+                        help=f"folder for one image per day (default: {config.ONE_PER_DAY_DIR})")
+    parser.add_argument("--dry-run", action="store_true", help="show the picks, copy nothing")
+    return parser
+
+
+def _main(argv):
+    args = build_parser().parse_args(argv)
+    if Path(args.output).resolve() == Path(args.source).resolve():
+        raise cli.UsageError("--output must be a different folder from --source")
+    if Path(args.output).exists() and not Path(args.output).is_dir():
+        raise cli.UsageError(f"--output is not a folder: {args.output}")
+    plan = plan_one_per_day(naming.list_images(args.source))
+    result = None if args.dry_run else apply_one_per_day(plan, args.output)
+    print_report(args.source, args.output, plan, result, args.dry_run)
+    failed = plan.unparsed or (result and (result.conflicts or result.failed or result.others))
+    return cli.EXIT_ITEMS_FAILED if failed else cli.EXIT_OK
+
+
+def main(argv=None):
+    return cli.run(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

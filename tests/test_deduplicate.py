@@ -1,0 +1,384 @@
+"""deduplicate_images.py on real PNG/JPEG files written with Pillow."""
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import imagehash
+import pytest
+from PIL import Image, ImageDraw, PngImagePlugin
+
+import deduplicate_images as dedupe
+import image_hashes
+import naming
+from conftest import ROOT, chart_image, write_image
+
+
+def copy_as(source, name):
+    target = Path(source).parent / name
+    shutil.copy2(source, target)
+    return target
+
+
+def save_retagged(path, seed, text):
+    """Same pixels and, for equally long `text`, the same size; other bytes."""
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", text)
+    chart_image(seed).save(path, "PNG", pnginfo=info)
+    return Path(path)
+
+
+def run(capsys, *args):
+    code = dedupe.main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def names(folder):
+    return sorted(p.name for p in Path(folder).iterdir() if not p.name.startswith("."))
+
+
+def snapshot(folder):
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in Path(folder).iterdir()}
+
+
+def test_same_date_duplicates_removed_other_dates_kept(tmp_path, capsys):
+    src = tmp_path / "src"
+    first = write_image(src / "2025-02-14_10-00-00_a.png", seed=1)
+    copy_as(first, "2025-02-14_10-01-00_a.png")
+    copy_as(first, "2025-02-15_10-00-00_a.png")
+    write_image(src / "2025-02-14_11-00-00_b.jpg", seed=2)
+    before = snapshot(src)
+
+    code, out, err = run(capsys, "--source", str(src), "--output", str(tmp_path / "out"))
+
+    assert code == 0, err
+    assert names(tmp_path / "out") == ["2025-02-14_10-00-00_a.png", "2025-02-14_11-00-00_b.jpg",
+                                       "2025-02-15_10-00-00_a.png"]
+    assert "  Total images scanned: 4\n  Unique images copied: 3\n  Duplicates skipped: 1\n" \
+           "  Duplicate groups found: 1\n" in out
+    assert snapshot(src) == before  # sources untouched
+    kept = tmp_path / "out" / "2025-02-14_10-00-00_a.png"
+    assert kept.stat().st_mtime_ns == first.stat().st_mtime_ns
+
+
+def test_same_hash_different_size_kept_unless_ignore_size(tmp_path, capsys):
+    src = tmp_path / "src"
+    a = src / "2025-02-14_10-00-00_a.png"
+    b = src / "2025-02-14_10-01-00_b.png"
+    src.mkdir()
+    chart_image(3).save(a, "PNG", compress_level=9)
+    chart_image(3).save(b, "PNG", compress_level=0)
+    assert a.stat().st_size != b.stat().st_size
+    assert str(imagehash.phash(Image.open(a))) == str(imagehash.phash(Image.open(b)))
+
+    code, out, _ = run(capsys, "--source", str(src), "--output", str(tmp_path / "out"))
+    assert code == 0 and names(tmp_path / "out") == [a.name, b.name]
+    assert "No duplicates found" in out
+
+    code, out, _ = run(capsys, "--source", str(src), "--output", str(tmp_path / "out2"),
+                       "--ignore-size")
+    assert code == 0 and names(tmp_path / "out2") == [a.name]
+
+
+def test_earliest_kept_ties_by_name(tmp_path, capsys):
+    src = tmp_path / "src"
+    first = write_image(src / "2025-02-14_10-00-00_b.png", seed=4)
+    copy_as(first, "2025-02-14_10-00-00_a.png")
+    copy_as(first, "2025-02-14_09-59-00_z.png")
+    copy_as(first, "2025-02-14_10-02-00_c.png")
+
+    code, out, _ = run(capsys, "--source", str(src), "--output", str(tmp_path / "out"))
+
+    assert code == 0
+    assert names(tmp_path / "out") == ["2025-02-14_09-59-00_z.png"]
+    assert "Duplicates skipped: 3" in out and "Duplicate groups found: 1" in out
+
+
+def make_pairs(src, seconds_list, start_seed=100):
+    """One kept image and one byte-identical re-post `seconds` later per value."""
+    for index, seconds in enumerate(seconds_list):
+        hour, minute = divmod(index * 10, 60)
+        kept = write_image(src / f"2025-03-03_{9 + hour:02d}-{minute:02d}-00_k{index}.png",
+                           seed=start_seed + index)
+        later = minute * 60 + seconds
+        copy_as(kept, f"2025-03-03_{9 + hour + later // 3600:02d}-{later // 60 % 60:02d}-"
+                      f"{later % 60:02d}_k{index}.png")
+
+
+def test_statistics_match_hand_computed_values(tmp_path, capsys):
+    # Differences 30, 60, 60, 90, 200 s. Mean 88; median 60; population std
+    # sqrt((58^2 + 28^2 + 28^2 + 2^2 + 112^2) / 5) = sqrt(3496) = 59.13;
+    # linear percentiles, rank (n - 1) * p / 100: 25th -> rank 1 = 60,
+    # 75th -> rank 3 = 90, 90th -> rank 3.6 = 90 + 0.6 * 110 = 156,
+    # 95th -> rank 3.8 = 90 + 0.8 * 110 = 178.
+    src = tmp_path / "src"
+    make_pairs(src, [30, 60, 60, 90, 200])
+
+    code, out, _ = run(capsys, "--source", str(src), "--output", str(tmp_path / "out"))
+
+    assert code == 0
+    expected = """\
+======================================================================
+Timestamp Difference Statistics (Removed vs Kept Duplicates)
+======================================================================
+Total pairs calculated:     5
+Mean difference:            1.5m (88.0s)
+Median difference:          1.0m (60.0s)
+Standard deviation:         59.1s
+Minimum difference:         30.0s
+Maximum difference:         3.3m (200.0s)
+25th percentile:           1.0m (60.0s)
+75th percentile:           1.5m (90.0s)
+90th percentile:           2.6m (156.0s)
+95th percentile:           3.0m (178.0s)
+======================================================================
+
+Files with timestamp difference above 95th percentile (3.0m (178.0s)):
+Total: 1 files
+  2025-03-03_09-43-20_k4.png  (+3.3m (200.0s) after kept 2025-03-03_09-40-00_k4.png)
+"""
+    assert expected in out
+
+
+def test_percentile_and_std_helpers_against_hand_values():
+    values = [1, 2, 3, 4, 10]
+    # rank 0.25 * 4 = 1 -> 2; 0.9 * 4 = 3.6 -> 4 + 0.6 * 6 = 7.6
+    assert dedupe.percentile(values, 25) == 2
+    assert dedupe.percentile(values, 90) == pytest.approx(7.6)
+    stats = dedupe.difference_stats([2, 4, 4, 4, 5, 5, 7, 9])
+    assert stats.std == pytest.approx(2.0)          # population, not sample (2.138)
+    assert stats.median == 4.5 and stats.mean == 5
+    assert dedupe.format_seconds(60) == "1.0m (60.0s)"
+    assert dedupe.format_seconds(36) == "36.0s"
+
+
+def test_outliers_listed_largest_first_with_kept_file(tmp_path, capsys):
+    # 41 pairs: 39 at 60 s, one at 90 s, one at 150 s. The 95th percentile
+    # is rank 40 * 0.95 = 38 -> 60 s, so exactly the 150 s and 90 s pairs are
+    # above it, in that order.
+    src = tmp_path / "src"
+    make_pairs(src, [60] * 20 + [90] + [60] * 19 + [150])
+
+    code, out, _ = run(capsys, "--source", str(src), "--output", str(tmp_path / "out"))
+
+    assert code == 0
+    tail = out.split("above 95th percentile (1.0m (60.0s)):\n")[1].splitlines()
+    assert tail[0] == "Total: 2 files"
+    assert tail[1].startswith("  2025-03-03_") and "k40.png  (+2.5m (150.0s) after kept" in tail[1]
+    assert "k20.png  (+1.5m (90.0s) after kept 2025-03-03_" in tail[2]
+
+
+def test_corrupt_images_copied_reported_and_exit_1(tmp_path, capsys):
+    src = tmp_path / "src"
+    good = write_image(src / "2025-02-14_10-00-00_good.png", seed=5)
+    png = (src / "2025-02-14_10-01-00_cut.png")
+    png.write_bytes(good.read_bytes()[:-40])       # lost its end: same size as nothing else
+    copy_as(png, "2025-02-14_10-02-00_cut.png")     # two byte-identical corrupt files
+    jpg = write_image(src / "2025-02-14_11-00-00_photo.jpg", seed=6)
+    jpg.write_bytes(jpg.read_bytes()[: jpg.stat().st_size // 2])
+    (src / "2025-02-14_12-00-00_text.png").write_bytes(b"not an image at all")
+
+    code, out, err = run(capsys, "--source", str(src), "--output", str(tmp_path / "out"))
+
+    assert code == 1
+    assert names(tmp_path / "out") == names(src)   # nothing dropped
+    for name in ("10-01-00_cut.png", "10-02-00_cut.png", "11-00-00_photo.jpg", "12-00-00_text.png"):
+        assert f"warning: 2025-02-14_{name}: " in err
+    assert "Unreadable/corrupt images (copied as unique): 4" in out
+    assert "Traceback" not in err
+
+
+def test_conflicting_output_never_overwritten(tmp_path, capsys):
+    src = tmp_path / "src"
+    write_image(src / "2025-02-14_10-00-00_a.png", seed=1)
+    write_image(src / "2025-02-14_10-05-00_b.png", seed=2)
+    other = write_image(tmp_path / "out" / "2025-02-14_10-00-00_a.png", seed=9)
+    before = other.read_bytes()
+
+    code, out, err = run(capsys, "--source", str(src), "--output", str(tmp_path / "out"))
+
+    assert code == 1
+    assert other.read_bytes() == before
+    assert "error: 2025-02-14_10-00-00_a.png: a different file already has this name" in err
+    assert "Not copied, errors: 1" in out
+    assert names(tmp_path / "out") == ["2025-02-14_10-00-00_a.png", "2025-02-14_10-05-00_b.png"]
+
+
+def test_rerun_is_idempotent_and_uses_the_cache(tmp_path, capsys):
+    src = tmp_path / "src"
+    first = write_image(src / "2025-02-14_10-00-00_a.png", seed=1)
+    copy_as(first, "2025-02-14_10-01-00_a.png")
+    save_retagged(src / "2025-02-14_10-03-00_t1.png", 2, "aaaa")
+    save_retagged(src / "2025-02-14_10-04-00_t2.png", 2, "bbbb")
+    out_dir = tmp_path / "out"
+    source_before = snapshot(src)
+
+    code, out1, _ = run(capsys, "--source", str(src), "--output", str(out_dir))
+    output_before = {k: v for k, v in snapshot(out_dir).items() if not k.startswith(".")}
+    code2, out2, _ = run(capsys, "--source", str(src), "--output", str(out_dir))
+
+    assert code == code2 == 0
+    assert "Files read: 4, decoded for pHash: 2, answered from cache: 0" in out1
+    assert "Files read: 0, decoded for pHash: 0, answered from cache: 4" in out2
+    assert "Unique images copied: 0\n  Already in output (identical, skipped): 2" in out2
+    assert {k: v for k, v in snapshot(out_dir).items() if not k.startswith(".")} == output_before
+    assert (out_dir / image_hashes.CACHE_FILE).exists()
+    assert snapshot(src) == source_before
+    assert naming.list_images(out_dir).unparsed == []     # the cache is invisible downstream
+
+    os.utime(first, ns=(first.stat().st_atime_ns, first.stat().st_mtime_ns + 10**9))
+    code3, out3, _ = run(capsys, "--source", str(src), "--output", str(out_dir))
+    assert "Files read: 1," in out3          # a changed file is read again
+    code4, out4, _ = run(capsys, "--source", str(src), "--output", str(out_dir), "--no-cache")
+    assert "Files read: 4," in out4 and code4 == 0
+
+
+def build_mixed_folder(src):
+    """Everything the fast path shortcuts, and everything it must not."""
+    a = write_image(src / "2025-02-14_10-00-00_a.png", seed=1)
+    copy_as(a, "2025-02-14_10-01-00_a.png")                  # identical re-post
+    copy_as(a, "2025-02-14_10-02-30_a.png")
+    copy_as(a, "2025-02-17_10-00-00_a.png")                  # other date
+    save_retagged(src / "2025-02-14_11-00-00_t.png", 2, "first")     # same size,
+    save_retagged(src / "2025-02-14_11-01-00_t.png", 2, "again")     # other bytes
+    chart_image(2).save(src / "2025-02-14_11-02-00_t.png", "PNG", compress_level=1)  # other size
+    write_image(src / "2025-02-14_12-00-00_j.jpg", seed=3)
+    image = chart_image(4)
+    image.save(src / "2025-02-14_13-00-00_v.png")
+    ImageDraw.Draw(image).rectangle([40, 20, 60, 40], fill=(0, 0, 0))
+    image.save(src / "2025-02-14_13-01-00_v.png")             # a look-alike, pHash near
+    cut = src / "2025-02-14_14-00-00_cut.png"
+    cut.write_bytes(a.read_bytes()[:200])
+    copy_as(cut, "2025-02-14_14-01-00_cut.png")
+    for seed in range(10, 14):
+        write_image(src / f"2025-02-18_09-3{seed - 10}-00_s.png", seed=seed)
+
+
+@pytest.mark.parametrize("max_distance, ignore_size", [(0, False), (0, True), (12, False), (20, True)])
+def test_fast_path_gives_the_same_plan_as_hashing_every_file(tmp_path, max_distance, ignore_size):
+    src = tmp_path / "src"
+    build_mixed_folder(src)
+    images = naming.list_images(src).images
+
+    with image_hashes.Workers(1) as workers:
+        fast, fast_stats = dedupe.fetch_records(images, image_hashes.NoCache(), workers,
+                                                fast=True, ignore_size=ignore_size)
+        full, full_stats = dedupe.fetch_records(images, image_hashes.NoCache(), workers,
+                                                fast=False, ignore_size=ignore_size)
+    fast_plan = dedupe.plan_dedupe(fast, max_distance, ignore_size)
+    full_plan = dedupe.plan_dedupe(full, max_distance, ignore_size)
+
+    assert fast_plan.signature() == full_plan.signature()
+    assert full_stats.decoded == len(images) - 2        # every sound file
+    assert fast_stats.decoded < full_stats.decoded
+    removed = {item.record.name for item in fast_plan.removed}
+    # the same-size, other-bytes look-alike was decoded and caught
+    assert "2025-02-14_11-01-00_t.png" in removed
+    assert "2025-02-14_11-02-00_t.png" in removed if ignore_size else \
+        "2025-02-14_11-02-00_t.png" not in removed
+    assert {"2025-02-14_14-00-00_cut.png", "2025-02-14_14-01-00_cut.png"} == \
+        {r.name for r in fast_plan.corrupt}
+
+
+def test_no_fast_path_flag_selects_the_same_files(tmp_path, capsys):
+    src = tmp_path / "src"
+    build_mixed_folder(src)
+    run(capsys, "--source", str(src), "--output", str(tmp_path / "fast"), "--workers", "2")
+    run(capsys, "--source", str(src), "--output", str(tmp_path / "full"), "--no-fast-path",
+        "--workers", "2")
+    assert names(tmp_path / "fast") == names(tmp_path / "full")
+
+
+def test_max_distance_groups_near_images_to_the_earliest_kept(tmp_path, capsys):
+    src = tmp_path / "src"
+    image = chart_image(4)
+    near = src / "2025-02-14_13-01-00_v.png"
+    src.mkdir()
+    image.save(src / "2025-02-14_13-00-00_v.png")
+    ImageDraw.Draw(image).rectangle([40, 20, 60, 40], fill=(0, 0, 0))
+    image.save(near)
+    distance = image_hashes.hamming(str(imagehash.phash(Image.open(src / "2025-02-14_13-00-00_v.png"))),
+                                    str(imagehash.phash(Image.open(near))))
+    assert 0 < distance <= 20
+
+    run(capsys, "--source", str(src), "--output", str(tmp_path / "o1"), "--ignore-size",
+        "--max-distance", str(distance - 1))
+    code, out, _ = run(capsys, "--source", str(src), "--output", str(tmp_path / "o2"),
+                       "--ignore-size", "--max-distance", str(distance))
+
+    assert names(tmp_path / "o1") == names(src)
+    assert names(tmp_path / "o2") == ["2025-02-14_13-00-00_v.png"] and code == 0
+
+
+def test_report_files_csv_and_json(tmp_path, capsys):
+    src = tmp_path / "src"
+    make_pairs(src, [45, 75])
+
+    run(capsys, "--source", str(src), "--output", str(tmp_path / "out"), "--report", "r.csv")
+    code, out, _ = run(capsys, "--source", str(src), "--output", str(tmp_path / "out"),
+                       "--report", "r.json", "--dry-run")
+
+    rows = list(csv.DictReader(open("r.csv", newline="")))
+    assert [(r["kept"], r["removed"], float(r["difference_seconds"])) for r in rows] == [
+        ("2025-03-03_09-00-00_k0.png", "2025-03-03_09-00-45_k0.png", 45.0),
+        ("2025-03-03_09-10-00_k1.png", "2025-03-03_09-11-15_k1.png", 75.0)]
+    groups = json.loads(Path("r.json").read_text())["groups"]
+    assert [(g["kept"], [(r["name"], r["difference_seconds"]) for r in g["removed"]]) for g in groups] \
+        == [(r["kept"], [(r["removed"], float(r["difference_seconds"]))]) for r in rows]
+    assert code == 0
+
+
+def test_dry_run_changes_nothing(tmp_path, capsys):
+    src = tmp_path / "src"
+    first = write_image(src / "2025-02-14_10-00-00_a.png", seed=1)
+    copy_as(first, "2025-02-14_10-01-00_a.png")
+
+    code, out, _ = run(capsys, "--source", str(src), "--output", str(tmp_path / "out"), "--dry-run")
+
+    assert code == 0
+    assert not (tmp_path / "out").exists()
+    assert "  2025-02-14_10-01-00_a.png duplicates 2025-02-14_10-00-00_a.png (+1.0m (60.0s)" in out
+    assert "Unique images to copy: 1" in out
+
+
+def test_unparsed_names_reported_counted_and_exit_1(tmp_path, capsys):
+    src = tmp_path / "src"
+    write_image(src / "2025-02-14_10-00-00_a.png", seed=1)
+    write_image(src / "holiday photo.png", seed=2)
+
+    code, out, err = run(capsys, "--source", str(src), "--output", str(tmp_path / "out"))
+
+    assert code == 1
+    assert "warning: skipped holiday photo.png: name is not" in err
+    assert "Skipped, name not parsed: 1" in out
+    assert names(tmp_path / "out") == ["2025-02-14_10-00-00_a.png"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--source", "nowhere"], "folder not found: nowhere"),
+    (["--source", "src", "--report", "r.txt"], "--report must end in .csv or .json"),
+    (["--source", "src", "--output", "src"], "different folder"),
+    (["--source", "src", "--max-distance", "x"], "expected a whole number"),
+])
+def test_bad_input_is_a_one_line_error_exit_2(tmp_path, capsys, args, message):
+    (tmp_path / "src").mkdir()
+    code, out, err = run(capsys, *args)
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_subprocess_run(tmp_path):
+    src = tmp_path / "src"
+    first = write_image(src / "2025-02-14_10-00-00_a.png", seed=1)
+    copy_as(first, "2025-02-14_10-01-03_a.png")
+    done = subprocess.run([sys.executable, str(ROOT / "deduplicate_images.py"), "--source", "src",
+                           "--output", "clean"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "Deduplication Summary:" in done.stdout and "Mean difference:            1.1m (63.0s)" \
+        in done.stdout
+    assert names(tmp_path / "clean") == ["2025-02-14_10-00-00_a.png"]

@@ -227,11 +227,16 @@ class _Server(ThreadingHTTPServer):
         self.kind = kind
         self._connections = set()
         self._conn_lock = threading.Lock()
+        self.opened = 0
         super().__init__(("127.0.0.1", 0), _Handler)
 
     def track(self, conn, alive: bool) -> None:
         with self._conn_lock:
-            (self._connections.add if alive else self._connections.discard)(conn)
+            if alive:
+                self._connections.add(conn)
+                self.opened += 1
+            else:
+                self._connections.discard(conn)
 
     def close_connections(self) -> None:
         # Keep-alive handler threads block reading their socket; shutting the
@@ -349,7 +354,7 @@ class DiscordEmulator:
         self._api_server = _Server(self, "api")
         self._cdn_server = _Server(self, "cdn")
         for server in (self._api_server, self._cdn_server):
-            thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+            thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
                                       name=f"discord-emulator-{server.kind}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -563,6 +568,12 @@ class DiscordEmulator:
     def requests(self) -> List[RequestRecord]:
         with self._log_lock:
             return list(self._requests)
+
+    @property
+    def connections_opened(self) -> Dict[str, int]:
+        """TCP connections accepted so far per server ({"api": n, "cdn": m}):
+        a client reusing keep-alive connections keeps these small."""
+        return {s.kind: s.opened for s in (self._api_server, self._cdn_server) if s is not None}
 
     def count_status(self, status: int) -> int:
         with self._log_lock:

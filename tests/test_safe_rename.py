@@ -1,0 +1,283 @@
+"""The safe rename engine: plans, chains and cycles, collisions, journal,
+undo, interrupted-batch recovery and the download archive, on real images."""
+import hashlib
+import json
+import os
+from datetime import datetime, timedelta
+
+import pytest
+
+import config
+import download_archive
+import naming
+import safe_rename
+from conftest import write_image
+from safe_rename import Move, parse_hours, shift_by
+
+
+def fill(folder, names):
+    folder.mkdir(parents=True, exist_ok=True)
+    for seed, name in enumerate(names):
+        write_image(folder / name, seed=seed, size=(40, 30))
+    return folder
+
+
+def contents(folder):
+    """{name: sha256} of the visible files (hidden bookkeeping excluded)."""
+    return {entry.name: hashlib.sha256(entry.read_bytes()).hexdigest()
+            for entry in folder.iterdir() if not entry.name.startswith(".")}
+
+
+def n(stamp, original="chart.png"):
+    return naming.format_name(datetime.fromisoformat(stamp), original)
+
+
+def plus(hours):
+    return shift_by(parse_hours(hours))
+
+
+def test_chain_shift_renames_every_file_and_loses_nothing(tmp_path):
+    names = [n("2025-03-10T10:00:00"), n("2025-03-10T11:00:00"), n("2025-03-10T12:00:00")]
+    folder = fill(tmp_path / "f", names)
+    before = contents(folder)
+    plan = safe_rename.plan_folder(folder, plus("1"))
+    assert [s.src for s in plan.steps] == names[::-1]  # free end of the chain first
+    result = safe_rename.apply_plan(folder, plan)
+    after = contents(folder)
+    assert sorted(after.values()) == sorted(before.values())
+    for old in names:
+        new = naming.format_name(naming.parse_name(old).timestamp + timedelta(hours=1), "chart.png")
+        assert after[new] == before[old]
+    assert len(result.done) == 3 and not result.skipped
+
+
+def test_swap_and_three_cycle_go_through_temporary_names(tmp_path):
+    a, b, c, d, e = (n(f"2025-01-0{i}T10:00:00") for i in range(1, 6))
+    folder = fill(tmp_path / "f", [a, b, c, d, e])
+    before = contents(folder)
+    plan = safe_rename.plan_mapping({a: b, b: a, c: d, d: e, e: c}, set(os.listdir(folder)))
+    assert sum(step.dst.startswith(safe_rename.TEMP_PREFIX) for step in plan.steps) == 2
+    result = safe_rename.apply_plan(folder, plan)
+    after = contents(folder)
+    assert (after[b], after[a]) == (before[a], before[b])
+    assert (after[d], after[e], after[c]) == (before[c], before[d], before[e])
+    assert len(result.done) == 5
+    assert not [p for p in os.listdir(folder) if p.startswith(safe_rename.TEMP_PREFIX)]
+
+
+def test_target_held_outside_the_batch_is_skipped_along_the_chain(tmp_path):
+    # x shifts onto y's name, y onto an outsider's name: y stays, so x stays too
+    x, y, outsider = n("2025-01-02T10:00:00", "x.png"), n("2025-01-02T11:00:00", "x.png"), n("2025-01-02T12:00:00", "x.png")
+    folder = fill(tmp_path / "f", [x, y, outsider])
+    before = contents(folder)
+    plan = safe_rename.plan_mapping({x: y, y: outsider}, set(os.listdir(folder)))
+    assert not plan.moves
+    assert {s.name for s in plan.skipped} == {x, y}
+    assert any("outside the batch" in s.reason for s in plan.skipped)
+    assert any("own rename was skipped" in s.reason for s in plan.skipped)
+    safe_rename.apply_plan(folder, plan)
+    assert contents(folder) == before
+
+
+def test_two_files_never_collapse_into_one_name(tmp_path):
+    a, b, target = n("2025-01-02T10:00:00", "a.png"), n("2025-01-02T11:00:00", "b.png"), n("2025-01-02T12:00:00", "c.png")
+    folder = fill(tmp_path / "f", [a, b])
+    before = contents(folder)
+    plan = safe_rename.plan_mapping({a: target, b: target}, set(os.listdir(folder)))
+    assert not plan.moves and len(plan.skipped) == 2
+    assert all("same name" in s.reason for s in plan.skipped)
+    safe_rename.apply_plan(folder, plan)
+    assert contents(folder) == before
+
+
+def test_hidden_and_non_image_names_block_targets(tmp_path):
+    name = n("2025-01-02T10:00:00", "a.png")
+    folder = fill(tmp_path / "f", [name])
+    blocker = folder / n("2025-01-02T11:00:00", "a.png")
+    blocker.mkdir()  # a directory with the target name, not listed as an image
+    plan = safe_rename.plan_folder(folder, plus("1"))
+    assert not plan.moves and plan.skipped[0].name == name
+
+
+@pytest.mark.parametrize("old, hours, new", [
+    ("2025-03-10T21:30:00", "5", "2025-03-11T02:30:00"),    # midnight forward
+    ("2025-03-10T02:00:00", "-5", "2025-03-09T21:00:00"),   # midnight backward
+    ("2025-02-28T23:30:00", "1", "2025-03-01T00:30:00"),    # month end
+    ("2024-02-28T23:00:00", "1", "2024-02-29T00:00:00"),    # leap day
+    ("2025-03-01T01:00:00", "-2", "2025-02-28T23:00:00"),   # month start backward
+    ("2025-12-31T23:00:00", "2", "2026-01-01T01:00:00"),    # year end
+    ("2026-01-01T03:00:00", "-5", "2025-12-31T22:00:00"),   # year start backward
+    ("2025-06-01T10:00:00", "1.5", "2025-06-01T11:30:00"),  # fractional hours
+])
+def test_rollover(tmp_path, old, hours, new):
+    folder = fill(tmp_path / "f", [n(old)])
+    before = contents(folder)
+    result = safe_rename.apply_plan(folder, safe_rename.plan_folder(folder, plus(hours)))
+    assert result.done == [Move(n(old), n(new))]
+    assert contents(folder) == {n(new): before[n(old)]}
+
+
+def test_out_of_range_time_and_unparsed_names_are_reported_and_left_alone(tmp_path):
+    edge, bad = n("9999-12-31T23:00:00"), "not-a-timestamp.png"
+    folder = fill(tmp_path / "f", [edge, bad])
+    before = contents(folder)
+    plan = safe_rename.plan_folder(folder, plus("2"))
+    assert plan.unparsed == [bad]
+    assert plan.skipped[0].name == edge and "out of range" in plan.skipped[0].reason
+    safe_rename.apply_plan(folder, plan)
+    assert contents(folder) == before
+
+
+def test_bad_hours_and_dates_are_refused():
+    for text in ("abc", "nan", "inf", "0", "1e9", "0.0001", ""):
+        with pytest.raises(ValueError):
+            parse_hours(text)
+    for text in ("2025-02-30", "2025-1-1", "yesterday", "2025-13-01"):
+        with pytest.raises(ValueError):
+            safe_rename.parse_date(text)
+    assert safe_rename.format_hours(parse_hours("-5")) == "-5"
+    assert safe_rename.format_hours(parse_hours("2.50")) == "2.5"
+
+
+def test_journal_is_written_before_any_file_moves(tmp_path):
+    names = [n("2025-01-02T10:00:00"), n("2025-01-02T11:00:00")]
+    folder = fill(tmp_path / "f", names)
+    before = contents(folder)
+    plan = safe_rename.plan_folder(folder, plus("1"))
+    result = safe_rename.apply_plan(folder, plan, label="test", stop_after=0)
+    assert result.interrupted and contents(folder) == before
+    records = [json.loads(line) for line in (folder / config.JOURNAL_FILE).read_text().splitlines()]
+    assert records[0]["event"] == "begin"
+    assert records[0]["moves"] == [[m.old, m.new] for m in plan.moves]
+    assert len(records[0]["steps"]) == len(plan.steps)
+    assert safe_rename.pending_batch(folder).id == plan.batch_id
+
+
+def test_target_appearing_after_planning_is_skipped_not_overwritten(tmp_path):
+    name, target = n("2025-01-02T10:00:00"), n("2025-01-02T11:00:00")
+    folder = fill(tmp_path / "f", [name])
+    plan = safe_rename.plan_folder(folder, plus("1"))
+    write_image(folder / target, seed=99, size=(40, 30))
+    before = contents(folder)
+    result = safe_rename.apply_plan(folder, plan)
+    assert not result.done and "appeared meanwhile" in result.skipped[0].reason
+    assert contents(folder) == before
+    assert safe_rename.pending_batch(folder) is None
+    # the failed move is not undone later
+    assert safe_rename.undo_last(folder).result.done == []
+
+
+def test_undo_restores_every_name_then_walks_back_further(tmp_path):
+    names = [n("2025-01-02T10:00:00"), n("2025-01-02T15:00:00"), n("2025-01-02T20:00:00"), n("2025-12-31T22:00:00")]
+    folder = fill(tmp_path / "f", names)
+    original = contents(folder)
+    safe_rename.apply_plan(folder, safe_rename.plan_folder(folder, plus("5")))
+    after_first = contents(folder)
+    safe_rename.apply_plan(folder, safe_rename.plan_folder(folder, plus("-2.5")))
+    assert contents(folder) != after_first
+    safe_rename.undo_last(folder)
+    assert contents(folder) == after_first
+    safe_rename.undo_last(folder)
+    assert contents(folder) == original
+    assert safe_rename.undo_last(folder).batch is None  # nothing left to undo
+
+
+def test_dry_run_undo_changes_nothing(tmp_path):
+    folder = fill(tmp_path / "f", [n("2025-01-02T10:00:00")])
+    safe_rename.apply_plan(folder, safe_rename.plan_folder(folder, plus("1")))
+    journal = (folder / config.JOURNAL_FILE).read_text()
+    before = contents(folder)
+    outcome = safe_rename.undo_last(folder, dry_run=True)
+    assert outcome.plan.moves and outcome.result is None
+    assert contents(folder) == before and (folder / config.JOURNAL_FILE).read_text() == journal
+
+
+def _interrupted(tmp_path, stop_after, drop_progress=False):
+    """A batch with a chain and a swap, stopped after `stop_after` steps."""
+    chain = [n("2025-01-02T10:00:00", "c.png"), n("2025-01-02T11:00:00", "c.png"), n("2025-01-02T12:00:00", "c.png")]
+    a, b = n("2025-01-05T10:00:00", "s.png"), n("2025-01-06T10:00:00", "s.png")
+    folder = fill(tmp_path / "f", chain + [a, b])
+    original = contents(folder)
+    mapping = {chain[0]: chain[1], chain[1]: chain[2], chain[2]: n("2025-01-02T13:00:00", "c.png"), a: b, b: a}
+    plan = safe_rename.plan_mapping(mapping, set(os.listdir(folder)))
+    safe_rename.apply_plan(folder, plan, stop_after=stop_after)
+    if drop_progress:  # a crash can lose progress lines: recovery must not need them
+        journal = folder / config.JOURNAL_FILE
+        lines = [line for line in journal.read_text().splitlines() if '"event":"step"' not in line]
+        journal.write_text("\n".join(lines) + "\n")
+    expected = {mapping.get(name, name): sha for name, sha in original.items()}
+    return folder, original, expected
+
+
+@pytest.mark.parametrize("stop_after", [1, 3, 4])
+@pytest.mark.parametrize("drop_progress", [False, True])
+def test_recover_complete_finishes_an_interrupted_batch(tmp_path, stop_after, drop_progress):
+    folder, original, expected = _interrupted(tmp_path, stop_after, drop_progress)
+    assert safe_rename.pending_batch(folder) is not None
+    outcome = safe_rename.recover(folder, "complete")
+    assert not outcome.result.skipped
+    assert contents(folder) == expected
+    assert safe_rename.pending_batch(folder) is None
+    safe_rename.undo_last(folder)  # the completed batch is undoable like any other
+    assert contents(folder) == original
+
+
+@pytest.mark.parametrize("stop_after", [1, 3, 4])
+def test_recover_revert_puts_every_name_back(tmp_path, stop_after):
+    folder, original, _expected = _interrupted(tmp_path, stop_after, drop_progress=True)
+    if stop_after == 4:  # mid-swap: one file sits under a hidden temporary name
+        assert any(p.startswith(safe_rename.TEMP_PREFIX) for p in os.listdir(folder))
+    safe_rename.recover(folder, "revert")
+    assert contents(folder) == original
+    assert not any(p.startswith(safe_rename.TEMP_PREFIX) for p in os.listdir(folder))
+    assert safe_rename.pending_batch(folder) is None
+
+
+def test_interrupted_revert_can_itself_be_recovered(tmp_path):
+    folder, original, _expected = _interrupted(tmp_path, 3)
+    batch = safe_rename.pending_batch(folder)
+    positions = safe_rename._locate(folder, batch)
+    mapping = {now: batch.moves[m].old for m, now in positions.items() if now != batch.moves[m].old}
+    plan = safe_rename.plan_mapping(mapping, set(os.listdir(folder)))
+    safe_rename.apply_plan(folder, plan, recovers=batch.id, stop_after=1)
+    assert safe_rename.pending_batch(folder).id == plan.batch_id
+    safe_rename.recover(folder, "complete")
+    assert contents(folder) == original
+
+
+def test_download_archive_follows_renames_and_undo(tmp_path):
+    old = n("2025-01-02T10:00:00")
+    nxt = n("2025-01-02T11:00:00")
+    folder = fill(tmp_path / "f", [old, nxt])
+    with download_archive.DownloadArchive(folder) as archive:
+        archive.add("m1:a1", 1, old, 10, "x")
+        archive.add("m2:a2", 2, nxt, 10, "y")
+    safe_rename.apply_plan(folder, safe_rename.plan_folder(folder, plus("1")))
+    with download_archive.DownloadArchive(folder) as archive:
+        assert archive.filename_of("m1:a1") == nxt
+        assert archive.filename_of("m2:a2") == n("2025-01-02T12:00:00")
+    safe_rename.undo_last(folder)
+    with download_archive.DownloadArchive(folder) as archive:
+        assert archive.filename_of("m1:a1") == old
+        assert archive.filename_of("m2:a2") == nxt
+
+
+def test_archive_not_double_renamed_when_reverting_before_its_update(tmp_path):
+    old, nxt = n("2025-01-02T10:00:00"), n("2025-01-02T11:00:00")
+    folder = fill(tmp_path / "f", [old, nxt])
+    with download_archive.DownloadArchive(folder) as archive:
+        archive.add("k1", 1, old, 10, "x")
+        archive.add("k2", 2, nxt, 10, "y")
+    plan = safe_rename.plan_folder(folder, plus("1"))
+    safe_rename.apply_plan(folder, plan, stop_after=1)
+    safe_rename.recover(folder, "revert")
+    with download_archive.DownloadArchive(folder) as archive:
+        assert (archive.filename_of("k1"), archive.filename_of("k2")) == (old, nxt)
+
+
+def test_plan_is_linear_for_long_chains():
+    # 50,000 files each shifting onto the next one's name: one long chain
+    names = [naming.format_name(datetime(2025, 1, 1) + timedelta(hours=i), "c.png") for i in range(50_000)]
+    plan = safe_rename.plan_renames(names, plus("1"))
+    assert len(plan.steps) == 50_000 and not plan.skipped
+    assert plan.steps[0].src == names[-1]

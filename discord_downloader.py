@@ -177,14 +177,17 @@ class RateLimiter:
             bucket.reset_at = min(bucket.reset_at, until)
         self.on_cap(wait, self.max_wait, route[0])
 
-    def update(self, route, headers):
-        """Learn the bucket state from a response's headers."""
+    def update(self, route, headers, ok=True):
+        """Learn the bucket state from a response's headers. Only a
+        successful answer without headers means the API sends none (a 502
+        from a proxy says nothing about Discord's limits)."""
         bucket_id = headers.get("X-RateLimit-Bucket")
         remaining = headers.get("X-RateLimit-Remaining")
         reset_after = headers.get("X-RateLimit-Reset-After")
         with self._lock:
             now = self._clock()
-            self._headerless = bucket_id is None and remaining is None
+            if ok or bucket_id is not None:
+                self._headerless = bucket_id is None and remaining is None
             if bucket_id is None or remaining is None or reset_after is None:
                 return
             self._route_bucket[route[0]] = bucket_id
@@ -284,7 +287,7 @@ class DiscordClient:
                                        f"{failures} attempts: {self.scrub(exc)}") from None
                 time.sleep(backoff(failures - 1))
                 continue
-            self.limiter.update(route, response.headers)
+            self.limiter.update(route, response.headers, ok=response.status_code < 400)
             if response.status_code == 429:
                 limited += 1
                 if limited > MAX_RATE_LIMITED:
@@ -951,8 +954,8 @@ class _Run:
             self._fail(plan, f"{outcome.reason}; still failing after refreshing the link")
             return
         fresh = self._refreshed_url(plan.item)
-        if fresh is None or fresh == plan.item.url:
-            self._fail(plan, f"{outcome.reason}; re-reading the message gave no new link")
+        if fresh is None:
+            self._fail(plan, f"{outcome.reason}; the message no longer holds it")
             return
         self.submit(replace(plan, item=replace(plan.item, url=fresh), refreshed=True))
 

@@ -20,11 +20,26 @@ Use from a test::
         assert emu.count_status(429) == 0
         # gen.expected_images lists every image a correct download must save
 
-Or build the world by hand: `g = emu.add_guild("name")`,
-`c = emu.add_channel(g["id"], "chan")`, `emu.add_message(c["id"], when,
-attachments=[("image.png", png_bytes, "image/png")])`, `emu.host_image(...)`
-for URLs placed in text or embeds. See notes/emulator_interface.md for the
-full contract.
+Or build the world by hand::
+
+    g = emu.add_guild("数学家炒美股")                  # member=False: a guild you are not in
+    c = emu.add_channel(g["id"], "spx-realtime-aws")  # accessible=False: 403 Missing Access
+    t = emu.add_thread(c["id"], "old", archived=True)
+    url = emu.host_image("chart.png", png)            # unsigned URL for text or embeds
+    emu.add_message(c["id"], when, content=f"see {url}?w=1",
+                    attachments=[("image.png", png, "image/png")],
+                    embeds=[{"type": "image", "url": url, "thumbnail": {"url": url}}],
+                    snapshots=[{"content": "", "attachments": [...], "embeds": []}])
+
+Faults: `emu.inject(kind, path_contains=..., times=n, **params)` with kind
+"status", "rate_limit", "rate_limit_absurd", "truncate", "html" or "slow";
+`emu.expire_links()` invalidates every CDN link issued so far.
+Inspection: `emu.requests` (RequestRecord: server, method, path, query,
+authorization, status, at), `emu.count_status(429)`, `emu.connections_opened`,
+`emu.clear_log()`, `emu.clear_faults()`, `emu.reset_rate_limits()`.
+Helpers: `snowflake_for(when, increment)`, `snowflake_time(id)`,
+`chart_image_bytes(key, w, h)` (cached chart PNG), `GeneratedChannel.expected_images`
+(ExpectedImage: message_id, source, ref, filename, sha256, time).
 """
 from __future__ import annotations
 
@@ -533,6 +548,7 @@ class DiscordEmulator:
                "attachments": [self._render_attachment(b, now) for b in msg.attachments],
                "embeds": msg.embeds, "pinned": False, "flags": 0, "components": []}
         if msg.snapshots:
+            out["flags"] = 1 << 14          # HAS_SNAPSHOT, as Discord marks forwards
             out["message_reference"] = msg.reference
             out["message_snapshots"] = [{"message": {
                 "type": 0, "content": s.content, "timestamp": iso(s.when), "edited_timestamp": None,
@@ -596,12 +612,14 @@ class DiscordEmulator:
         auth = handler.headers.get("Authorization")
         if self.latency > 0:
             time.sleep(self.latency)
-        response = self._take_fault(path, server)
-        if response is None:
+        def normal() -> _Response:
             if server == "api":
-                response = self._api(handler.command, path, query, auth)
-            else:
-                response = self._cdn(handler.command, path, query)
+                return self._api(handler.command, path, query, auth)
+            return self._cdn(handler.command, path, query)
+
+        response = self._take_fault(path, server, normal)
+        if response is None:
+            response = normal()
         self._log(RequestRecord(server, handler.command, path, query, auth, response.status, time.time()))
         self._send(handler, response)
 
@@ -629,7 +647,7 @@ class DiscordEmulator:
         except (BrokenPipeError, ConnectionResetError):
             handler.close_connection = True
 
-    def _take_fault(self, path: str, server: str) -> Optional[_Response]:
+    def _take_fault(self, path: str, server: str, normal) -> Optional[_Response]:
         with self._fault_lock:
             fault = next((f for f in self._faults if f.times > 0 and f.path_contains in path), None)
             if fault is None:
@@ -652,18 +670,17 @@ class DiscordEmulator:
             wait = float(p.get("reset_after", 3600.0))
             if int(p.get("status", 429)) == 429:
                 return self._too_many(wait, False, bucket=self._bucket_hash("absurd"))
-            normal = self._api("GET", path, {}, self._expected_auth) if server == "api" \
-                else self._cdn("GET", path, {})
-            normal.headers.update({"X-RateLimit-Limit": "1", "X-RateLimit-Remaining": "0",
-                                   "X-RateLimit-Reset": f"{time.time() + wait:.3f}",
-                                   "X-RateLimit-Reset-After": f"{wait:.3f}"})
-            return normal
+            response = normal()
+            response.headers.update({"X-RateLimit-Limit": "1", "X-RateLimit-Remaining": "0",
+                                     "X-RateLimit-Reset": f"{time.time() + wait:.3f}",
+                                     "X-RateLimit-Reset-After": f"{wait:.3f}"})
+            return response
         if fault.kind == "truncate":
-            normal = self._cdn("GET", path, {}) if server == "cdn" else None
-            if normal is None or normal.status != 200:
-                normal = _Response(200, b"\x89PNG\r\n\x1a\n" + secrets.token_bytes(4000), "image/png")
-            normal.truncate = True
-            return normal
+            response = normal()
+            if response.status != 200 or len(response.body) < 2:
+                response = _Response(200, b"\x89PNG\r\n\x1a\n" + secrets.token_bytes(4000), "image/png")
+            response.truncate = True
+            return response
         # html: what a misbehaving proxy or captive portal sends with a 200
         page = (b"<!DOCTYPE html><html><head><title>Error</title></head><body>"
                 b"<h1>Something went wrong</h1><p>Please try again later.</p></body></html>")

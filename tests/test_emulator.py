@@ -266,6 +266,12 @@ def test_injected_api_faults_are_consumed_in_order(emulator):
     assert quiet.status_code == 200 and quiet.headers["X-RateLimit-Remaining"] == "0"
     assert float(quiet.headers["X-RateLimit-Reset-After"]) == 7200.0
     assert emulator.count_status(502) == 2 and emulator.count_status(429) == 3
+    emulator.inject("truncate", path_contains="/channels/")
+    with pytest.raises(requests.RequestException):
+        s.get(emulator.api_base + f"/channels/{channel['id']}")
+    emulator.inject("html", path_contains="/users/@me")
+    html = s.get(emulator.api_base + "/users/@me")
+    assert html.status_code == 200 and html.text.startswith("<!DOCTYPE html>")
 
 
 def test_injected_cdn_faults(emulator):

@@ -287,8 +287,19 @@ def print_demo_prompts(job):
 
 # --- entry point ------------------------------------------------------------------
 
+def parse_args(argv):
+    """Flags; unknown arguments are named without their values, which might
+    be a token typed on the command line."""
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:
+        flags = " ".join(a.split("=", 1)[0] for a in unknown if a.startswith("-")) or "(values)"
+        raise cli.UsageError(f"main.py: unrecognized arguments: {flags} (values not shown; "
+                             f"the token is read from {TOKEN_VARIABLES} or a hidden prompt only)")
+    return args
+
+
 def _main(argv):
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     if args.demo:
         progress = False if args.no_progress else None
         return run_demo(args.output or DEMO_OUTPUT_DIR, tz=args.timezone, workers=args.workers,

@@ -102,3 +102,6 @@ def api_requests(emu, path_part=""):
 
 def cdn_requests(emu):
     return [r for r in emu.requests if r.server == "cdn"]
+
+
+ROOT = Path(__file__).resolve().parent.parent

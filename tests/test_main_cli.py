@@ -1,0 +1,101 @@
+"""main.py's command line: prompts and their order, flags, exit codes, a real
+subprocess run, and the --demo end to end."""
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import cli
+import config
+import main
+from download_helpers import GUILD, ROOT, ago, images_in, run_main, world  # noqa: F401
+
+
+def test_prompts_come_in_order_and_answers_are_shown_but_not_the_token(world, capsys, monkeypatch):
+    world.post(ago(hours=1), "c.png")
+    monkeypatch.delenv("DISCORD_USER_TOKEN")
+    monkeypatch.setenv(cli.INTERACTIVE_ENV, "1")
+    # token, channel name, guild, days (Enter = default), output folder
+    monkeypatch.setattr(sys, "stdin", io.StringIO(f"{world.token}\n#spx-realtime-aws\n{GUILD}\n\nprompted\n"))
+    code, out, err = run_main(capsys)
+    assert code == 0, err
+    prompts = [main.PROMPT_TOKEN, main.PROMPT_CHANNEL, main.PROMPT_GUILD, main.PROMPT_DAYS, main.PROMPT_OUTPUT]
+    positions = [out.index(p) for p in prompts]
+    assert positions == sorted(positions)
+    assert f"Server: {GUILD}" in out and f"Days back: {config.DEFAULT_DAYS}" in out
+    assert len(images_in("prompted")) == 1
+    assert world.token not in out + err
+
+
+def test_no_guild_prompt_for_a_channel_id_and_defaults_without_a_terminal(world, capsys, monkeypatch):
+    world.post(ago(days=config.DEFAULT_DAYS - 1), "in_default_window.png")
+    world.post(ago(days=config.DEFAULT_DAYS + 1), "too_old.png")
+    code, out, err = run_main(capsys, "--channel", world.channel["id"])
+    assert code == 0, err
+    assert main.PROMPT_GUILD not in out
+    assert [n.split("_", 2)[2] for n in images_in(config.DEFAULT_OUTPUT_DIR)] == ["in_default_window.png"]
+
+
+@pytest.mark.parametrize("env, argv, expected", [
+    ({}, ["--channel", "123456789012345678"], "DISCORD_USER_TOKEN"),
+    ({"DISCORD_USER_TOKEN": "tok-x"}, [], "--channel"),
+    ({"DISCORD_USER_TOKEN": "tok-x"}, ["--channel", "spx-realtime-aws"], "--guild"),
+    ({"DISCORD_USER_TOKEN": "tok-x"}, ["--channel", "1", "--days", "0"], "--days"),
+    ({"DISCORD_USER_TOKEN": "tok-x"}, ["--channel", "1", "--days", "two"], "--days"),
+    ({"DISCORD_USER_TOKEN": "tok-x"}, ["--channel", "1", "--workers", "0"], "--workers"),
+    ({"DISCORD_USER_TOKEN": "tok-x"}, ["--channel", "1", "--timezone", "Mars/Olympus"], "--timezone"),
+    ({"DISCORD_USER_TOKEN": "tok-x"}, ["--token", "tok-x"], "unrecognized arguments"),
+])
+def test_missing_or_bad_values_without_a_terminal_exit_2(capsys, monkeypatch, env, argv, expected):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    code, out, err = run_main(capsys, *argv)
+    assert code == 2
+    assert err.startswith("error:") and err.count("\n") == 1 and expected in err
+    assert "tok-x" not in out + err
+
+
+def test_output_folder_that_is_a_file_exits_2(world, capsys):
+    Path("taken").write_text("not a folder")
+    code, _, err = run_main(capsys, "--channel", world.channel["id"], "--output", "taken")
+    assert code == 2 and "is a file" in err
+
+
+def test_subprocess_run_with_env_and_no_terminal(world):
+    world.post(ago(hours=2), "one.png")
+    world.post(ago(hours=1), "two.png")
+    env = dict(os.environ, DISCORD_API_BASE=world.emu.api_base, DISCORD_USER_TOKEN=world.token)
+    env.pop(cli.INTERACTIVE_ENV, None)
+    run = subprocess.run([sys.executable, str(ROOT / "main.py"), "--channel", world.channel["id"],
+                          "--days", "1", "--output", "sub"],
+                         cwd=os.getcwd(), env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert len(images_in("sub")) == 2 and "Downloaded: 2" in run.stdout
+    assert world.token not in run.stdout + run.stderr
+    assert "Downloading" not in run.stderr  # no progress bar without a terminal
+    missing = subprocess.run([sys.executable, str(ROOT / "main.py"), "--days", "1"], cwd=os.getcwd(), env=env,
+                             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "--channel" in missing.stderr
+    assert world.token not in missing.stdout + missing.stderr
+
+
+def test_demo_runs_end_to_end_then_the_follow_up_steps(capsys, monkeypatch, tmp_path):
+    seen = []
+    monkeypatch.setattr(main, "DEMO_STEPS", [lambda folder: seen.append(folder) or 0,
+                                             lambda folder: 1])
+    code, out, err = run_main(capsys, "--demo", "--output", tmp_path / "demo")
+    assert code == 1  # the second step's exit code
+    assert seen == [str(tmp_path / "demo")]
+    assert main.PROMPT_CHANNEL + "spx-realtime-aws" in out and main.PROMPT_GUILD + GUILD in out
+    assert "Errors: 0" in out and len(images_in(tmp_path / "demo")) > 100
+    assert "DISCORD_API_BASE" not in os.environ
+
+
+def test_help_exits_0(capsys):
+    code, out, _ = run_main(capsys, "--help")
+    assert code == 0 and "--demo" in out and "--threads" in out

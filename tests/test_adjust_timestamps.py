@@ -1,0 +1,153 @@
+"""adjust_timestamps.py through main(argv) and as a subprocess, on real images."""
+import hashlib
+import io
+import os
+import subprocess
+import sys
+from datetime import datetime
+
+import adjust_timestamps
+import config
+import download_archive
+import naming
+import safe_rename
+from conftest import ROOT, write_image
+
+
+def fill(folder, names):
+    folder.mkdir(parents=True, exist_ok=True)
+    for seed, name in enumerate(names):
+        write_image(folder / name, seed=seed, size=(40, 30))
+    return folder
+
+
+def contents(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in folder.iterdir() if not p.name.startswith(".") and p.is_file()}
+
+
+def n(stamp, original="chart.png"):
+    return naming.format_name(datetime.fromisoformat(stamp), original)
+
+
+NAMES = [n("2025-01-01T02:00:00"), n("2025-01-01T07:00:00"), n("2025-03-01T03:00:00", "b.png"),
+         n("2025-06-15T14:37:02", "c.png")]
+SHIFTED = [n("2024-12-31T21:00:00"), n("2025-01-01T02:00:00"), n("2025-02-28T22:00:00", "b.png"),
+           n("2025-06-15T09:37:02", "c.png")]
+
+
+def three_folders(tmp_path):
+    return [fill(tmp_path / name, NAMES[: 4 - i]) for i, name in enumerate(config.PIPELINE_FOLDERS)]
+
+
+def test_default_shift_over_the_pipeline_folders(tmp_path, capsys):
+    folders = three_folders(tmp_path)  # cwd is tmp_path: the defaults are found there
+    before = [contents(f) for f in folders]
+    code = adjust_timestamps.main([])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "File Timestamp Adjustment Script" in out
+    assert "Subtracting 5 hours from the time in filenames" in out
+    assert out.count("Processing folder:") == 3 and out.count("Mode: RENAME") == 3
+    assert f"  RENAMED: {NAMES[1]} -> {SHIFTED[1]}" in out
+    assert f"Summary for {config.DEFAULT_OUTPUT_DIR}:\n  Renamed: 4\n  Skipped: 0" in out
+    assert "Total renamed: 9\n  Total skipped: 0" in out
+    for folder, old in zip(folders, before):
+        new = contents(folder)
+        assert new == {SHIFTED[NAMES.index(name)]: sha for name, sha in old.items()}
+
+
+def test_dry_run_changes_nothing_and_writes_no_journal(tmp_path, capsys):
+    folders = three_folders(tmp_path)
+    before = [contents(f) for f in folders]
+    code = adjust_timestamps.main(["--dry-run", "--hours", "3"])
+    out = capsys.readouterr().out
+    assert code == 0 and out.count("Mode: DRY RUN") == 3 and out.count("WOULD RENAME:") == 9
+    assert "Adding 3 hours" in out
+    assert [contents(f) for f in folders] == before
+    assert not any((f / config.JOURNAL_FILE).exists() for f in folders)
+
+
+def test_collision_is_skipped_reported_and_exit_1(tmp_path, capsys):
+    # 2025-01-01 07:00 -> 02:00 is fine (chain); an outsider blocks c's target
+    folder = fill(tmp_path / "f", NAMES)
+    (folder / SHIFTED[3]).mkdir()  # the target name is taken by something that is not an image file
+    before = contents(folder)
+    code = adjust_timestamps.main(["--folders", str(folder)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert f"SKIPPED: {NAMES[3]} -> {SHIFTED[3]} (target name is held by a file outside the batch)" in out
+    assert "Renamed: 3\n  Skipped: 1" in out
+    assert contents(folder)[NAMES[3]] == before[NAMES[3]]
+
+
+def test_undo_restores_every_name_and_the_archive(tmp_path, capsys):
+    folders = three_folders(tmp_path)
+    with download_archive.DownloadArchive(folders[0]) as archive:
+        archive.add("m:1", 1, NAMES[0], 1, "x")
+    before = [contents(f) for f in folders]
+    assert adjust_timestamps.main([]) == 0
+    with download_archive.DownloadArchive(folders[0]) as archive:
+        assert archive.filename_of("m:1") == SHIFTED[0]
+    code = adjust_timestamps.main(["--undo"])
+    out = capsys.readouterr().out
+    assert code == 0 and "Undo" in out
+    assert [contents(f) for f in folders] == before
+    with download_archive.DownloadArchive(folders[0]) as archive:
+        assert archive.filename_of("m:1") == NAMES[0]
+
+
+def test_unfinished_batch_blocks_new_runs_until_recovered(tmp_path, capsys):
+    folder = fill(tmp_path / "f", NAMES)
+    before = contents(folder)
+    plan = safe_rename.plan_folder(folder, safe_rename.shift_by(-5))
+    safe_rename.apply_plan(folder, plan, label="adjust_timestamps --hours -5", stop_after=2)
+    capsys.readouterr()
+    code = adjust_timestamps.main(["--folders", str(folder)])
+    err = capsys.readouterr().err
+    assert code == 2 and "--recover complete" in err and "--recover revert" in err
+    assert adjust_timestamps.main(["--folders", str(folder), "--recover", "revert"]) == 0
+    assert contents(folder) == before
+    assert adjust_timestamps.main(["--folders", str(folder)]) == 0
+
+
+def test_terminal_user_confirms_first(tmp_path, capsys, monkeypatch):
+    folder = fill(tmp_path / "f", NAMES)
+    before = contents(folder)
+    monkeypatch.setenv("DISCORDPICEXTRACT_INTERACTIVE", "1")
+    monkeypatch.setattr(sys, "stdin", io.StringIO("perhaps\nno\n"))
+    assert adjust_timestamps.main(["--folders", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "Rename 4 file(s) in 1 folder(s)? (Yes/No)" in out and "please answer Yes or No" in out
+    assert "Nothing renamed." in out and contents(folder) == before
+    monkeypatch.setattr(sys, "stdin", io.StringIO("yes\n"))
+    assert adjust_timestamps.main(["--folders", str(folder)]) == 0
+    assert set(contents(folder)) == set(SHIFTED)
+
+
+def test_bad_input_exits_2(tmp_path, capsys):
+    folder = fill(tmp_path / "f", NAMES)
+    for argv, message in ((["--hours", "five"], "hours must be a number"),
+                          (["--hours", "0"], "must not be 0"),
+                          (["--folders", str(folder), str(tmp_path / "gone")], "folder not found"),
+                          (["--undo", "--recover", "complete"], "not allowed with")):
+        assert adjust_timestamps.main(["--folders", str(folder), *argv] if "--folders" not in argv else argv) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_unparsed_names_are_reported_and_left_alone(tmp_path, capsys):
+    folder = fill(tmp_path / "f", NAMES[:1] + ["IMG_0001.png"])
+    code = adjust_timestamps.main(["--folders", str(folder)])
+    out = capsys.readouterr().out
+    assert code == 1 and "UNPARSED: IMG_0001.png" in out and (folder / "IMG_0001.png").exists()
+
+
+def test_subprocess_run(tmp_path):
+    folders = three_folders(tmp_path)
+    proc = subprocess.run([sys.executable, str(ROOT / "adjust_timestamps.py"), "--hours", "-5"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          env={k: v for k, v in os.environ.items() if k != "DISCORDPICEXTRACT_INTERACTIVE"},
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    assert "Total renamed: 9" in proc.stdout
+    assert set(contents(folders[0])) == set(SHIFTED)

@@ -234,6 +234,30 @@ def test_rate_limit_headers_then_429_per_bucket():
         assert emu.count_status(429) == 1
 
 
+def test_bucket_counts_are_exact_under_concurrency():
+    with DiscordEmulator(token=fake_token(), route_limit=(10, 30.0)) as emu:
+        local = threading.local()
+
+        def hit(_):
+            if not hasattr(local, "s"):
+                local.s = session_for(emu)
+            return local.s.get(emu.api_base + "/users/@me").status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            statuses = Counter(pool.map(hit, range(40)))
+        assert statuses == {200: 10, 429: 30}
+        assert emu.count_status(429) == 30 and len(emu.requests) == 40
+
+
+def test_stop_ends_keep_alive_connections():
+    emu = DiscordEmulator(token=fake_token()).start()
+    s = session_for(emu)
+    assert s.get(emu.api_base + "/users/@me").status_code == 200
+    emu.stop()
+    with pytest.raises(requests.ConnectionError):
+        s.get(emu.api_base + "/users/@me", timeout=2)
+
+
 def test_no_rate_limit_headers_when_disabled():
     with DiscordEmulator(token=fake_token(), rate_limits=False, route_limit=(1, 60)) as emu:
         s = session_for(emu)
@@ -537,3 +561,20 @@ def test_emulator_json_matches_discord_openapi(discord_schemas):
     assert_valid(schema("RatelimitedResponse"), limited.json())
     assert_valid(schema("ErrorResponse"), missing)
     assert_valid(schema("ErrorResponse"), unauthorized)
+
+
+def test_generated_traffic_matches_discord_openapi(discord_schemas):
+    schema, _ = discord_schemas
+    validator = schema("MessageResponse")
+    with DiscordEmulator(token=fake_token(), rate_limits=False, token_kind="bot") as emu:
+        gen = generate_channel(emu, seed=9, days=6, end=END, image_size=(60, 40))
+        active = emu.add_thread(gen.channel["id"], "live")
+        s = session_for(emu, bot=True)
+        page = s.get(emu.api_base + f"/channels/{gen.channel['id']}/messages", params={"limit": 100}).json()
+        threads = get_json(s, emu, f"/guilds/{gen.guild['id']}/threads/active")[1]
+    kinds = {e.source for e in gen.expected_images if e.message_id in {m["id"] for m in page}}
+    assert len(page) > 20 and {"attachment", "embed", "text"} <= kinds
+    for message in page:
+        assert_valid(validator, message)
+    assert [t["id"] for t in threads["threads"]] == [active["id"]]
+    assert_valid(schema("ThreadsResponse"), threads)

@@ -508,14 +508,15 @@ class DiscordEmulator:
             if chan.obj["type"] == 11:
                 chan.obj["message_count"] += 1
                 chan.obj["total_message_sent"] += 1
-            return self._render_message(msg, time.time())
+            # a copy: callers may change what they get without touching the stored message
+            return json.loads(json.dumps(self._render_message(msg, time.time())))
 
     def host_image(self, filename: str, data: bytes, content_type: str = "image/png") -> str:
         """Put bytes on the CDN at an unsigned external URL (for text URLs and embeds)."""
         with self._lock:
             blob = _Blob(self._new_id(datetime.now(UTC)), 0, filename, bytes(data), content_type)
             self._external[blob.id] = blob
-        return f"{self.cdn_base}/external/{blob.id}/{quote(filename)}"
+        return f"{self.cdn_base}/external/{blob.id}/{quote(filename, safe='')}"
 
     # ---- rendering ---------------------------------------------------------
     def _sign(self, path: str, issued: int, expires: int, generation: int) -> str:
@@ -523,7 +524,7 @@ class DiscordEmulator:
         return hmac.new(self._link_secret, msg, hashlib.sha256).hexdigest()
 
     def _signed_url(self, blob: _Blob, now: float) -> str:
-        path = f"/attachments/{blob.channel_id}/{blob.id}/{quote(blob.filename)}"
+        path = f"/attachments/{blob.channel_id}/{blob.id}/{quote(blob.filename, safe='')}"
         issued = int(now)
         expires = int(now + self.link_ttl)
         hm = self._sign(path, issued, expires, self._link_generation)
@@ -898,7 +899,7 @@ class DiscordEmulator:
                 expires, issued, hm = int(query["ex"], 16), int(query["is"], 16), query["hm"]
             except (KeyError, ValueError):
                 return gone
-            signed_path = f"/attachments/{blob.channel_id}/{blob.id}/{quote(blob.filename)}"
+            signed_path = f"/attachments/{blob.channel_id}/{blob.id}/{quote(blob.filename, safe='')}"
             good = self._sign(signed_path, issued, expires, self._link_generation)
             if not hmac.compare_digest(good, hm) or expires < time.time():
                 return gone
@@ -1040,10 +1041,6 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _url_name(url: str) -> str:
-    return unquote(urlsplit(url).path.rsplit("/", 1)[-1])
-
-
 class _ChannelBuilder:
     """Posts one generated channel's messages and records what must be saved."""
 
@@ -1132,7 +1129,11 @@ class _ChannelBuilder:
     def forward_post(self, when, label):
         spec = ("image.png", self.image(label), "image/png")
         url, data = self.hosted("fwd_chart.png", label + " fwd")
-        snapshot = {"content": f"from the other room {url}?s=1", "attachments": [spec], "embeds": [],
+        embeds, embedded = [], None
+        if self.rng.random() < 0.5:
+            embed_url, embedded = self.hosted("fwd_embed.png", label + " fwd embed")
+            embeds = [{"type": "rich", "title": "levels", "image": {"url": embed_url, "proxy_url": embed_url}}]
+        snapshot = {"content": f"from the other room {url}?s=1", "attachments": [spec], "embeds": embeds,
                     "timestamp": when - timedelta(minutes=self.rng.randint(2, 90))}
         message = self.post(when, content="", snapshots=[snapshot])
         if message is None:
@@ -1140,6 +1141,8 @@ class _ChannelBuilder:
         snap = message["message_snapshots"][0]["message"]
         self.expect_attachments(message, [spec], "snapshot_attachment", snap["attachments"])
         self.expect(message, "snapshot_text", url + "?s=1", "fwd_chart.png", data)
+        if embedded is not None:
+            self.expect(message, "snapshot_embed", embeds[0]["image"]["url"], "fwd_embed.png", embedded)
 
     def same_second_burst(self, when):
         base = when.replace(microsecond=0)
@@ -1159,6 +1162,11 @@ class _ChannelBuilder:
         self.out.same_second_message_ids.extend(ids)
 
     def non_image_posts(self, when):
+        # Discord sometimes omits content_type: the extension must do
+        bare = ("SPX_daily.jpeg", self.image("no content type", "JPEG"), None)
+        message = self.post(when - timedelta(seconds=30), content="", attachments=[bare])
+        if message is not None:
+            self.expect_attachments(message, [bare])
         note = ("levels.txt", b"5800 resistance\n5750 support\n", "text/plain; charset=utf-8")
         message = self.post(when, content="today's levels", attachments=[note])
         if message is not None:

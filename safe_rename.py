@@ -362,7 +362,7 @@ def pending_batch(folder):
 
 
 def pending_message(folder, batch) -> str:
-    return (f"{folder}: an unfinished rename batch {batch.id} ({batch.label}, started {batch.created}) "
+    return (f"{folder}: an unfinished rename batch {batch.id} ({batch.label or 'no label'}, started {batch.created}) "
             f"must be recovered first: rerun with --recover complete (finish it) "
             f"or --recover revert (put every name back)")
 
@@ -675,15 +675,18 @@ def report_undo(outcomes, title, dry_run):
         if outcome.batch is None:
             print("  Nothing to do (no batch to undo or recover).")
             continue
-        print(f"  Batch: {outcome.batch.id} ({outcome.batch.label}, {outcome.batch.created})")
-        done = outcome.result.done if outcome.result else outcome.plan.moves
-        skipped = outcome.result.skipped if outcome.result else outcome.plan.skipped
-        verb = "WOULD RENAME" if dry_run else "RENAMED"
-        for move in done:
-            print(f"  {verb}: {move.old} -> {move.new}")
+        print(f"  Batch: {outcome.batch.id} ({outcome.batch.label or 'no label'}, started {outcome.batch.created})")
+        if outcome.result:
+            done, skipped = outcome.result.done, outcome.result.skipped
+            for move in done:
+                print(f"  RENAMED: {move.old} -> {move.new}")
+        else:  # dry run: the exact steps, temporary names included
+            done, skipped = outcome.plan.steps, outcome.plan.skipped
+            for step in done:
+                print(f"  WOULD RENAME: {step.src} -> {step.dst}")
         for skip in skipped:
             print(f"  SKIPPED: {skip.name} -> {skip.target} ({skip.reason})")
-        print(f"  Renamed: {len(done)}")
+        print(f"  {'Would rename' if dry_run else 'Renamed'}: {len(done)}")
         print(f"  Skipped: {len(skipped)}")
         skipped_total += len(skipped)
     print("=" * 60)

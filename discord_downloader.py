@@ -729,7 +729,6 @@ class Transfer:
         if session is None:
             session = requests.Session()
             session.headers["User-Agent"] = config.USER_AGENT
-            session.trust_env = False  # no .netrc credentials either
             self._local.session = session
         return session
 

@@ -1,6 +1,8 @@
 """main.py against the loopback emulator: real HTTP, real images, through main(argv)."""
 import os
 import sqlite3
+import threading
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -118,7 +120,8 @@ def test_timezone_flag_and_dst_dates_in_file_names(world, capsys):
     w.post(datetime(2026, 3, 9, 15, 0, 5, tzinfo=UTC), "march_edt.png")
     w.post(datetime(2026, 10, 30, 14, 0, 0, tzinfo=UTC), "nov_edt.png")
     w.post(datetime(2026, 11, 2, 15, 0, 0, tzinfo=UTC), "nov_est.png")
-    days = (datetime.now(UTC) - datetime(2026, 3, 1, tzinfo=UTC)).days + 2
+    # (messages after "now" are always in the window)
+    days = max(2, (datetime.now(UTC) - datetime(2026, 3, 1, tzinfo=UTC)).days + 2)
     code, _, err = run_main(capsys, *_by_id(w, "--days", days))
     assert code == 0, err
     assert set(images_in("out")) >= {
@@ -231,11 +234,17 @@ def test_expired_link_is_refreshed_once_by_rereading_the_message(world, capsys):
     messages = [w.post(ago(hours=k + 1), f"c{k}.png") for k in range(3)]
     # the first image answer is slow; meanwhile every link issued so far expires
     w.emu.inject("slow", delay=0.8, path_contains="c0.png", times=1)
-    import threading
-    timer = threading.Timer(0.3, w.emu.expire_links)
-    timer.start()
+
+    def expire_after_the_page_is_read():
+        deadline = time.monotonic() + 20
+        while not api_requests(w.emu, "/messages") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        w.emu.expire_links()
+
+    expirer = threading.Thread(target=expire_after_the_page_is_read)
+    expirer.start()
     code, out, err = run_main(capsys, *_by_id(w, "--days", "1"))
-    timer.join()
+    expirer.join()
     assert code == 0, err
     assert len(images_in("out")) == 3
     assert any(r.status == 404 for r in cdn_requests(w.emu))

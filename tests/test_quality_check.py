@@ -256,3 +256,21 @@ def test_subprocess_run(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "Period 1 summary: 24 files renamed across all folders" in proc.stdout
     assert (tmp_path / config.PLOT_FILE).exists()
+
+
+def test_unfinished_batch_refuses_adjustment_until_recovered(tmp_path, capsys):
+    import safe_rename
+
+    folder = fill(tmp_path / "f", shifted_stretch(15))
+    before = contents(folder)
+    plan = safe_rename.plan_folder(folder, safe_rename.shift_by(1))
+    safe_rename.apply_plan(folder, plan, stop_after=3)
+    common = ["--folder", str(folder), "--folders", str(folder), "--plot", str(tmp_path / "p.png")]
+    code, _out, err = run(capsys, *common, "--adjust", "2025-03-08:2025-03-15:-5")
+    assert code == 2 and "unfinished rename batch" in err and "--recover" in err
+    code, out, _ = run(capsys, *common, "--recover", "revert", "--dry-run")
+    assert code == 0 and "WOULD RENAME" in out and contents(folder) != before
+    code, out, _ = run(capsys, *common, "--recover", "revert")
+    assert code == 0 and contents(folder) == before
+    code, out, _ = run(capsys, *common, "--adjust", "2025-03-08:2025-03-15:-5")
+    assert code == 0 and "Period 1 summary: 8 files renamed" in out

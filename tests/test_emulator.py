@@ -219,7 +219,7 @@ def test_rate_limit_headers_then_429_per_bucket():
         assert len({r.headers["X-RateLimit-Bucket"] for r in answers}) == 1
         for r in answers:
             assert 0 <= float(r.headers["X-RateLimit-Reset-After"]) <= 1.2
-            assert abs(float(r.headers["X-RateLimit-Reset"]) - time.time()) < 1.0
+            assert abs(float(r.headers["X-RateLimit-Reset"]) - time.time()) < 1.5
         limited = s.get(url)
         assert limited.status_code == 429
         body = limited.json()

@@ -14,7 +14,6 @@ largest and smallest size (about 1.0 means linear), and peak memory.
 import argparse
 import contextlib
 import io
-import os
 import resource
 import shutil
 import sys

@@ -553,6 +553,7 @@ def recover(folder, mode, dry_run=False) -> UndoOutcome:
         if not dry_run:
             outcome.result = apply_plan(folder, outcome.plan, label=f"revert of {batch.id}",
                                         recovers=batch.id, update_archive=batch.archived)
+            _close(folder, batch.id, "reverted")  # also when nothing had moved yet
         return outcome
     outcome.plan = _plan_completion(batch, positions)
     if not dry_run:
@@ -578,6 +579,14 @@ def _locate(folder, batch):
             except OSError:
                 continue
     return positions
+
+
+def _close(folder, batch_id, status):
+    journal = _Journal(folder)
+    try:
+        journal.write({"event": "end", "batch": batch_id, "status": status}, sync=True)
+    finally:
+        journal.close()
 
 
 def _plan_completion(batch, positions):

@@ -281,3 +281,12 @@ def test_plan_is_linear_for_long_chains():
     plan = safe_rename.plan_renames(names, plus("1"))
     assert len(plan.steps) == 50_000 and not plan.skipped
     assert plan.steps[0].src == names[-1]
+
+
+@pytest.mark.parametrize("mode", ["complete", "revert"])
+def test_batch_interrupted_before_its_first_move_can_be_recovered(tmp_path, mode):
+    folder, original, expected = _interrupted(tmp_path, 0)
+    assert contents(folder) == original
+    safe_rename.recover(folder, mode)
+    assert contents(folder) == (expected if mode == "complete" else original)
+    assert safe_rename.pending_batch(folder) is None

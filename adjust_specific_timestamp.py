@@ -66,11 +66,11 @@ def build_parser():
         prog="adjust_specific_timestamp.py",
         description="Shift the name time of the images matching a date range and time conditions.")
     parser.add_argument("--date", type=argparse_type(parse_date), help="one date (yyyy-mm-dd)")
-    parser.add_argument("--from", dest="start", type=argparse_type(parse_date), help="first date (yyyy-mm-dd)")
-    parser.add_argument("--to", dest="end", type=argparse_type(parse_date), help="last date (yyyy-mm-dd)")
-    parser.add_argument("--before", type=argparse_type(parse_clock),
+    parser.add_argument("--from", dest="start", type=argparse_type(parse_date), metavar="DATE", help="first date (yyyy-mm-dd)")
+    parser.add_argument("--to", dest="end", type=argparse_type(parse_date), metavar="DATE", help="last date (yyyy-mm-dd)")
+    parser.add_argument("--before", type=argparse_type(parse_clock), metavar="HH:MM:SS",
                         help="only names whose time is before HH:MM:SS")
-    parser.add_argument("--after", type=argparse_type(parse_clock),
+    parser.add_argument("--after", type=argparse_type(parse_clock), metavar="HH:MM:SS",
                         help="only names whose time is after HH:MM:SS")
     parser.add_argument("--hours", type=argparse_type(parse_hours),
                         help="hours to add, negative subtracts (required; asked on a terminal)")

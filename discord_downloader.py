@@ -687,12 +687,20 @@ def release_batches(pages, zone):
     held = []
     for page in pages:
         items = held + [item for message in page for item in extract_images(message)]
-        oldest = min(local_time(message_time(m), zone) for m in page)
-        ready = [i for i in items if local_time(i.posted, zone) > oldest]
-        held = [i for i in items if local_time(i.posted, zone) <= oldest]
+        latest = _latest_wall_time_until(min(message_time(m) for m in page), zone)
+        ready = [i for i in items if local_time(i.posted, zone) > latest]
+        held = [i for i in items if local_time(i.posted, zone) <= latest]
         yield ready, len(page)
     if held:
         yield held, 0
+
+
+def _latest_wall_time_until(moment, zone):
+    """The latest local time that any moment up to `moment` shows: when
+    clocks go back in autumn, an hour of wall times repeats, so an older
+    message can carry a later name than a newer one."""
+    offsets = [(moment - timedelta(hours=hours)).astimezone(zone).utcoffset() for hours in (0, 3)]
+    return (moment + max(offsets)).replace(tzinfo=None, microsecond=0)
 
 
 # --- transfers ----------------------------------------------------------------

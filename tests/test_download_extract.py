@@ -8,7 +8,7 @@ import pytest
 
 import discord_downloader as dd
 from conftest import image_bytes
-from download_helpers import GUILD, UTC, World, start_world
+from download_helpers import GUILD, UTC, start_world
 
 
 @pytest.fixture
@@ -118,12 +118,20 @@ def test_collisions_are_numbered_in_posting_order_and_avoid_existing_names():
     assert [p.name for p in again] == [p.name for p in plans]
 
 
-def test_names_do_not_depend_on_where_pages_break(w):
-    """Several image.png in one second, split over two pages at different
-    points: the same names come out as when everything is planned at once."""
-    base = datetime(2026, 4, 1, 14, 0, 0, tzinfo=UTC)
+@pytest.mark.parametrize("base, repeat_after", [
+    (datetime(2026, 4, 1, 14, 0, 0, tzinfo=UTC), None),
+    # 01:30 EDT, then the same wall time again an hour later in EST
+    (datetime(2026, 11, 1, 5, 30, 0, tzinfo=UTC), timedelta(hours=1)),
+])
+def test_names_do_not_depend_on_where_pages_break(w, base, repeat_after):
+    """Several image.png in one second (or one wall-clock second twice, when
+    clocks go back), split over pages at every point: the same names come out
+    as when everything is planned at once."""
     messages = [w.post(base + timedelta(milliseconds=100 * k), "image.png", seed=k) for k in range(6)]
     messages += [w.post(base - timedelta(seconds=k), "image.png", seed=50 + k) for k in range(1, 4)]
+    if repeat_after:
+        messages += [w.post(base + repeat_after - timedelta(minutes=k), "image.png", seed=80 + k)
+                     for k in (0, 10, 20)]
     newest_first = sorted(messages, key=lambda m: int(m["id"]), reverse=True)
     zone = ZoneInfo("America/New_York")
     everything = {p.item.key: p.name for p in
@@ -136,6 +144,7 @@ def test_names_do_not_depend_on_where_pages_break(w):
                 taken.add(plan.name)
                 names[plan.item.key] = plan.name
         assert names == everything, f"page break after {split} messages"
+    assert len(set(everything.values())) == len(everything)
 
 
 def test_channel_and_guild_matching():

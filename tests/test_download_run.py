@@ -9,12 +9,11 @@ from pathlib import Path
 import pytest
 
 import config
-import discord_downloader as dd
 import download_archive
 from conftest import image_bytes
 from discord_emulator import generate_channel
 from download_helpers import (GUILD, UTC, ago, api_requests, cdn_requests, digests, fast_retries,  # noqa: F401
-                              images_in, run_main, sha256_of, start_world, world)
+                              images_in, run_main, start_world, world)
 
 
 def _by_id(w, *extra):

@@ -261,6 +261,7 @@ def run_demo(output_dir=DEMO_OUTPUT_DIR, *, tz=None, workers=None, progress=None
     on the folder. No account, no network beyond 127.0.0.1."""
     from discord_emulator import DiscordEmulator, build_demo_channel
 
+    _require_empty_demo_folder(output_dir)
     token = "demo-" + secrets.token_hex(16)  # made up at run time, valid only for this emulator
     print("Demo: starting a local Discord emulator on 127.0.0.1 with a generated channel...")
     with DiscordEmulator(token=token, token_kind="user") as emu:
@@ -274,6 +275,16 @@ def run_demo(output_dir=DEMO_OUTPUT_DIR, *, tz=None, workers=None, progress=None
     for step in DEMO_STEPS:
         code = max(code, step(str(output_dir)))
     return code
+
+
+def _require_empty_demo_folder(output_dir):
+    """Each demo generates a new channel (new IDs, times up to now): mixed
+    with an earlier demo's files it would look like a channel posting every
+    image twice. Refuse rather than delete anything."""
+    folder = Path(output_dir)
+    if folder.is_dir() and any(folder.iterdir()):
+        raise cli.UsageError(f"demo folder {output_dir} already holds files from an earlier run: "
+                             f"delete it (it holds only demo images) or pass --output NEW_FOLDER")
 
 
 def print_demo_prompts(job):

@@ -94,6 +94,11 @@ def test_demo_runs_end_to_end_then_the_follow_up_steps(capsys, monkeypatch, tmp_
     assert main.PROMPT_CHANNEL + "spx-realtime-aws" in out and main.PROMPT_GUILD + GUILD in out
     assert "Errors: 0" in out and len(images_in(tmp_path / "demo")) > 100
     assert "DISCORD_API_BASE" not in os.environ
+    # a second demo into the same folder is refused, nothing touched
+    before = sorted(p.name for p in (tmp_path / "demo").iterdir())
+    code, _, err = run_main(capsys, "--demo", "--output", tmp_path / "demo")
+    assert code == 2 and "already holds files" in err
+    assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == before
 
 
 def test_help_exits_0(capsys):

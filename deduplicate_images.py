@@ -405,7 +405,7 @@ def _print_summary(run, out):
     lines += [f"  Duplicates skipped: {len(plan.removed)}",
               f"  Duplicate groups found: {len(plan.groups)}"]
     if plan.corrupt:
-        lines.append(f"  Unreadable/corrupt images (copied as unique): {len(plan.corrupt)}")
+        lines.append(f"  Unreadable/corrupt images (kept as unique): {len(plan.corrupt)}")
     if run.unparsed:
         lines.append(f"  Skipped, name not parsed: {len(run.unparsed)}")
     if copies and (copies.conflicts or copies.failed):
@@ -480,8 +480,8 @@ def build_parser():
                         help="pHash Hamming distance still counted as equal (default 0)")
     parser.add_argument("--ignore-size", action="store_true",
                         help="do not require equal file sizes (re-encoded copies)")
-    parser.add_argument("--workers", type=_int_in(1, 256), default=os.cpu_count() or 1,
-                        help="processes for decoding (default: number of CPUs)")
+    parser.add_argument("--workers", type=_int_in(1, 256), default=min(os.cpu_count() or 1, 8),
+                        help="processes for reading and decoding (default: CPUs, at most 8)")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the hash cache")
     parser.add_argument("--no-fast-path", action="store_true",
                         help="decode and hash every file (slow; same answer)")

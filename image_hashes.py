@@ -131,16 +131,17 @@ class Workers:
         chunk = max(1, min(64, len(items) // (self.count * 4)))
         return list(self._pool.map(func, items, chunksize=chunk))
 
-    def close(self):
+    def close(self, wait=True):
         if self._pool is not None:
-            self._pool.shutdown()
+            self._pool.shutdown(wait=wait, cancel_futures=not wait)
             self._pool = None
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, *exc):
+        # On Ctrl-C do not wait for queued work.
+        self.close(wait=exc_type is None)
 
 
 _SCHEMA = """

@@ -188,7 +188,7 @@ def test_corrupt_images_copied_reported_and_exit_1(tmp_path, capsys):
     assert names(tmp_path / "out") == names(src)   # nothing dropped
     for name in ("10-01-00_cut.png", "10-02-00_cut.png", "11-00-00_photo.jpg", "12-00-00_text.png"):
         assert f"warning: 2025-02-14_{name}: " in err
-    assert "Unreadable/corrupt images (copied as unique): 4" in out
+    assert "Unreadable/corrupt images (kept as unique): 4" in out
     assert "Traceback" not in err
 
 

@@ -329,7 +329,10 @@ class DiscordEmulator:
 
     def __init__(self, token: str, token_kind: str = "user", latency: float = 0.0,
                  rate_limits: bool = True, route_limit: Tuple[int, float] = (5, 1.0),
-                 link_ttl: float = 86400.0, username: str = "chart_watcher"):
+                 link_ttl: float = 86400.0, username: str = "chart_watcher",
+                 global_limit: Optional[Tuple[int, float]] = None):
+        """global_limit: optional (requests, seconds) across all API routes (Discord's
+        is 50 per second); exceeding it answers a global 429."""
         if token_kind not in ("user", "bot"):
             raise ValueError("token_kind must be 'user' or 'bot'")
         self.token = token
@@ -338,6 +341,8 @@ class DiscordEmulator:
         self.rate_limits = bool(rate_limits)
         self.route_limit = (int(route_limit[0]), float(route_limit[1]))
         self.link_ttl = float(link_ttl)
+        self.global_limit = None if global_limit is None else (int(global_limit[0]), float(global_limit[1]))
+        self._global_window = [0.0, 0]
         self._expected_auth = token if token_kind == "user" else "Bot " + token
         self._lock = threading.RLock()          # world state
         self._log_lock = threading.Lock()       # request log + status counts
@@ -706,6 +711,21 @@ class DiscordEmulator:
                 "global": is_global, "code": 0}
         return _json(429, body, headers)
 
+    def _global_rate_limit(self) -> Optional[_Response]:
+        if self.global_limit is None:
+            return None
+        limit, per = self.global_limit
+        now = time.time()
+        with self._rl_lock:
+            window = self._global_window
+            if now >= window[0]:
+                window[0], window[1] = now + per, 0
+            window[1] += 1
+            if window[1] <= limit:
+                return None
+            wait = window[0] - now
+        return self._too_many(wait, True)
+
     def _rate_limit(self, template: str, major: str) -> Tuple[Optional[_Response], Dict[str, str]]:
         """Fixed-window bucket per (route, major parameter): (429 response or None, headers)."""
         limit, per = self.route_limit
@@ -740,6 +760,9 @@ class DiscordEmulator:
             return _error(404, "404: Not Found", 0)
         headers: Dict[str, str] = {}
         if self.rate_limits:
+            limited = self._global_rate_limit()
+            if limited is not None:
+                return limited
             limited, headers = self._rate_limit(template, match.group(major) if major else "")
             if limited is not None:
                 return limited

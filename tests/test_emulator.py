@@ -249,6 +249,20 @@ def test_bucket_counts_are_exact_under_concurrency():
         assert emu.count_status(429) == 30 and len(emu.requests) == 40
 
 
+def test_optional_global_limit_spans_routes():
+    with DiscordEmulator(token=fake_token(), route_limit=(100, 1.0), global_limit=(4, 30.0)) as emu:
+        guild, channel = world(emu)
+        s = session_for(emu)
+        paths = ["/users/@me", "/users/@me/guilds", f"/channels/{channel['id']}",
+                 f"/guilds/{guild['id']}/channels", f"/channels/{channel['id']}/messages"]
+        answers = [s.get(emu.api_base + p) for p in paths]
+        assert [r.status_code for r in answers] == [200, 200, 200, 200, 429]
+        body = answers[-1].json()
+        assert body["global"] is True and body["retry_after"] > 25
+        assert answers[-1].headers["X-RateLimit-Global"] == "true"
+        assert answers[-1].headers["X-RateLimit-Scope"] == "global"
+
+
 def test_stop_ends_keep_alive_connections():
     emu = DiscordEmulator(token=fake_token()).start()
     s = session_for(emu)

@@ -25,6 +25,7 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+import cli
 import config
 import download_archive
 import naming
@@ -332,9 +333,28 @@ def _apply_record(batches, record):
         batch.skipped = [Skip(*item) for item in record.get("skipped", [])]
 
 
+class BatchRunning(cli.UsageError):
+    """Another process is renaming in this folder right now (exit 2: the
+    run refused to start, nothing was moved in that folder)."""
+
+
 class _Journal:
+    """The folder's journal, opened for appending and locked for the time of
+    one batch, so two runs never interleave their renames (POSIX flock; the
+    lock dies with the process, so a crash leaves no stale lock)."""
+
     def __init__(self, folder):
         self.handle = open(journal_path(folder), "a", encoding="utf-8")
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory lock
+            return
+        try:
+            fcntl.flock(self.handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.handle.close()
+            raise BatchRunning(f"{folder}: another rename is running in this folder; "
+                               f"try again when it has finished") from None
 
     def write(self, record, sync=False):
         self.handle.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
@@ -642,17 +662,13 @@ def add_rename_arguments(parser, folders_help="folders to rename in"):
 
 def check_folders(folders):
     """Every folder must exist; UsageError (exit 2) names the first that does not."""
-    from cli import UsageError
-
     for folder in folders:
         if not os.path.isdir(folder):
-            raise UsageError(f"folder not found: {folder} (choose folders with --folders)")
+            raise cli.UsageError(f"folder not found: {folder} (choose folders with --folders)")
 
 
 def refuse_if_pending(folders, dry_run=False):
     """A new batch must not start on top of an unfinished one."""
-    from cli import UsageError
-
     for folder in folders:
         batch = pending_batch(folder)
         if batch is None:
@@ -660,7 +676,7 @@ def refuse_if_pending(folders, dry_run=False):
         if dry_run:
             print(f"warning: {pending_message(folder, batch)}", file=sys.stderr)
         else:
-            raise UsageError(pending_message(folder, batch))
+            raise cli.UsageError(pending_message(folder, batch))
 
 
 def run_undo_or_recover(folders, *, undo, recover_mode, dry_run):

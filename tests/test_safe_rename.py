@@ -290,3 +290,17 @@ def test_batch_interrupted_before_its_first_move_can_be_recovered(tmp_path, mode
     safe_rename.recover(folder, mode)
     assert contents(folder) == (expected if mode == "complete" else original)
     assert safe_rename.pending_batch(folder) is None
+
+
+def test_two_runs_never_interleave_in_one_folder(tmp_path):
+    fcntl = pytest.importorskip("fcntl")
+    folder = fill(tmp_path / "f", [n("2025-01-02T10:00:00")])
+    before = contents(folder)
+    plan = safe_rename.plan_folder(folder, plus("1"))
+    with open(folder / config.JOURNAL_FILE, "a") as other_run:
+        fcntl.flock(other_run.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(safe_rename.BatchRunning, match="another rename is running"):
+            safe_rename.apply_plan(folder, plan)
+    assert contents(folder) == before
+    safe_rename.apply_plan(folder, plan)  # the lock went with the other run
+    assert set(contents(folder)) == {n("2025-01-02T11:00:00")}

@@ -747,18 +747,18 @@ class Transfer:
                 time.sleep(backoff(attempt - 1))
             temp = fileops.temp_path_beside(self.folder / plan.name)
             try:
-                size, digest = self._fetch(plan.item.url, temp)
-                _verify_image(temp)
+                size, digest, kind = self._fetch(plan.item.url, temp)
+                _verify_image(temp, kind)
             except _Expired as exc:
                 temp.unlink(missing_ok=True)
                 return Outcome(plan, "expired", reason=str(exc))
-            except _Permanent as exc:
-                temp.unlink(missing_ok=True)
-                return Outcome(plan, "failed", reason=str(exc))
             except (BadBody, requests.RequestException, OSError) as exc:
                 temp.unlink(missing_ok=True)
                 reason = self.scrub(_describe(exc))
                 continue
+            except Exception as exc:  # a surprise must not end the whole run
+                temp.unlink(missing_ok=True)
+                return Outcome(plan, "failed", reason=self.scrub(f"{type(exc).__name__}: {exc}"))
             except BaseException:
                 temp.unlink(missing_ok=True)
                 raise
@@ -767,29 +767,26 @@ class Transfer:
         return Outcome(plan, "failed", reason=f"{reason} (after {tries} attempts)")
 
     def _fetch(self, url, temp):
+        """Stream `url` into `temp`: (size, sha256, content type)."""
         with self.session().get(url, stream=True, timeout=self.timeout) as response:
             status = response.status_code
             if status in (403, 404):
                 raise _Expired(f"HTTP {status} from the CDN (link expired or removed)")
-            if status == 429 or status >= 500:
-                raise BadBody(f"HTTP {status}")
             if status != 200:
-                raise _Permanent(f"HTTP {status}")
+                raise BadBody(f"HTTP {status}")
             digest, size = hashlib.sha256(), 0
             with open(temp, "wb") as out:
                 for chunk in response.iter_content(CHUNK):
                     out.write(chunk)
                     digest.update(chunk)
                     size += len(chunk)
-            expected = response.headers.get("Content-Length")
-            if expected and not response.headers.get("Content-Encoding") and int(expected) != size:
+            expected = response.headers.get("Content-Length", "")
+            if expected.isdigit() and not response.headers.get("Content-Encoding") and int(expected) != size:
                 raise BadBody(f"body shorter than its Content-Length ({size} of {expected} bytes)")
-            if size == 0:
-                raise BadBody("empty body")
-            kind = response.headers.get("Content-Type", "")
-        if kind.startswith("text/"):
-            raise BadBody(f"not an image ({kind.split(';')[0]} body)")
-        return size, digest.hexdigest()
+            kind = response.headers.get("Content-Type", "").split(";")[0].strip()
+        if size == 0:
+            raise BadBody("empty body")
+        return size, digest.hexdigest(), kind
 
     def _publish(self, plan, temp, size, digest):
         matches = tuple(p.name for p in plan.compare_with if fileops.same_content(temp, p))
@@ -807,10 +804,6 @@ class _Expired(Exception):
     pass
 
 
-class _Permanent(Exception):
-    pass
-
-
 def _describe(exc):
     if isinstance(exc, requests.exceptions.ChunkedEncodingError):
         return "connection closed before the body was complete"
@@ -821,15 +814,25 @@ def _describe(exc):
     return str(exc)
 
 
-def _verify_image(path):
-    """Raise BadBody unless `path` is a complete, decodable image."""
+def _verify_image(path, kind=""):
+    """Raise BadBody unless `path` is a complete, decodable image.
+
+    verify() checks a PNG's every chunk (a cut PNG fails); other formats
+    are decoded too, a JPEG at 1/8 scale (enough to reach its end) so that a
+    big screenshot does not cost its full pixel memory in each worker.
+    """
     try:
         with Image.open(path) as image:
+            found = image.format
             image.verify()
-        with Image.open(path) as image:
-            image.load()
+        if found != "PNG":
+            with Image.open(path) as image:
+                if found == "JPEG":
+                    image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
+                image.load()
     except Exception as exc:  # Pillow raises many types for bad data
-        raise BadBody(f"not a decodable image ({type(exc).__name__}: {exc})") from None
+        sent = f"{kind} body" if kind else "body"
+        raise BadBody(f"not a decodable image ({sent}; {type(exc).__name__}: {exc})") from None
 
 
 # --- the run ------------------------------------------------------------------

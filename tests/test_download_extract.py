@@ -220,3 +220,19 @@ def test_parse_time_accepts_discord_timestamps():
     assert dd.parse_time("2026-01-05T15:00:00.123+00:00") == datetime(2026, 1, 5, 15, 0, 0, 123000, tzinfo=UTC)
     assert dd.parse_time("2026-01-05T15:00:00Z") == datetime(2026, 1, 5, 15, tzinfo=timezone.utc)
     assert dd.parse_time("2026-01-05T10:00:00.5-05:00") == datetime(2026, 1, 5, 15, 0, 0, 500000, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "WEBP"])
+def test_only_complete_decodable_images_pass_verification(tmp_path, fmt):
+    whole = image_bytes(21, size=(300, 200), fmt=fmt)
+    good = tmp_path / "good"
+    good.write_bytes(whole)
+    dd._verify_image(good)  # no exception
+    cut = tmp_path / "cut"
+    cut.write_bytes(whole[: len(whole) * 2 // 3])
+    with pytest.raises(dd.BadBody, match="not a decodable image"):
+        dd._verify_image(cut)
+    page = tmp_path / "page"
+    page.write_bytes(b"<!DOCTYPE html><html><body>Something went wrong</body></html>")
+    with pytest.raises(dd.BadBody, match="text/html"):
+        dd._verify_image(page, "text/html")

@@ -618,6 +618,7 @@ class DiscordEmulator:
         auth = handler.headers.get("Authorization")
         if self.latency > 0:
             time.sleep(self.latency)
+
         def normal() -> _Response:
             if server == "api":
                 return self._api(handler.command, path, query, auth)
@@ -654,6 +655,7 @@ class DiscordEmulator:
             handler.close_connection = True
 
     def _take_fault(self, path: str, server: str, normal) -> Optional[_Response]:
+        """The injected answer for this request, or None to answer normally."""
         with self._fault_lock:
             fault = next((f for f in self._faults if f.times > 0 and f.path_contains in path), None)
             if fault is None:
@@ -661,6 +663,9 @@ class DiscordEmulator:
             fault.times -= 1
             if fault.times <= 0:
                 self._faults.remove(fault)
+        return self._fault_response(fault, server, normal)
+
+    def _fault_response(self, fault: _Fault, server: str, normal) -> Optional[_Response]:
         p = fault.params
         if fault.kind == "slow":
             time.sleep(float(p.get("delay", 1.0)))
@@ -694,7 +699,7 @@ class DiscordEmulator:
 
     @staticmethod
     def _bucket_hash(template: str) -> str:
-        return hashlib.md5(template.encode()).hexdigest()
+        return hashlib.sha256(template.encode()).hexdigest()[:32]
 
     def _too_many(self, retry_after: float, is_global: bool, bucket: Optional[str] = None) -> _Response:
         headers = {"Retry-After": str(max(1, math.ceil(retry_after))),

@@ -365,3 +365,18 @@ def test_generated_channel_downloads_exactly_the_expected_images(world, capsys):
         rows = db.execute("SELECT filename, sha256 FROM downloads").fetchall()
     assert sorted(rows) == sorted(saved.items())
     _assert_token_secret(w, out + err, "gen")
+
+
+def test_guild_list_is_paginated(world, capsys):
+    w = world
+    for k in range(205):
+        w.emu.add_guild(f"server {k:03d}")
+    late = w.emu.add_guild("Late Joined Desk")  # the highest ID: on the second page
+    channel = w.emu.add_channel(late["id"], "charts")
+    w.post(ago(hours=1), "late.png", channel=channel)
+    code, out, err = run_main(capsys, "--channel", "charts", "--guild", "late joined desk", "--days", "1",
+                              "--output", "out")
+    assert code == 0, err
+    pages = api_requests(w.emu, "/users/@me/guilds")
+    assert len(pages) == 2 and pages[1].query.get("after")
+    assert len(images_in("out")) == 1

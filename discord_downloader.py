@@ -832,7 +832,8 @@ def _verify_image(path, kind=""):
                 image.load()
     except Exception as exc:  # Pillow raises many types for bad data
         sent = f"{kind} body" if kind else "body"
-        raise BadBody(f"not a decodable image ({sent}; {type(exc).__name__}: {exc})") from None
+        detail = str(exc).replace(f" '{path}'", "").replace(str(path), "file")
+        raise BadBody(f"not a decodable image ({sent}; {type(exc).__name__}: {detail})") from None
 
 
 # --- the run ------------------------------------------------------------------

@@ -231,7 +231,8 @@ def print_target(user, kind, channel, guild_name, job, cutoff):
     where = f" in {guild_name}" if guild_name else ""
     print(f"Channel: #{channel.get('name', '?')} (ID {channel['id']}){where}")
     local = cutoff.astimezone(ZoneInfo(job.tz)).strftime("%Y-%m-%d %H:%M:%S")
-    print(f"Looking back {job.days} days: messages since {local} {job.tz}")
+    unit = "day" if job.days == 1 else "days"
+    print(f"Looking back {job.days} {unit}: messages since {local} {job.tz}")
 
 
 def print_summary(result, folder):

@@ -55,6 +55,7 @@ import re
 import secrets
 import socket
 import struct
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -252,6 +253,12 @@ class _Server(ThreadingHTTPServer):
                 self.opened += 1
             else:
                 self._connections.discard(conn)
+
+    def handle_error(self, request, client_address):
+        # A client hanging up mid-answer is normal (timeouts, truncate faults);
+        # anything else is an emulator bug and must stay visible.
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
 
     def close_connections(self) -> None:
         # Keep-alive handler threads block reading their socket; shutting the

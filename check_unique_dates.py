@@ -137,7 +137,10 @@ def _print_sessions(coverage, out):
 
 def build_parser():
     parser = cli.ArgumentParser(prog="check_unique_dates.py",
-                                description="Compare the dates covered by image folders.")
+                                description="Compare the dates covered by image folders.",
+                                epilog="Exit 0 when coverage matches, 1 when it differs (or, "
+                                       "with --trading-days, a session has no image, or a name "
+                                       "does not parse), 2 for a missing folder.")
     parser.add_argument("--folders", nargs="+", default=list(config.PIPELINE_FOLDERS),
                         metavar="FOLDER",
                         help="folders to compare (default: " + " ".join(config.PIPELINE_FOLDERS) + ")")

@@ -468,7 +468,10 @@ def build_parser():
     parser = cli.ArgumentParser(
         prog="deduplicate_images.py",
         description="Copy images without duplicates (same date, same pHash, same size; "
-                    "the earliest is kept).")
+                    "the earliest is kept).",
+        epilog="Statistics: population standard deviation; percentiles by linear interpolation "
+               "(numpy's default). Exit 0 when done; 1 when a name did not parse, an image was "
+               "corrupt (still copied) or an output file conflicted; 2 for bad usage.")
     parser.add_argument("--source", type=cli.existing_folder, default=config.DEFAULT_OUTPUT_DIR,
                         help=f"folder of downloaded images (default: {config.DEFAULT_OUTPUT_DIR})")
     parser.add_argument("--output", default=config.CLEAN_OUTPUT_DIR,

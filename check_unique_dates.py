@@ -42,6 +42,7 @@ class Coverage:
     sessions: list = None       # NYSE sessions in range (with --trading-days)
     uncovered: list = None      # of those, the ones no folder has
     span: tuple = None          # (first, last) date over all folders
+    off_days: list = None       # dates with images that are no NYSE session
 
     @property
     def matches(self):
@@ -64,6 +65,7 @@ def plan_coverage(folders, trading_days=False) -> Coverage:
     if trading_days and every:
         coverage.sessions = nyse_sessions(min(every), max(every))
         coverage.uncovered = [day for day in coverage.sessions if day not in every]
+        coverage.off_days = sorted(every - set(coverage.sessions))
     return coverage
 
 
@@ -129,10 +131,16 @@ def _print_sessions(coverage, out):
     print(f"\nNYSE trading sessions from {first} to {last}: {len(coverage.sessions)}", file=out)
     if not coverage.uncovered:
         print("  Every session has an image in at least one folder.", file=out)
-        return
-    print(f"  Sessions with no image in any folder: {len(coverage.uncovered)}", file=out)
-    for day in coverage.uncovered:
-        print(f"    {day} ({day:%a})", file=out)
+    else:
+        print(f"  Sessions with no image in any folder: {len(coverage.uncovered)}", file=out)
+        for day in coverage.uncovered:
+            print(f"    {day} ({day:%a})", file=out)
+    if coverage.off_days:
+        # Not an error (screenshots on a holiday happen), but worth a look:
+        # a timestamp shifted across midnight lands on the wrong day.
+        print(f"  Dates with images that are not NYSE sessions: {len(coverage.off_days)}", file=out)
+        for day in coverage.off_days:
+            print(f"    {day} ({day:%a})", file=out)
 
 
 def build_parser():

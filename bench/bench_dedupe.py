@@ -106,10 +106,13 @@ def _comment(text):
 
 def plan_collection(count, seed=7):
     """Jobs (chart seed, [primary + byte-identical re-post paths], look-alikes)."""
+    import holidays
+
     rng = random.Random(seed)
+    closed = holidays.NYSE(years=range(2025, 2027))
     days, day = [], date(2025, 2, 14)
-    while len(days) < DATES:
-        if day.weekday() < 5:
+    while len(days) < DATES:   # NYSE sessions, like the real collection
+        if day.weekday() < 5 and day not in closed:
             days.append(day)
         day += timedelta(days=1)
     reposts = count // 3

@@ -64,10 +64,16 @@ def test_trading_days_lists_uncovered_nyse_sessions(tmp_path, capsys):
             "    2025-02-19 (Wed)\n    2025-02-20 (Thu)\n") in out
 
 
-def test_trading_days_complete_is_exit_0(tmp_path, capsys):
-    fill(tmp_path / "a", ["2025-07-02", "2025-07-03", "2025-07-07"])   # 07-04 holiday
+def test_trading_days_complete_is_exit_0_and_off_days_listed(tmp_path, capsys):
+    # 07-04 is Independence Day; an image on it (or on a Saturday) is shown
+    # as a date that is no session, without failing the run.
+    fill(tmp_path / "a", ["2025-07-02", "2025-07-03", "2025-07-04", "2025-07-05", "2025-07-07"])
     code, out, _ = run(capsys, "--folders", "a", "--trading-days")
-    assert code == 0 and "Every session has an image in at least one folder." in out
+    assert code == 0
+    assert ("NYSE trading sessions from 2025-07-02 to 2025-07-07: 3\n"
+            "  Every session has an image in at least one folder.\n"
+            "  Dates with images that are not NYSE sessions: 2\n"
+            "    2025-07-04 (Fri)\n    2025-07-05 (Sat)\n") in out
 
 
 def test_missing_folder_exit_2_one_line(tmp_path, capsys):

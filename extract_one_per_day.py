@@ -5,7 +5,8 @@
 For each date in the names, the image with the latest timestamp is copied
 (ties: the last name in sort order). Sources are never modified; an output
 file that already exists with the same bytes is skipped (a re-run), one with
-other bytes is an error for that file and is never overwritten.
+other bytes is an error for that file and is never overwritten. A pick
+that fails the integrity check is still copied, with a warning (exit 1).
 """
 import sys
 from collections import OrderedDict
@@ -15,6 +16,7 @@ from pathlib import Path
 import cli
 import config
 import fileops
+import image_hashes
 import naming
 
 
@@ -49,6 +51,7 @@ class ExtractResult:
     conflicts: list = field(default_factory=list)
     failed: list = field(default_factory=list)   # (name, message)
     others: dict = field(default_factory=dict)   # date -> other images already in output
+    corrupt: list = field(default_factory=list)  # (name, message): copied, but damaged
 
 
 def apply_one_per_day(plan: OnePerDayPlan, output) -> ExtractResult:
@@ -63,6 +66,10 @@ def apply_one_per_day(plan: OnePerDayPlan, output) -> ExtractResult:
             continue
         {"copied": result.copied, "identical": result.identical,
          "conflict": result.conflicts}[outcome].append(pick.selected.name)
+        # The day's pick is what users look at: say so when it is damaged.
+        check = image_hashes.check_file(pick.selected.path)
+        if not check.ok:
+            result.corrupt.append((pick.selected.name, check.error))
     result.others = _other_images_per_date(plan, output)
     return result
 
@@ -102,6 +109,8 @@ def print_report(source, output, plan, result, dry_run, out=None, err=None):
               file=err)
     for name, message in result.failed:
         print(f"error: {name}: copy failed: {message}", file=err)
+    for name, message in result.corrupt:
+        print(f"warning: {name}: {message} (copied as the day's image all the same)", file=err)
     for day, names in sorted(result.others.items()):
         print(f"warning: {output} also holds {', '.join(names)} for {day} "
               "(an earlier pick; not removed)", file=err)
@@ -128,7 +137,8 @@ def _main(argv):
     plan = plan_one_per_day(naming.list_images(args.source))
     result = None if args.dry_run else apply_one_per_day(plan, args.output)
     print_report(args.source, args.output, plan, result, args.dry_run)
-    failed = plan.unparsed or (result and (result.conflicts or result.failed or result.others))
+    failed = plan.unparsed or (result and (result.conflicts or result.failed or result.others
+                                          or result.corrupt))
     return cli.EXIT_ITEMS_FAILED if failed else cli.EXIT_OK
 
 

@@ -110,6 +110,19 @@ def test_unparsed_names_reported_and_exit_1(tmp_path, capsys):
     assert names(tmp_path / "out") == ["2025-02-14_10-00-00_a.png"]
 
 
+def test_damaged_pick_is_copied_with_a_warning(tmp_path, capsys):
+    src = tmp_path / "src"
+    write_image(src / "2025-02-14_10-00-00_a.png", seed=1)
+    cut = write_image(src / "2025-02-14_15-00-00_cut.png", seed=2)
+    cut.write_bytes(cut.read_bytes()[:300])
+
+    code, out, err = run(capsys, "--source", str(src), "--output", str(tmp_path / "out"))
+
+    assert code == 1
+    assert names(tmp_path / "out") == ["2025-02-14_15-00-00_cut.png"]
+    assert "warning: 2025-02-14_15-00-00_cut.png: corrupt image" in err
+
+
 def test_missing_source_is_exit_2(tmp_path, capsys):
     code, _, err = run(capsys, "--source", "missing", "--output", "out")
     assert code == 2 and "folder not found: missing" in err and "Traceback" not in err

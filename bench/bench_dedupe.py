@@ -31,7 +31,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from datetime import date, datetime, timedelta
 from pathlib import Path
 

@@ -344,6 +344,14 @@ def test_dry_run_changes_nothing(tmp_path, capsys):
     assert "  2025-02-14_10-01-00_a.png duplicates 2025-02-14_10-00-00_a.png (+1.0m (60.0s)" in out
     assert "Unique images to copy: 1" in out
 
+    run(capsys, "--source", str(src), "--output", str(tmp_path / "out"))
+    cache = tmp_path / "out" / image_hashes.CACHE_FILE
+    first.touch()                                   # the cache row is now stale
+    before = (cache.read_bytes(), cache.stat().st_mtime_ns)
+    code, out, _ = run(capsys, "--source", str(src), "--output", str(tmp_path / "out"), "--dry-run")
+    assert "Files read: 1, decoded for pHash: 0, answered from cache: 1" in out
+    assert (cache.read_bytes(), cache.stat().st_mtime_ns) == before   # read, never written
+
 
 def test_unparsed_names_reported_counted_and_exit_1(tmp_path, capsys):
     src = tmp_path / "src"

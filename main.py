@@ -10,6 +10,7 @@ Exit codes: 0 every image saved or skipped, 1 some failed, 2 bad input.
 """
 import os
 import secrets
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +22,9 @@ import discord_downloader as dd
 
 DEMO_OUTPUT_DIR = os.path.join("demo-output", config.DEFAULT_OUTPUT_DIR)
 DEMO_DAYS = 30
-# Follow-up pipeline steps the demo runs on its download folder, in order:
-# callables taking the folder and returning an exit code.
-DEMO_STEPS = []
+# Written into every folder the demo fills, so that a later demo may replace
+# them; a folder without it is never deleted.
+DEMO_MARKER = ".discordpicextract-demo"
 
 PROMPT_TOKEN = "Enter your Discord token: "
 PROMPT_CHANNEL = "Enter channel ID or name: "
@@ -262,7 +263,7 @@ def run_demo(output_dir=DEMO_OUTPUT_DIR, *, tz=None, workers=None, progress=None
     on the folder. No account, no network beyond 127.0.0.1."""
     from discord_emulator import DiscordEmulator, build_demo_channel
 
-    _require_empty_demo_folder(output_dir)
+    prepare_demo_folders(demo_folders(output_dir))
     token = "demo-" + secrets.token_hex(16)  # made up at run time, valid only for this emulator
     print("Demo: starting a local Discord emulator on 127.0.0.1 with a generated channel...")
     with DiscordEmulator(token=token, token_kind="user") as emu:
@@ -278,14 +279,65 @@ def run_demo(output_dir=DEMO_OUTPUT_DIR, *, tz=None, workers=None, progress=None
     return code
 
 
-def _require_empty_demo_folder(output_dir):
+def demo_folders(download_dir):
+    """The demo's download folder and, beside it, the clean and one-per-day folders."""
+    parent = Path(download_dir).parent
+    return [Path(download_dir), parent / config.CLEAN_OUTPUT_DIR, parent / config.ONE_PER_DAY_DIR]
+
+
+def prepare_demo_folders(folders):
     """Each demo generates a new channel (new IDs, times up to now): mixed
     with an earlier demo's files it would look like a channel posting every
-    image twice. Refuse rather than delete anything."""
-    folder = Path(output_dir)
-    if folder.is_dir() and any(folder.iterdir()):
-        raise cli.UsageError(f"demo folder {output_dir} already holds files from an earlier run: "
-                             f"delete it (it holds only demo images) or pass --output NEW_FOLDER")
+    image twice. So an earlier demo's folders (they carry DEMO_MARKER) are
+    replaced; any other non-empty folder is refused, never deleted."""
+    for folder in folders:
+        if folder.is_file() or (folder.is_dir() and any(folder.iterdir())
+                                and not (folder / DEMO_MARKER).exists()):
+            raise cli.UsageError(f"{folder} already exists and was not made by the demo: "
+                                 f"pass --output NEW_FOLDER for the demo")
+    for folder in folders:
+        if folder.is_dir():
+            print(f"Demo: replacing the earlier demo run in {folder}")
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        (folder / DEMO_MARKER).write_text("Made by `python main.py --demo`; a later demo replaces this folder.\n")
+
+
+def _demo_step(title, script, argv_for):
+    """A DEMO_STEPS entry: print a heading, run a pipeline script's main()."""
+    def step(download_dir):
+        folders = [str(f) for f in demo_folders(download_dir)]
+        argv = argv_for(*folders)
+        print(f"\n{'#' * 70}\n# Demo step: {title}\n#   python {script.__name__}.py {' '.join(argv)}\n{'#' * 70}")
+        return script.main(argv)
+    return step
+
+
+def _demo_steps():
+    import check_unique_dates
+    import deduplicate_images
+    import extract_one_per_day
+    import quality_check_timestamps
+
+    def plot_path(download, _clean, _daily):
+        return str(Path(download).parent / config.PLOT_FILE)
+
+    return [
+        _demo_step("remove duplicates", deduplicate_images,
+                   lambda download, clean, daily: ["--source", download, "--output", clean]),
+        _demo_step("keep one image per day", extract_one_per_day,
+                   lambda download, clean, daily: ["--source", clean, "--output", daily]),
+        _demo_step("compare date coverage", check_unique_dates,
+                   lambda download, clean, daily: ["--folders", download, clean, daily, "--trading-days"]),
+        _demo_step("check timestamps against market hours", quality_check_timestamps,
+                   lambda *folders: ["--folder", folders[1], "--folders", *folders, "--no-adjust",
+                                     "--plot", plot_path(*folders)]),
+    ]
+
+
+# Follow-up pipeline steps the demo runs on its download folder, in order:
+# callables taking the folder and returning an exit code.
+DEMO_STEPS = _demo_steps()
 
 
 def print_demo_prompts(job):

@@ -94,11 +94,37 @@ def test_demo_runs_end_to_end_then_the_follow_up_steps(capsys, monkeypatch, tmp_
     assert main.PROMPT_CHANNEL + "spx-realtime-aws" in out and main.PROMPT_GUILD + GUILD in out
     assert "Errors: 0" in out and len(images_in(tmp_path / "demo")) > 100
     assert "DISCORD_API_BASE" not in os.environ
-    # a second demo into the same folder is refused, nothing touched
-    before = sorted(p.name for p in (tmp_path / "demo").iterdir())
-    code, _, err = run_main(capsys, "--demo", "--output", tmp_path / "demo")
-    assert code == 2 and "already holds files" in err
-    assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == before
+
+
+def test_demo_runs_the_whole_pipeline_and_replaces_only_its_own_folders(capsys, tmp_path):
+    download = tmp_path / "demo" / "spx-realtime-aws"
+    code, out, err = run_main(capsys, "--demo", "--no-progress", "--output", download)
+    assert code == 0, err
+    clean, daily = tmp_path / "demo" / config.CLEAN_OUTPUT_DIR, tmp_path / "demo" / config.ONE_PER_DAY_DIR
+    downloaded, kept, per_day = images_in(download), images_in(clean), images_in(daily)
+    assert len(downloaded) > len(kept) > len(per_day) > 15
+    assert {name[:10] for name in kept} == {name[:10] for name in per_day}
+    for heading in ("Deduplication Summary:", "Extracted", "Unique Dates Analysis",
+                    "Quality Check: Timestamps Outside Trading Hours", "QUALITY CHECK REMINDER"):
+        assert heading in out
+    from PIL import Image
+    with Image.open(tmp_path / "demo" / config.PLOT_FILE) as plot:
+        assert plot.format == "PNG"
+
+    # a second demo replaces the first one's folders (they carry the demo marker)
+    code, out, err = run_main(capsys, "--demo", "--no-progress", "--output", download)
+    assert code == 0, err
+    assert out.count("replacing the earlier demo run") == 3
+    assert len(images_in(download)) == len(downloaded)
+
+    # a folder the demo did not make is never deleted
+    mine = tmp_path / "mine"
+    (mine / config.CLEAN_OUTPUT_DIR).mkdir(parents=True)
+    keep = mine / config.CLEAN_OUTPUT_DIR / "2025-01-02_10-00-00_keep.png"
+    keep.write_bytes(b"user data")
+    code, _, err = run_main(capsys, "--demo", "--output", mine / "spx-realtime-aws")
+    assert code == 2 and "not made by the demo" in err
+    assert keep.read_bytes() == b"user data" and not (mine / "spx-realtime-aws").exists()
 
 
 def test_help_exits_0(capsys):

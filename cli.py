@@ -94,6 +94,12 @@ def run(main_body, argv=None):
         return EXIT_INTERRUPTED
     except SystemExit as exc:  # argparse --help / --version
         return exc.code if isinstance(exc.code, int) else EXIT_OK
+    except BrokenPipeError:
+        # `script | head`: the reader left. Point stdout at devnull so the
+        # interpreter's final flush does not print a traceback.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_ITEMS_FAILED
 
 
 def existing_folder(path) -> str:

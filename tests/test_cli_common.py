@@ -47,3 +47,19 @@ def test_help_returns_zero():
     with pytest.raises(SystemExit):
         cli.ArgumentParser(prog="t").parse_args(["--help"])
     assert cli.run(_body, ["--help"]) == 0
+
+
+def test_output_piped_into_head_ends_without_traceback(tmp_path, make_image):
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    for day in range(1, 29):
+        for hour in (10, 11, 12):
+            make_image(tmp_path / "src" / f"2025-02-{day:02d}_{hour}-00-00_c.png", seed=day)
+    command = (f'"{sys.executable}" "{root / "extract_one_per_day.py"}" --dry-run '
+               f'--source "{tmp_path / "src"}" --output "{tmp_path / "out"}" | head -n 1')
+    run = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True,
+                         timeout=60, env={**__import__("os").environ, "PYTHONUNBUFFERED": "1"})
+    assert run.stdout.startswith("Scanning images in:")
+    assert "Traceback" not in run.stderr and "BrokenPipe" not in run.stderr

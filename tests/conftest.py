@@ -1,5 +1,4 @@
 """Shared test fixtures: real image files written with Pillow in tmp_path."""
-import os
 import random
 import sys
 from pathlib import Path
@@ -73,3 +72,29 @@ def _isolated_env(monkeypatch, tmp_path):
         monkeypatch.delenv(name)
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.chdir(tmp_path)
+
+
+def fill(folder, names):
+    """Write a small distinct real image under each name in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for seed, name in enumerate(names):
+        write_image(folder / name, seed=seed, size=(40, 30))
+    return folder
+
+
+def contents(folder):
+    """{name: sha256} of the visible files (hidden bookkeeping excluded):
+    equal before and after a rename batch means nothing was lost or merged."""
+    import hashlib
+
+    return {entry.name: hashlib.sha256(entry.read_bytes()).hexdigest()
+            for entry in folder.iterdir() if not entry.name.startswith(".") and entry.is_file()}
+
+
+def n(stamp, original="chart.png"):
+    """A pipeline name from an ISO time: n("2025-03-10T08:00:00")."""
+    from datetime import datetime
+
+    import naming
+
+    return naming.format_name(datetime.fromisoformat(stamp), original)

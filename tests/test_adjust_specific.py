@@ -1,32 +1,13 @@
 """adjust_specific_timestamp.py through main(argv) and as a subprocess."""
-import hashlib
 import io
 import subprocess
 import sys
-from datetime import datetime
 
 import pytest
 
 import adjust_specific_timestamp as specific
 import config
-import naming
-from conftest import ROOT, write_image
-
-
-def fill(folder, names):
-    folder.mkdir(parents=True, exist_ok=True)
-    for seed, name in enumerate(names):
-        write_image(folder / name, seed=seed, size=(40, 30))
-    return folder
-
-
-def contents(folder):
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in folder.iterdir() if not p.name.startswith(".")}
-
-
-def n(stamp, original="chart.png"):
-    return naming.format_name(datetime.fromisoformat(stamp), original)
+from conftest import ROOT, contents, fill, n
 
 
 NAMES = [n("2025-03-09T23:30:00"), n("2025-03-10T08:00:00"), n("2025-03-10T12:00:00"),

@@ -1,33 +1,14 @@
 """adjust_timestamps.py through main(argv) and as a subprocess, on real images."""
-import hashlib
 import io
 import os
 import subprocess
 import sys
-from datetime import datetime
 
 import adjust_timestamps
 import config
 import download_archive
-import naming
 import safe_rename
-from conftest import ROOT, write_image
-
-
-def fill(folder, names):
-    folder.mkdir(parents=True, exist_ok=True)
-    for seed, name in enumerate(names):
-        write_image(folder / name, seed=seed, size=(40, 30))
-    return folder
-
-
-def contents(folder):
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in folder.iterdir() if not p.name.startswith(".") and p.is_file()}
-
-
-def n(stamp, original="chart.png"):
-    return naming.format_name(datetime.fromisoformat(stamp), original)
+from conftest import ROOT, contents, fill, n
 
 
 NAMES = [n("2025-01-01T02:00:00"), n("2025-01-01T07:00:00"), n("2025-03-01T03:00:00", "b.png"),

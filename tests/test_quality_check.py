@@ -1,5 +1,4 @@
 """quality_check_timestamps.py through main(argv), on real images."""
-import hashlib
 import io
 import os
 import subprocess
@@ -13,23 +12,7 @@ import config
 import download_archive
 import naming
 import quality_check_timestamps as qc
-from conftest import ROOT, write_image
-
-
-def fill(folder, names):
-    folder.mkdir(parents=True, exist_ok=True)
-    for seed, name in enumerate(names):
-        write_image(folder / name, seed=seed, size=(40, 30))
-    return folder
-
-
-def contents(folder):
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in folder.iterdir() if not p.name.startswith(".")}
-
-
-def n(stamp, original="chart.png"):
-    return naming.format_name(datetime.fromisoformat(stamp), original)
+from conftest import ROOT, contents, fill, n
 
 
 def run(capsys, *argv):

@@ -1,6 +1,5 @@
 """The safe rename engine: plans, chains and cycles, collisions, journal,
 undo, interrupted-batch recovery and the download archive, on real images."""
-import hashlib
 import json
 import os
 from datetime import datetime, timedelta
@@ -11,25 +10,8 @@ import config
 import download_archive
 import naming
 import safe_rename
-from conftest import write_image
+from conftest import contents, fill, n, write_image
 from safe_rename import Move, parse_hours, shift_by
-
-
-def fill(folder, names):
-    folder.mkdir(parents=True, exist_ok=True)
-    for seed, name in enumerate(names):
-        write_image(folder / name, seed=seed, size=(40, 30))
-    return folder
-
-
-def contents(folder):
-    """{name: sha256} of the visible files (hidden bookkeeping excluded)."""
-    return {entry.name: hashlib.sha256(entry.read_bytes()).hexdigest()
-            for entry in folder.iterdir() if not entry.name.startswith(".")}
-
-
-def n(stamp, original="chart.png"):
-    return naming.format_name(datetime.fromisoformat(stamp), original)
 
 
 def plus(hours):

@@ -284,27 +284,9 @@ def _spread_decode_failures(records, decoded):
 
 
 # ----------------------------------------------------------------- apply
-@dataclass
-class CopyResult:
-    copied: list = field(default_factory=list)
-    identical: list = field(default_factory=list)
-    conflicts: list = field(default_factory=list)
-    failed: list = field(default_factory=list)   # (name, message)
-
-
-def apply_copies(records, output) -> CopyResult:
-    """Copy each record's file into `output`, never overwriting."""
-    result = CopyResult()
-    for record in records:
-        target = Path(output) / record.name
-        try:
-            outcome = fileops.copy_no_clobber(record.image.path, target)
-        except OSError as exc:
-            result.failed.append((record.name, exc.strerror or str(exc)))
-            continue
-        getattr(result, {"copied": "copied", "identical": "identical",
-                         "conflict": "conflicts"}[outcome]).append(record.name)
-    return result
+def apply_copies(records, output) -> fileops.CopyResult:
+    """Copy each kept record's file into `output`, never overwriting."""
+    return fileops.copy_files_into([record.image.path for record in records], output)
 
 
 def report_rows(plan):
@@ -353,7 +335,7 @@ class DedupeRun:
     scanned: int
     plan: DedupePlan
     unparsed: list
-    copies: Optional[CopyResult]
+    copies: Optional[fileops.CopyResult]
     scan: ScanStats
     warnings: list = field(default_factory=list)
     report_file: Optional[str] = None

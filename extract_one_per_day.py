@@ -45,11 +45,7 @@ def plan_one_per_day(listing: naming.FolderListing) -> OnePerDayPlan:
 
 
 @dataclass
-class ExtractResult:
-    copied: list = field(default_factory=list)
-    identical: list = field(default_factory=list)
-    conflicts: list = field(default_factory=list)
-    failed: list = field(default_factory=list)   # (name, message)
+class ExtractResult(fileops.CopyResult):
     others: dict = field(default_factory=dict)   # date -> other images already in output
     corrupt: list = field(default_factory=list)  # (name, message): copied, but damaged
 
@@ -57,16 +53,9 @@ class ExtractResult:
 def apply_one_per_day(plan: OnePerDayPlan, output) -> ExtractResult:
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    result = ExtractResult()
+    result = fileops.copy_files_into([pick.selected.path for pick in plan.picks], output, ExtractResult())
+    # The day's pick is what users look at: say so when it is damaged.
     for pick in plan.picks:
-        try:
-            outcome = fileops.copy_no_clobber(pick.selected.path, output / pick.selected.name)
-        except OSError as exc:
-            result.failed.append((pick.selected.name, exc.strerror or str(exc)))
-            continue
-        {"copied": result.copied, "identical": result.identical,
-         "conflict": result.conflicts}[outcome].append(pick.selected.name)
-        # The day's pick is what users look at: say so when it is damaged.
         check = image_hashes.check_file(pick.selected.path)
         if not check.ok:
             result.corrupt.append((pick.selected.name, check.error))

@@ -2,6 +2,7 @@
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 CHUNK = 1 << 20
@@ -95,3 +96,27 @@ def move_no_clobber(source: Path, target: Path) -> None:
         os.rename(source, target)
         return
     os.unlink(source)
+
+
+@dataclass
+class CopyResult:
+    """What copying a batch of files into a folder did, by file name."""
+
+    copied: list = field(default_factory=list)
+    identical: list = field(default_factory=list)  # already there, same bytes
+    conflicts: list = field(default_factory=list)  # a different file holds the name
+    failed: list = field(default_factory=list)     # (name, reason)
+
+
+def copy_files_into(sources, output, result=None) -> CopyResult:
+    """Copy each source file into `output` under its own name, never
+    overwriting; one file failing does not stop the others."""
+    result = result if result is not None else CopyResult()
+    lists = {"copied": result.copied, "identical": result.identical, "conflict": result.conflicts}
+    for source in sources:
+        source = Path(source)
+        try:
+            lists[copy_no_clobber(source, Path(output) / source.name)].append(source.name)
+        except OSError as exc:
+            result.failed.append((source.name, exc.strerror or str(exc)))
+    return result

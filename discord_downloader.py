@@ -253,12 +253,7 @@ class DiscordClient:
     def session(self):
         """This thread's HTTP session. It carries no Authorization header:
         the token is added per request, to API URLs only."""
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            session.headers["User-Agent"] = config.USER_AGENT
-            self._local.session = session
-        return session
+        return _thread_session(self._local)
 
     def _auth_headers(self, url):
         if not url.startswith(self.api_base + "/") or not self.token:
@@ -705,6 +700,17 @@ def _latest_wall_time_until(moment, zone):
 
 # --- transfers ----------------------------------------------------------------
 
+def _thread_session(local):
+    """One requests.Session per thread (sessions are not thread-safe), with
+    our User-Agent and no Authorization header."""
+    session = getattr(local, "session", None)
+    if session is None:
+        session = requests.Session()
+        session.headers["User-Agent"] = config.USER_AGENT
+        local.session = session
+    return session
+
+
 @dataclass
 class Outcome:
     plan: PlannedDownload
@@ -733,12 +739,7 @@ class Transfer:
         self._local = threading.local()
 
     def session(self):
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            session.headers["User-Agent"] = config.USER_AGENT
-            self._local.session = session
-        return session
+        return _thread_session(self._local)
 
     def __call__(self, plan):
         reason = ""

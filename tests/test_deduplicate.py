@@ -390,3 +390,32 @@ def test_subprocess_run(tmp_path):
     assert "Deduplication Summary:" in done.stdout and "Mean difference:            1.1m (63.0s)" \
         in done.stdout
     assert names(tmp_path / "clean") == ["2025-02-14_10-00-00_a.png"]
+
+
+def test_damage_only_a_decode_finds_is_caught_by_the_fast_path(tmp_path, capsys):
+    # GIF and JPEG carry no checksum: these pass a header/trailer check and
+    # fail only when decoded. Byte-identical copies must not be collapsed by
+    # the fast path when hashing every file would keep them as corrupt.
+    from conftest import image_bytes
+
+    src = tmp_path / "src"
+    src.mkdir()
+    gif = bytearray(image_bytes(seed=5, fmt="GIF"))
+    middle = int(len(gif) * 0.4)
+    gif[middle:middle + 32] = bytes(32)                  # LZW data zeroed
+    jpeg = bytearray(image_bytes(seed=5, fmt="JPEG"))
+    jpeg[90] = 0                                         # a quantisation table entry
+    for stamp in ("10-00-00", "10-01-00"):
+        (src / f"2025-02-14_{stamp}_g.gif").write_bytes(bytes(gif))
+        (src / f"2025-02-14_{stamp}_j.jpg").write_bytes(bytes(jpeg))
+    images = naming.list_images(src).images
+
+    with image_hashes.Workers(1) as workers:
+        fast, _ = dedupe.fetch_records(images, image_hashes.NoCache(), workers, fast=True)
+        full, _ = dedupe.fetch_records(images, image_hashes.NoCache(), workers, fast=False)
+    assert dedupe.plan_dedupe(fast).signature() == dedupe.plan_dedupe(full).signature()
+
+    code, out, err = run(capsys, "--source", str(src), "--output", str(tmp_path / "out"))
+    assert code == 1
+    assert names(tmp_path / "out") == names(src)       # all four kept
+    assert "Unreadable/corrupt images (kept as unique): 4" in out

@@ -518,7 +518,10 @@ def _sync_dir(folder):
 def last_undoable(folder):
     """The last completed batch that is not itself an undo or a recovery and
     has not been undone yet."""
-    batches = read_journal(folder)
+    return _last_undoable(read_journal(folder))
+
+
+def _last_undoable(batches):
     undone = {b.undoes for b in batches if b.undoes and b.status == "completed"}
     for batch in reversed(batches):
         if batch.status == "completed" and not batch.undoes and not batch.recovers and batch.id not in undone:
@@ -532,24 +535,59 @@ class UndoOutcome:
     batch: Batch = None          # the batch reverted or recovered
     plan: RenamePlan = None
     result: ApplyResult = None
+    waiting: Batch = None        # undo: this folder's last batch, older than the one undone now
+
+
+def _newest(candidates, journals):
+    """Of the batches `candidates` ({id: Batch}), the most recent: one that
+    no other candidate follows in any folder's journal (one run shares its
+    batch id across folders, so the journals order the runs); the creation
+    time decides between batches no journal relates."""
+    orders = [{batch.id: i for i, batch in enumerate(batches)} for batches in journals]
+
+    def after(x, y):
+        return any(x in order and y in order and order[x] > order[y] for order in orders)
+
+    newest = [x for x in candidates if not any(after(y, x) for y in candidates if y != x)]
+    return max(newest or candidates, key=lambda i: (candidates[i].created, i))
+
+
+def undo_last_batch(folders, dry_run=False) -> list:
+    """Revert the last batch over `folders` (one UndoOutcome per folder).
+
+    A run renames in several folders under one batch id, but a folder where
+    it renamed nothing has no record of it: undoing "each folder's last
+    batch" would then revert an older batch there. So the newest batch over
+    all folders is reverted, in the folders that have it; the others wait
+    (`waiting`) for a later --undo."""
+    journals = [read_journal(folder) for folder in folders]
+    last = [_last_undoable(batches) for batches in journals]
+    outcomes = [UndoOutcome(str(folder)) for folder in folders]
+    candidates = {batch.id: batch for batch in last if batch is not None}
+    if not candidates:
+        return outcomes
+    target = _newest(candidates, journals)
+    for folder, outcome, batch in zip(folders, outcomes, last):
+        if batch is None:
+            continue
+        if batch.id != target:
+            outcome.waiting = batch
+            continue
+        outcome.batch = batch
+        mapping = {move.new: move.old for move in batch.done_moves()}
+        outcome.plan = plan_mapping(mapping, set(os.listdir(folder)))
+        if not dry_run:
+            outcome.result = apply_plan(folder, outcome.plan, label=f"undo of {batch.id}", undoes=batch.id)
+    return outcomes
 
 
 def plan_undo(folder):
-    batch = last_undoable(folder)
-    if batch is None:
-        return UndoOutcome(str(folder))
-    mapping = {move.new: move.old for move in batch.done_moves()}
-    plan = plan_mapping(mapping, set(os.listdir(folder)))
-    return UndoOutcome(str(folder), batch, plan)
+    return undo_last_batch([folder], dry_run=True)[0]
 
 
 def undo_last(folder, dry_run=False) -> UndoOutcome:
     """Revert the last completed batch of `folder` (a new journaled batch)."""
-    outcome = plan_undo(folder)
-    if outcome.batch is not None and not dry_run:
-        outcome.result = apply_plan(folder, outcome.plan, label=f"undo of {outcome.batch.id}",
-                                    undoes=outcome.batch.id)
-    return outcome
+    return undo_last_batch([folder], dry_run)[0]
 
 
 def recover(folder, mode, dry_run=False) -> UndoOutcome:
@@ -681,12 +719,12 @@ def refuse_if_pending(folders, dry_run=False):
 
 def run_undo_or_recover(folders, *, undo, recover_mode, dry_run):
     """--undo / --recover for every folder; prints and returns an exit code."""
-    outcomes = []
-    for folder in folders:
-        if undo:
-            outcomes.append(undo_last(folder, dry_run=dry_run))
-        else:
-            outcomes.append(recover(folder, recover_mode, dry_run=dry_run))
+    if undo:
+        # Undoing on top of a half-done batch would mix the two: recover first.
+        refuse_if_pending(folders, dry_run)
+        outcomes = undo_last_batch(folders, dry_run=dry_run)
+    else:
+        outcomes = [recover(folder, recover_mode, dry_run=dry_run) for folder in folders]
     return report_undo(outcomes, "Undo" if undo else f"Recover ({recover_mode})", dry_run)
 
 
@@ -697,6 +735,11 @@ def report_undo(outcomes, title, dry_run):
     skipped_total = 0
     for outcome in outcomes:
         print(f"\nProcessing folder: {outcome.folder}")
+        if outcome.waiting is not None:
+            print(f"  Nothing to do now: this folder's last batch {outcome.waiting.id} "
+                  f"({outcome.waiting.label or 'no label'}) is older than the batch this --undo "
+                  f"reverts in the other folders; a further --undo reverts it")
+            continue
         if outcome.batch is None:
             print("  Nothing to do (no batch to undo or recover).")
             continue

@@ -96,3 +96,22 @@ def test_subprocess_run(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr
     assert f"RENAMED: {NAMES[0]} -> {n('2025-03-10T00:30:00')}" in proc.stdout
+
+
+def test_undo_reverts_the_last_run_only_even_where_it_renamed_nothing(tmp_path, capsys):
+    # A run over all folders, then a targeted fix that matches nothing in the
+    # third folder: --undo must revert the fix only, not the third folder's
+    # earlier batch; the next --undo reverts the first run everywhere.
+    folders = [fill(tmp_path / name, NAMES[: 6 - i]) for i, name in enumerate("abc")]
+    original = [contents(f) for f in folders]
+    common = ["--folders", *map(str, folders)]
+    assert run(capsys, *common, "--from", "2025-03-09", "--to", "2025-03-12", "--hours", "1")[0] == 0
+    after_first = [contents(f) for f in folders]
+    code, _out, _ = run(capsys, *common, "--date", "2025-03-12", "--hours", "2")  # only a has a file dated 03-12
+    assert code == 0 and contents(folders[0]) != after_first[0]
+    assert [contents(f) for f in folders[1:]] == after_first[1:]
+    code, out, _ = run(capsys, *common, "--undo")
+    assert code == 0 and out.count("Nothing to do now") == 2
+    assert [contents(f) for f in folders] == after_first
+    assert run(capsys, *common, "--undo")[0] == 0
+    assert [contents(f) for f in folders] == original

@@ -132,3 +132,16 @@ def test_subprocess_run(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "Total renamed: 9" in proc.stdout
     assert set(contents(folders[0])) == set(SHIFTED)
+
+
+def test_undo_refuses_while_a_batch_is_unfinished(tmp_path, capsys):
+    folder = fill(tmp_path / "f", NAMES)
+    assert adjust_timestamps.main(["--folders", str(folder), "--hours", "1"]) == 0
+    after_first = contents(folder)
+    plan = safe_rename.plan_folder(folder, safe_rename.shift_by(-5))
+    safe_rename.apply_plan(folder, plan, stop_after=2)
+    capsys.readouterr()
+    assert adjust_timestamps.main(["--folders", str(folder), "--undo"]) == 2
+    assert "--recover" in capsys.readouterr().err
+    assert adjust_timestamps.main(["--folders", str(folder), "--recover", "revert"]) == 0
+    assert contents(folder) == after_first

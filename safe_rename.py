@@ -700,9 +700,17 @@ def add_rename_arguments(parser, folders_help="folders to rename in"):
 
 def check_folders(folders):
     """Every folder must exist; UsageError (exit 2) names the first that does not."""
+    seen = {}
     for folder in folders:
         if not os.path.isdir(folder):
             raise cli.UsageError(f"folder not found: {folder} (choose folders with --folders)")
+        # One folder named twice would be renamed twice and journal two
+        # batches under one id, the second hiding the first from --undo.
+        stat = os.stat(folder)
+        key = (stat.st_dev, stat.st_ino)
+        if key in seen:
+            raise cli.UsageError(f"the same folder is given twice: {seen[key]} and {folder}")
+        seen[key] = folder
 
 
 def refuse_if_pending(folders, dry_run=False):

@@ -295,20 +295,22 @@ def journal_path(folder) -> Path:
 
 
 def read_journal(folder) -> list:
-    """The batches of `folder`'s journal, oldest first. A torn last line (a
-    crash while writing it) is ignored: no file moves before its line is
-    complete and synced."""
+    """The batches of `folder`'s journal, oldest first. A torn line (a crash
+    while writing it) is ignored: no file moves before its line is complete
+    and synced. An unreadable journal is a UsageError."""
     path = journal_path(folder)
     if not path.exists():
         return []
     batches = {}
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            _apply_record(batches, record)
+    try:
+        with open(path, "rb") as handle:
+            for line in handle:
+                try:
+                    _apply_record(batches, json.loads(line.decode("utf-8")))
+                except (ValueError, KeyError, TypeError, AttributeError, IndexError):
+                    continue  # torn or damaged line
+    except OSError as exc:
+        raise cli.UsageError(f"cannot read the rename journal {path}: {exc.strerror or exc}") from None
     return list(batches.values())
 
 
@@ -344,7 +346,22 @@ class _Journal:
     lock dies with the process, so a crash leaves no stale lock)."""
 
     def __init__(self, folder):
-        self.handle = open(journal_path(folder), "a", encoding="utf-8")
+        path = journal_path(folder)
+        try:
+            self.handle = open(path, "a+b")
+        except OSError as exc:
+            raise cli.UsageError(f"cannot write the rename journal {path}: {exc.strerror or exc}") from None
+        self._lock(folder)
+        size = self.handle.seek(0, os.SEEK_END)
+        if size == 0:
+            _sync_dir(folder)  # the journal's own name must survive a crash too
+        else:
+            # A line torn by a crash must not swallow the next record.
+            self.handle.seek(size - 1)
+            if self.handle.read(1) != b"\n":
+                self.handle.write(b"\n")
+
+    def _lock(self, folder):
         try:
             import fcntl
         except ImportError:  # Windows: no advisory lock
@@ -357,7 +374,8 @@ class _Journal:
                                f"try again when it has finished") from None
 
     def write(self, record, sync=False):
-        self.handle.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+        line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+        self.handle.write(line.encode("utf-8"))
         if sync:
             self.sync()
 

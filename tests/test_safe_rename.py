@@ -286,3 +286,39 @@ def test_two_runs_never_interleave_in_one_folder(tmp_path):
     assert contents(folder) == before
     safe_rename.apply_plan(folder, plan)  # the lock went with the other run
     assert set(contents(folder)) == {n("2025-01-02T11:00:00")}
+
+
+def test_a_torn_journal_line_does_not_swallow_the_next_batch(tmp_path):
+    folder = fill(tmp_path / "f", [n("2025-01-02T10:00:00")])
+    original = contents(folder)
+    with open(folder / config.JOURNAL_FILE, "w", encoding="utf-8") as journal:
+        journal.write('{"event":"begin","batch":"crashed-while-writ')  # no newline: a crash
+    safe_rename.apply_plan(folder, safe_rename.plan_folder(folder, plus("1")))
+    assert safe_rename.undo_last(folder).result.done  # the batch is in the journal
+    assert contents(folder) == original
+
+
+@pytest.mark.parametrize("damage", [
+    b'{"event":"begin","batch":"x"}\n',           # valid JSON, fields missing
+    b'["not", "a", "record"]\n',
+    b'\xff\xfe not utf-8\n',
+])
+def test_damaged_journal_lines_are_skipped_not_a_traceback(tmp_path, damage):
+    folder = fill(tmp_path / "f", [n("2025-01-02T10:00:00")])
+    original = contents(folder)
+    (folder / config.JOURNAL_FILE).write_bytes(damage)
+    assert safe_rename.pending_batch(folder) is None
+    safe_rename.apply_plan(folder, safe_rename.plan_folder(folder, plus("1")))
+    safe_rename.undo_last(folder)
+    assert contents(folder) == original
+
+
+def test_unwritable_journal_is_a_usage_error_before_any_move(tmp_path):
+    import adjust_timestamps
+
+    folder = fill(tmp_path / "f", [n("2025-01-02T10:00:00")])
+    before = contents(folder)
+    (folder / config.JOURNAL_FILE).mkdir()  # cannot be opened as a file
+    assert adjust_timestamps.main(["--folders", str(folder), "--hours", "1"]) == 2
+    assert adjust_timestamps.main(["--folders", str(folder), "--undo"]) == 2
+    assert contents(folder) == before

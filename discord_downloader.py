@@ -264,8 +264,9 @@ class DiscordClient:
     def scrub(self, text):
         return scrub(text, self.token)
 
-    def request(self, path, params=None, method="GET"):
-        """One API call with rate limits and retries; returns the JSON body."""
+    def request(self, path, params=None, method="GET", expect=dict):
+        """One API call with rate limits and retries; returns the JSON body,
+        which must be an `expect` (dict, or list of dicts)."""
         url = self.api_base + path
         route = route_key(method, path)
         failures = limited = 0
@@ -298,14 +299,32 @@ class DiscordClient:
                 continue
             if response.status_code >= 300:
                 raise self._error(method, path, response)
-            return response.json()
+            return self._body(method, path, response, expect)
+
+    def _body(self, method, path, response, expect):
+        """The JSON body of a success, checked for its shape: a proxy, a
+        captive portal or a wrong DISCORD_API_BASE answers something else."""
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if isinstance(body, expect) and (expect is not list or all(isinstance(x, dict) for x in body)):
+            return body
+        kind = response.headers.get("Content-Type", "").split(";")[0] or "no content type"
+        raise DiscordError(f"{method} {path}: the answer is not Discord's JSON ({kind}); "
+                           f"is {self.api_base} the Discord API?", status=response.status_code)
 
     def _error(self, method, path, response):
         try:
             body = response.json()
-            message, code = body.get("message", ""), body.get("code")
         except ValueError:
+            body = None
+        if isinstance(body, dict):
+            message, code = str(body.get("message", "")), body.get("code")
+        else:
             message, code = response.reason or "", None
+        # one line, short: an error page may echo a whole request back
+        message = " ".join(self.scrub(message).split())[:200]
         status = response.status_code
         text = self.scrub(f"{method} {path}: HTTP {status} {message}".rstrip())
         cls = {401: AuthError, 403: AccessError, 404: NotFoundError}.get(status, DiscordError)
@@ -335,7 +354,7 @@ class DiscordClient:
             params = {"limit": 200}
             if after:
                 params["after"] = after
-            page = self.request("/users/@me/guilds", params)
+            page = self.request("/users/@me/guilds", params, expect=list)
             if not page:
                 return
             yield page
@@ -344,7 +363,7 @@ class DiscordClient:
             after = page[-1]["id"]
 
     def fetch_channels(self, guild_id):
-        return self.request(f"/guilds/{guild_id}/channels")
+        return self.request(f"/guilds/{guild_id}/channels", expect=list)
 
     def fetch_channel(self, channel_id):
         return self.request(f"/channels/{channel_id}")
@@ -360,7 +379,7 @@ class DiscordClient:
             params = {"limit": 100}
             if before:
                 params["before"] = before
-            page = self.request(f"/channels/{channel_id}/messages", params)
+            page = self.request(f"/channels/{channel_id}/messages", params, expect=list)
             kept = [m for m in _take_while_newer(page, cutoff)]
             if kept:
                 yield kept

@@ -380,3 +380,33 @@ def test_guild_list_is_paginated(world, capsys):
     pages = api_requests(w.emu, "/users/@me/guilds")
     assert len(pages) == 2 and pages[1].query.get("after")
     assert len(images_in("out")) == 1
+
+
+def _one_line_error_without_token(code, out, err, token, expected):
+    assert code == 1, out + err
+    assert err.startswith("error:") and err.count("\n") == 1 and expected in err, err
+    assert "Traceback" not in out + err and token not in out + err
+
+
+def test_api_answers_that_are_not_discord_json_are_one_line_errors(world, capsys, fast_retries):
+    w = world
+    # a captive portal's page with a 200
+    w.emu.inject("html", path_contains="/users/@me", times=1)
+    code, out, err = run_main(capsys, *_by_id(w, "--days", "1"))
+    _one_line_error_without_token(code, out, err, w.token, "not Discord's JSON (text/html)")
+    # a 500 whose body echoes the request headers, token included, over several lines
+    echo = f"proxy error\nAuthorization: {w.token}\nUser-Agent: x\n" + "padding " * 100
+    w.emu.inject("status", status=500, message=echo, path_contains="/users/@me", times=config.MAX_RETRIES + 1)
+    code, out, err = run_main(capsys, *_by_id(w, "--days", "1"))
+    _one_line_error_without_token(code, out, err, w.token, "HTTP 500 proxy error Authorization: [token]")
+    assert len(err) < 400
+
+
+def test_unreachable_api_base_is_a_one_line_error(world, capsys, fast_retries, monkeypatch):
+    import socket
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("DISCORD_API_BASE", f"http://127.0.0.1:{port}/api/v10")
+    code, out, err = run_main(capsys, *_by_id(world, "--days", "1"))
+    _one_line_error_without_token(code, out, err, world.token, "connection failed after 4 attempts")

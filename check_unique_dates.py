@@ -8,11 +8,11 @@ the NYSE sessions (weekdays that are not NYSE holidays, from the `holidays`
 package) between the first and last date that no folder has an image for.
 
 Exit 0 when every folder covers the same dates (and, with --trading-days,
-no session is missing), 1 when coverage differs or a name does not parse,
-2 for a missing folder.
+no session is missing), 1 when coverage differs or a name does not parse
+(or names a folder or a broken link), 2 for a missing folder.
 """
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import cli
@@ -25,6 +25,7 @@ class FolderDates:
     folder: str
     dates: set
     unparsed: list
+    not_files: list = field(default_factory=list)   # image-named folders, broken links
 
     @property
     def first(self):
@@ -51,7 +52,8 @@ class Coverage:
 
 def fetch_folder_dates(folder) -> FolderDates:
     listing = naming.list_images(folder)
-    return FolderDates(str(folder), {image.date for image in listing.images}, listing.unparsed)
+    return FolderDates(str(folder), {image.date for image in listing.images}, listing.unparsed,
+                       listing.not_files)
 
 
 def plan_coverage(folders, trading_days=False) -> Coverage:
@@ -90,6 +92,9 @@ def print_report(coverage: Coverage, trading_days, out=None, err=None):
         for path in entry.unparsed:
             print(f"warning: {entry.folder}: skipped {path.name}: name is not "
                   "YYYY-MM-DD_HH-MM-SS_name.ext", file=err)
+        for path in entry.not_files:
+            print(f"warning: {entry.folder}: skipped {path.name}: not a readable file "
+                  "(a folder or a broken link)", file=err)
         print(f"\nAnalyzing: {entry.folder}", file=out)
         print(f"  Found {len(entry.dates)} unique dates", file=out)
         if entry.dates:
@@ -98,6 +103,9 @@ def print_report(coverage: Coverage, trading_days, out=None, err=None):
             print("  Date range: (no dated images)", file=out)
         if entry.unparsed:
             print(f"  Skipped {len(entry.unparsed)} file(s) whose name does not parse", file=out)
+        if entry.not_files:
+            print(f"  Skipped {len(entry.not_files)} image name(s) that are not readable files",
+                  file=out)
     width = max([30] + [len(entry.folder) for entry in coverage.folders])
     print(f"\n{rule}\nSummary:\n{rule}", file=out)
     for entry in coverage.folders:
@@ -167,7 +175,7 @@ def _main(argv):
             raise cli.UsageError(f"folder not found: {folder}") from None
     coverage = plan_coverage([fetch_folder_dates(f) for f in args.folders], args.trading_days)
     print_report(coverage, args.trading_days)
-    unparsed = any(entry.unparsed for entry in coverage.folders)
+    unparsed = any(entry.unparsed or entry.not_files for entry in coverage.folders)
     return cli.EXIT_OK if coverage.matches and not unparsed else cli.EXIT_ITEMS_FAILED
 
 

@@ -340,11 +340,13 @@ class DedupeRun:
     warnings: list = field(default_factory=list)
     report_file: Optional[str] = None
     report_outcome: Optional[str] = None
+    not_files: list = field(default_factory=list)   # image-named folders, broken links
 
     @property
     def failed(self):
         copies = self.copies
-        return bool(self.unparsed or self.plan.corrupt or self.report_outcome == "conflict"
+        return bool(self.unparsed or self.not_files or self.plan.corrupt
+                    or self.report_outcome == "conflict"
                     or (copies and (copies.conflicts or copies.failed)))
 
 
@@ -354,6 +356,9 @@ def print_report(run: DedupeRun, out=None, err=None):
         print(f"warning: {message}", file=err)
     for path in run.unparsed:
         print(f"warning: skipped {path.name}: name is not YYYY-MM-DD_HH-MM-SS_name.ext", file=err)
+    for path in run.not_files:
+        print(f"warning: skipped {path.name}: not a readable file (a folder or a broken link)",
+              file=err)
     for record in run.plan.corrupt:
         print(f"warning: {record.name}: {record.error}; kept as unique", file=err)
     if run.dry_run:
@@ -390,6 +395,8 @@ def _print_summary(run, out):
         lines.append(f"  Unreadable/corrupt images (kept as unique): {len(plan.corrupt)}")
     if run.unparsed:
         lines.append(f"  Skipped, name not parsed: {len(run.unparsed)}")
+    if run.not_files:
+        lines.append(f"  Skipped, not a readable file: {len(run.not_files)}")
     if copies and (copies.conflicts or copies.failed):
         lines.append(f"  Not copied, errors: {len(copies.conflicts) + len(copies.failed)}")
     lines.append(rule)
@@ -512,7 +519,7 @@ def dedupe(args) -> DedupeRun:
     plan = plan_dedupe(records, args.max_distance, ignore_size)
     copies = None if args.dry_run else apply_copies(plan.keep, args.output)
     run = DedupeRun(args.source, args.output, args.dry_run, len(records), plan,
-                    listing.unparsed, copies, scan, warnings)
+                    listing.unparsed, copies, scan, warnings, not_files=listing.not_files)
     if args.report:
         run.report_file = args.report
         run.report_outcome = write_report(args.report, render_report(plan, Path(args.report).suffix.lower()))

@@ -32,6 +32,7 @@ class OnePerDayPlan:
     picks: list             # DayPicks in date order
     scanned: int
     unparsed: list          # Paths whose names did not parse
+    not_files: list = field(default_factory=list)  # image-named folders, broken links
 
 
 def plan_one_per_day(listing: naming.FolderListing) -> OnePerDayPlan:
@@ -41,7 +42,8 @@ def plan_one_per_day(listing: naming.FolderListing) -> OnePerDayPlan:
     for image in listing.images:
         by_date.setdefault(image.date, []).append(image)
     picks = [DayPick(day, len(images), images[-1]) for day, images in by_date.items()]
-    return OnePerDayPlan(picks, len(listing.images), list(listing.unparsed))
+    return OnePerDayPlan(picks, len(listing.images), list(listing.unparsed),
+                         list(listing.not_files))
 
 
 @dataclass
@@ -78,10 +80,15 @@ def print_report(source, output, plan, result, dry_run, out=None, err=None):
     out, err = out or sys.stdout, err or sys.stderr
     for path in plan.unparsed:
         print(f"warning: skipped {path.name}: name is not YYYY-MM-DD_HH-MM-SS_name.ext", file=err)
+    for path in plan.not_files:
+        print(f"warning: skipped {path.name}: not a readable file (a folder or a broken link)",
+              file=err)
     print(f"Scanning images in: {source}", file=out)
     print(f"Found {plan.scanned} image files", file=out)
     if plan.unparsed:
         print(f"Skipped {len(plan.unparsed)} file(s) whose name does not parse", file=out)
+    if plan.not_files:
+        print(f"Skipped {len(plan.not_files)} image name(s) that are not readable files", file=out)
     print(f"Grouped images into {len(plan.picks)} dates", file=out)
     print("Extracting last image per day..." + (" (dry run: nothing is copied)" if dry_run else ""),
           file=out)
@@ -126,7 +133,7 @@ def _main(argv):
     plan = plan_one_per_day(naming.list_images(args.source))
     result = None if args.dry_run else apply_one_per_day(plan, args.output)
     print_report(args.source, args.output, plan, result, args.dry_run)
-    failed = plan.unparsed or (result and (result.conflicts or result.failed or result.others
+    failed = plan.unparsed or plan.not_files or (result and (result.conflicts or result.failed or result.others
                                           or result.corrupt))
     return cli.EXIT_ITEMS_FAILED if failed else cli.EXIT_OK
 

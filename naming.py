@@ -7,7 +7,7 @@ no script carries its own copy.
 import os
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
@@ -72,6 +72,9 @@ class FolderListing:
 
     images: list
     unparsed: list
+    # Image-named entries that are no regular file (a folder, a broken
+    # link): nothing to read or copy, but callers report them.
+    not_files: list = field(default_factory=list)
 
 
 def parse_name(name: str) -> TimestampedName:
@@ -108,14 +111,16 @@ def list_images(folder) -> FolderListing:
 
     Hidden files (the download archive, rename journal, temp files) and files
     without an image extension are ignored; image files whose name does not
-    parse are returned in `unparsed`.
+    parse are returned in `unparsed`, image-named entries that are no
+    regular file (folders, broken links) in `not_files`.
     """
-    images, unparsed = [], []
+    images, unparsed, not_files = [], [], []
     with os.scandir(folder) as entries:
         for entry in entries:
             if entry.name.startswith(".") or not is_image_name(entry.name):
                 continue
             if not entry.is_file():
+                not_files.append(Path(entry.path))
                 continue
             parsed = try_parse_name(entry.name)
             if parsed is None:
@@ -124,7 +129,7 @@ def list_images(folder) -> FolderListing:
                 images.append(ImageFile(Path(entry.path), parsed))
     images.sort(key=lambda image: (image.timestamp, image.name))
     unparsed.sort()
-    return FolderListing(images, unparsed)
+    return FolderListing(images, unparsed, sorted(not_files))
 
 
 def sanitize_original(name: str, default: str = "image.png") -> str:

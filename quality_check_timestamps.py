@@ -347,7 +347,10 @@ def apply_period(outcome: PeriodOutcome, adjusted, dry_run):
         if not dry_run:
             folder_outcome.result = safe_rename.apply_plan(folder_outcome.folder, folder_outcome.plan,
                                                            label=label)
-        adjusted[folder_outcome.folder].update(move.new for move in folder_outcome.done)
+        # A dry run leaves files under their old names: exclude those too,
+        # so the later periods' plans match what a real run would do.
+        adjusted[folder_outcome.folder].update(
+            name for move in folder_outcome.done for name in (move.new, move.old if dry_run else move.new))
     return outcome
 
 

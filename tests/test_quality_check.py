@@ -256,3 +256,16 @@ def test_unfinished_batch_refuses_adjustment_until_recovered(tmp_path, capsys):
     assert code == 0 and contents(folder) == before
     code, out, _ = run(capsys, *common, "--adjust", "2025-03-08:2025-03-15:-5")
     assert code == 0 and "Period 1 summary: 8 files renamed" in out
+
+
+def test_dry_run_of_overlapping_periods_matches_the_real_run(tmp_path, capsys):
+    folder = fill(tmp_path / "f", shifted_stretch(30))
+    common = ["--folder", str(folder), "--folders", str(folder), "--plot", str(tmp_path / "p.png"),
+              "--adjust", "2025-03-08:2025-03-15:-5", "--adjust", "2025-03-10:2025-03-27:-5"]
+    code, dry, _ = run(capsys, *common, "--dry-run")
+    code, real, _ = run(capsys, *common)
+    assert code == 0
+    summaries = [line for line in real.splitlines() if "summary:" in line]
+    assert summaries == ["Period 1 summary: 8 files renamed across all folders",
+                         "Period 2 summary: 12 files renamed across all folders"]
+    assert [line.replace("would be renamed", "renamed") for line in dry.splitlines() if "summary:" in line] == summaries

@@ -124,3 +124,15 @@ def test_image_named_folder_and_broken_link_reported_exit_1(tmp_path, capsys):
     assert code == 1
     assert "warning: a: skipped 2025-02-18_10-00-00_link.png: not a readable file" in err
     assert "Skipped 1 image name(s) that are not readable files" in out
+
+
+def test_trading_days_knows_special_closures(tmp_path, capsys):
+    # 2025-01-09: NYSE closed for a national day of mourning (no fixed
+    # holiday); 2025-04-18: Good Friday (no federal holiday).
+    fill(tmp_path / "jan", ["2025-01-08", "2025-01-10"])
+    fill(tmp_path / "apr", ["2025-04-17", "2025-04-21"])
+    for folder, first, last in (("jan", "2025-01-08", "2025-01-10"), ("apr", "2025-04-17", "2025-04-21")):
+        code, out, _ = run(capsys, "--folders", folder, "--trading-days")
+        assert code == 0
+        assert (f"NYSE trading sessions from {first} to {last}: 2\n"
+                "  Every session has an image in at least one folder.\n") in out

@@ -82,10 +82,12 @@ class AmbiguousError(DiscordError):
 
 
 def scrub(text, token) -> str:
-    """`text` with every occurrence of the token masked."""
+    """`text` with every occurrence of the token masked, also as a repr
+    shows it (requests quotes a bad header value that way)."""
     text = str(text)
     if token:
-        text = text.replace(token, "[token]")
+        for form in (token, repr(token)[1:-1]):
+            text = text.replace(form, "[token]")
     return text
 
 

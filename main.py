@@ -70,6 +70,21 @@ def positive_number(text):
     return int(value) if value.is_integer() else value
 
 
+def token_value(text):
+    """(token, is_bot) from what the user gave: a leading `Bot ` marks a bot
+    token. A token is visible ASCII only; anything else (a line break, a
+    typographic quote from a copy-paste) would not fit in an HTTP header.
+    The message never shows the value."""
+    token = text.strip()
+    is_bot = token[:4].lower() == "bot "
+    if is_bot:
+        token = token[4:].strip()
+    if not token or any(not "!" <= ch <= "~" for ch in token):
+        raise ValueError("the token holds spaces, line breaks or non-ASCII characters, "
+                         "which no Discord token has (value not shown)")
+    return token, is_bot
+
+
 def worker_count(text):
     try:
         value = int(text)
@@ -132,17 +147,27 @@ def _ask_or_default(prompt, flag, default, parse=None):
     return default
 
 
+def _token_and_kind(args):
+    """The token from the environment, .env or a hidden prompt, and its kind
+    ("bot", or None to detect: a DISCORD_USER_TOKEN may be a bot token)."""
+    token, kind = config.load_token()
+    if token:
+        try:
+            token, is_bot = token_value(token)
+        except ValueError as exc:
+            raise cli.UsageError(f"{exc}: check {TOKEN_VARIABLES}") from None
+    elif cli.is_interactive():
+        token, is_bot = cli.ask(PROMPT_TOKEN, flag=TOKEN_VARIABLES, secret=True, parse=token_value)
+    else:
+        raise cli.UsageError(f"no Discord token: set {TOKEN_VARIABLES} in the environment or in .env "
+                             "(no terminal to ask on)")
+    return token, "bot" if args.bot or kind == "bot" or is_bot else None
+
+
 def gather_job(args):
     """The job from flags, the environment and prompts, asked in order:
     token, channel, guild (only for a channel name), days, output folder."""
-    token, kind = config.load_token()
-    # A DISCORD_USER_TOKEN is tried bare first but may be a bot token.
-    kind = "bot" if args.bot or kind == "bot" else None
-    if not token:
-        if not cli.is_interactive():
-            raise cli.UsageError(f"no Discord token: set {TOKEN_VARIABLES} in the environment or in .env "
-                                 "(no terminal to ask on)")
-        token = cli.ask(PROMPT_TOKEN, flag=TOKEN_VARIABLES, secret=True)
+    token, kind = _token_and_kind(args)
     channel = args.channel or cli.ask(PROMPT_CHANNEL, flag="--channel")
     guild = ""
     if not dd.is_channel_id(channel):
@@ -150,7 +175,7 @@ def gather_job(args):
     days = args.days if args.days is not None else _ask_or_default(
         PROMPT_DAYS, "--days", config.DEFAULT_DAYS, positive_number)
     output = args.output or _ask_or_default(PROMPT_OUTPUT, "--output", config.DEFAULT_OUTPUT_DIR)
-    return Job(token=token.strip(), kind=kind, channel=channel.strip(), guild=(guild or "").strip(),
+    return Job(token=token, kind=kind, channel=channel.strip(), guild=(guild or "").strip(),
                days=days, output=output, **_common_options(args))
 
 

@@ -236,3 +236,10 @@ def test_only_complete_decodable_images_pass_verification(tmp_path, fmt):
     page.write_bytes(b"<!DOCTYPE html><html><body>Something went wrong</body></html>")
     with pytest.raises(dd.BadBody, match="text/html"):
         dd._verify_image(page, "text/html")
+
+
+def test_scrub_masks_the_token_also_as_a_repr_shows_it():
+    token = "tok-\nsecret\\x"
+    text = f"Invalid header value: {token!r} / raw {token}"
+    scrubbed = dd.scrub(text, token)
+    assert "secret" not in scrubbed and scrubbed.count("[token]") == 2

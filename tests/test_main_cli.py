@@ -130,3 +130,31 @@ def test_demo_runs_the_whole_pipeline_and_replaces_only_its_own_folders(capsys, 
 def test_help_exits_0(capsys):
     code, out, _ = run_main(capsys, "--help")
     assert code == 0 and "--demo" in out and "--threads" in out
+
+
+@pytest.mark.parametrize("shape", ["tok-{}\u2019x", "tok-{}\nx", "tok {} x", "tok-{}\u00e9"])
+def test_a_token_no_header_can_carry_exits_2_without_showing_it(world, capsys, monkeypatch, shape):
+    """A copy-paste accident (a line break, a typographic quote) must not end
+    in a traceback or in an error text that quotes the header value."""
+    bad = shape.format(world.token[-8:])
+    monkeypatch.setenv("DISCORD_USER_TOKEN", bad)
+    code, out, err = run_main(capsys, "--channel", world.channel["id"], "--days", "1")
+    assert code == 2, err
+    assert err.startswith("error:") and err.count("\n") == 1 and "value not shown" in err
+    assert world.token[-8:] not in out + err and "Traceback" not in out + err
+    assert not world.emu.requests  # nothing was sent
+
+
+def test_a_bot_token_written_with_its_bot_prefix_is_sent_as_a_bot_token(capsys, monkeypatch):
+    from download_helpers import start_world
+    w = start_world(monkeypatch, kind="bot")
+    try:
+        w.post(ago(hours=1), "c.png")
+        monkeypatch.delenv("DISCORD_BOT_TOKEN")
+        monkeypatch.setenv("DISCORD_USER_TOKEN", "Bot " + w.token)
+        code, out, err = run_main(capsys, "--channel", w.channel["id"], "--days", "1", "--output", "out")
+        assert code == 0, err
+        assert "(bot token)" in out and w.token not in out + err
+        assert {r.authorization for r in w.emu.requests if r.server == "api"} == {"Bot " + w.token}
+    finally:
+        w.emu.stop()

@@ -487,7 +487,33 @@ def _move_step(folder, src, dst, move, failed_moves):
         return f"{src} vanished meanwhile"
     except OSError as exc:
         return f"rename failed: {exc.strerror or exc}"
+    except KeyboardInterrupt:
+        # Ctrl-C lands right after the link, before the unlink, as often
+        # as not: finish the step so no file is left under two names.
+        _settle_half_move(folder, src, dst)
+        raise
     return None
+
+
+def _settle_half_move(folder, src, dst, inode=None) -> bool:
+    """A move stopped between its hard link and its unlink leaves one file
+    under both names: drop the source name (the file itself stays)."""
+    try:
+        at_src, at_dst = os.lstat(folder / src), os.lstat(folder / dst)
+    except OSError:
+        return False
+    if not os.path.samestat(at_src, at_dst) or (inode is not None and at_src.st_ino != inode):
+        return False
+    os.unlink(folder / src)
+    return True
+
+
+def _settle_interrupted_step(folder, batch):
+    """A crash can stop at most one step halfway: the first step (in order)
+    whose source and target both hold the file it moves."""
+    for src, dst, _move, inode in batch.steps:
+        if inode is not None and _settle_half_move(folder, src, dst, inode):
+            return
 
 
 def _failed_moves(steps, failed):
@@ -618,6 +644,8 @@ def recover(folder, mode, dry_run=False) -> UndoOutcome:
     outcome = UndoOutcome(str(folder), batch)
     if batch is None:
         return outcome
+    if not dry_run:
+        _settle_interrupted_step(folder, batch)
     positions = _locate(folder, batch)
     if mode == "revert":
         mapping = {now: batch.moves[m].old for m, now in positions.items()

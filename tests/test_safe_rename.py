@@ -322,3 +322,51 @@ def test_unwritable_journal_is_a_usage_error_before_any_move(tmp_path):
     assert adjust_timestamps.main(["--folders", str(folder), "--hours", "1"]) == 2
     assert adjust_timestamps.main(["--folders", str(folder), "--undo"]) == 2
     assert contents(folder) == before
+
+
+def _no_file_under_two_names(folder):
+    inodes = [os.lstat(folder / name).st_ino for name in os.listdir(folder) if not name.startswith(".d")]
+    return len(inodes) == len(set(inodes))
+
+
+@pytest.mark.parametrize("mode", ["complete", "revert"])
+def test_ctrl_c_between_link_and_unlink_leaves_no_file_under_two_names(tmp_path, monkeypatch, mode):
+    import fileops
+
+    folder, original, expected = _interrupted(tmp_path, 0)
+    journal = folder / config.JOURNAL_FILE
+    journal.unlink()  # start over with a real run that Ctrl-C stops
+    real_unlink, calls = os.unlink, []
+
+    def unlink(path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:  # the second step: its link is made, its unlink not yet
+            raise KeyboardInterrupt
+        return real_unlink(path, *args, **kwargs)
+
+    plan = safe_rename.plan_mapping(_mapping(original, expected), set(os.listdir(folder)))
+    monkeypatch.setattr(fileops.os, "unlink", unlink)
+    with pytest.raises(KeyboardInterrupt):
+        safe_rename.apply_plan(folder, plan)
+    monkeypatch.setattr(fileops.os, "unlink", real_unlink)
+    assert _no_file_under_two_names(folder)
+    outcome = safe_rename.recover(folder, mode)
+    assert not outcome.result.skipped
+    assert contents(folder) == (expected if mode == "complete" else original)
+
+
+@pytest.mark.parametrize("mode", ["complete", "revert"])
+@pytest.mark.parametrize("stop_after", [0, 2, 3])
+def test_crash_between_link_and_unlink_is_recovered(tmp_path, mode, stop_after):
+    folder, original, expected = _interrupted(tmp_path, stop_after, drop_progress=True)
+    src, dst, _move, _inode = safe_rename.pending_batch(folder).steps[stop_after]
+    os.link(folder / src, folder / dst)  # the crash: the next step's link made, its unlink not
+    safe_rename.recover(folder, mode)
+    assert contents(folder) == (expected if mode == "complete" else original)
+    assert _no_file_under_two_names(folder)
+
+
+def _mapping(original, expected):
+    """{old: new} from the two {name: sha} maps of _interrupted."""
+    by_sha = {sha: name for name, sha in expected.items()}
+    return {name: by_sha[sha] for name, sha in original.items() if by_sha[sha] != name}

@@ -70,6 +70,18 @@ def positive_number(text):
     return int(value) if value.is_integer() else value
 
 
+# Discord opened in 2015: a century back reaches every message, and a
+# date that far back still fits in a datetime.
+MAX_DAYS = 36500
+
+
+def days_back(text):
+    value = positive_number(text)
+    if value > MAX_DAYS:
+        raise ValueError(f"must be at most {MAX_DAYS} (100 years: every message): {text!r}")
+    return value
+
+
 def token_value(text):
     """(token, is_bot) from what the user gave: a leading `Bot ` marks a bot
     token. A token is visible ASCII only; anything else (a line break, a
@@ -122,7 +134,7 @@ def build_parser():
                "it is never taken on the command line.")
     parser.add_argument("--channel", help="channel ID, or channel name (then --guild is needed)")
     parser.add_argument("--guild", help="server name, when --channel is a name")
-    parser.add_argument("--days", type=_argparse_type(positive_number),
+    parser.add_argument("--days", type=_argparse_type(days_back),
                         help=f"days to look back (default {config.DEFAULT_DAYS})")
     parser.add_argument("--output", help=f"download folder (default {config.DEFAULT_OUTPUT_DIR}; "
                                          f"with --demo {DEMO_OUTPUT_DIR})")
@@ -173,7 +185,7 @@ def gather_job(args):
     if not dd.is_channel_id(channel):
         guild = args.guild or cli.ask(PROMPT_GUILD, flag="--guild")
     days = args.days if args.days is not None else _ask_or_default(
-        PROMPT_DAYS, "--days", config.DEFAULT_DAYS, positive_number)
+        PROMPT_DAYS, "--days", config.DEFAULT_DAYS, days_back)
     output = args.output or _ask_or_default(PROMPT_OUTPUT, "--output", config.DEFAULT_OUTPUT_DIR)
     return Job(token=token, kind=kind, channel=channel.strip(), guild=(guild or "").strip(),
                days=days, output=output, **_common_options(args))

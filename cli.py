@@ -70,8 +70,9 @@ def _read(prompt, secret):
             return getpass.getpass(prompt)
         print(prompt, end="", flush=True)
         line = sys.stdin.readline()
-    except KeyboardInterrupt:
-        raise
+    except EOFError:  # Ctrl-D at the hidden prompt (getpass)
+        print()
+        line = ""
     if not line:
         raise UsageError(f"no answer to prompt {prompt.strip()!r} (end of input)")
     if not line.endswith("\n"):
@@ -106,4 +107,15 @@ def existing_folder(path) -> str:
     """argparse `type=` for a folder that must exist."""
     if not os.path.isdir(path):
         raise argparse.ArgumentTypeError(f"folder not found: {path}")
+    return path
+
+
+def make_output_folder(path, flag="--output") -> str:
+    """Create an output folder (and its parents) if needed; a path that
+    cannot be one (under a file, read-only, no permission) is a UsageError
+    naming `flag`."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create {flag} folder {path}: {exc.strerror or exc}") from None
     return path

@@ -345,8 +345,8 @@ class DedupeRun:
     @property
     def failed(self):
         copies = self.copies
-        return bool(self.unparsed or self.not_files or self.plan.corrupt
-                    or self.report_outcome == "conflict"
+        report_failed = self.report_outcome and self.report_outcome not in ("written", "identical")
+        return bool(self.unparsed or self.not_files or self.plan.corrupt or report_failed
                     or (copies and (copies.conflicts or copies.failed)))
 
 
@@ -443,6 +443,9 @@ def _print_outcome(run, out, err):
     if run.report_outcome == "conflict":
         print(f"error: report not written: {run.report_file} exists with different content",
               file=err)
+    elif run.report_outcome and run.report_outcome.startswith("failed"):
+        print(f"error: report not written to {run.report_file}: "
+              f"{run.report_outcome.split(': ', 1)[1]}", file=err)
     elif run.report_file:
         print(f"\nReport saved to: {run.report_file}", file=out)
     scan = run.scan
@@ -503,12 +506,14 @@ def _validate(args):
             raise cli.UsageError(f"--report must end in .csv or .json: {args.report}")
         if not Path(args.report).resolve().parent.is_dir():
             raise cli.UsageError(f"--report folder not found: {Path(args.report).parent}")
+        if Path(args.report).is_dir():
+            raise cli.UsageError(f"--report is a folder: {args.report}")
 
 
 def dedupe(args) -> DedupeRun:
     listing = naming.list_images(args.source)
     if not args.dry_run:
-        Path(args.output).mkdir(parents=True, exist_ok=True)
+        cli.make_output_folder(args.output)
     cache = image_hashes.NoCache() if args.no_cache else \
         image_hashes.HashCache(args.output, readonly=args.dry_run)
     ignore_size = args.ignore_size
@@ -522,7 +527,11 @@ def dedupe(args) -> DedupeRun:
                     listing.unparsed, copies, scan, warnings, not_files=listing.not_files)
     if args.report:
         run.report_file = args.report
-        run.report_outcome = write_report(args.report, render_report(plan, Path(args.report).suffix.lower()))
+        try:
+            run.report_outcome = write_report(args.report,
+                                              render_report(plan, Path(args.report).suffix.lower()))
+        except OSError as exc:
+            run.report_outcome = f"failed: {exc.strerror or exc}"
     return run
 
 

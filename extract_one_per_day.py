@@ -53,8 +53,7 @@ class ExtractResult(fileops.CopyResult):
 
 
 def apply_one_per_day(plan: OnePerDayPlan, output) -> ExtractResult:
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
+    output = Path(cli.make_output_folder(output))
     result = fileops.copy_files_into([pick.selected.path for pick in plan.picks], output, ExtractResult())
     # The day's pick is what users look at: say so when it is damaged.
     for pick in plan.picks:

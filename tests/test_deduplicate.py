@@ -371,9 +371,14 @@ def test_unparsed_names_reported_counted_and_exit_1(tmp_path, capsys):
     (["--source", "src", "--report", "r.txt"], "--report must end in .csv or .json"),
     (["--source", "src", "--output", "src"], "different folder"),
     (["--source", "src", "--max-distance", "x"], "expected a whole number"),
+    (["--source", "src", "--output", "afile/out"], "cannot create --output folder afile/out"),
+    (["--source", "src", "--output", "out", "--report", "src"], "--report must end in"),
+    (["--source", "src", "--output", "out", "--report", "dir.csv"], "--report is a folder: dir.csv"),
 ])
 def test_bad_input_is_a_one_line_error_exit_2(tmp_path, capsys, args, message):
     (tmp_path / "src").mkdir()
+    (tmp_path / "dir.csv").mkdir()
+    (tmp_path / "afile").write_text("a file, not a folder")
     code, out, err = run(capsys, *args)
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1

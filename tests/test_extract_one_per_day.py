@@ -128,6 +128,13 @@ def test_missing_source_is_exit_2(tmp_path, capsys):
     assert code == 2 and "folder not found: missing" in err and "Traceback" not in err
 
 
+def test_output_that_cannot_be_a_folder_is_exit_2(tmp_path, capsys):
+    write_image(tmp_path / "src" / "2025-02-14_10-00-00_a.png", seed=1)
+    (tmp_path / "afile").write_text("a file, not a folder")
+    code, _, err = run(capsys, "--source", "src", "--output", "afile/out")
+    assert code == 2 and err == "error: cannot create --output folder afile/out: Not a directory\n"
+
+
 def test_subprocess_run(tmp_path):
     write_image(tmp_path / "clean" / "2025-02-14_10-00-00_a.png", seed=1)
     write_image(tmp_path / "clean" / "2025-02-14_11-00-00_b.png", seed=2)

@@ -160,3 +160,44 @@ def test_a_bot_token_written_with_its_bot_prefix_is_sent_as_a_bot_token(capsys, 
         assert {r.authorization for r in w.emu.requests if r.server == "api"} == {"Bot " + w.token}
     finally:
         w.emu.stop()
+
+
+def _on_a_terminal(argv, keys, env):
+    """Run main.py on a pseudo-terminal, typing each of `keys` once the
+    output so far ends with a prompt; (exit code, everything shown)."""
+    pty = pytest.importorskip("pty")
+    import select
+    import time
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: never returns
+        os.execve(sys.executable, [sys.executable, str(ROOT / "main.py"), *argv], env)
+    shown, keys = b"", list(keys)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if keys and shown.rstrip().endswith(b":"):
+            os.write(fd, keys.pop(0))
+        if not select.select([fd], [], [], 0.2)[0]:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), shown.decode("utf-8", "replace")
+
+
+def test_on_a_terminal_the_token_is_hidden_and_ctrl_d_ends_cleanly(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DISCORD_USER_TOKEN", "DISCORD_BOT_TOKEN",
+                                                            cli.INTERACTIVE_ENV)}
+    typed = "tok-typed-" + os.urandom(4).hex()
+    code, shown = _on_a_terminal([], [typed.encode() + b"\n", b"\x04"], env)
+    assert code == 2, shown
+    assert main.PROMPT_TOKEN.strip() in shown and main.PROMPT_CHANNEL.strip() in shown
+    assert typed not in shown and "end of input" in shown and "Traceback" not in shown
+    # Ctrl-D at the hidden token prompt itself
+    code, shown = _on_a_terminal([], [b"\x04"], env)
+    assert code == 2 and "end of input" in shown and "Traceback" not in shown, shown

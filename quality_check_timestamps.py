@@ -137,6 +137,7 @@ def save_plot(hour_counts, path, folder) -> Path:
         temp = temp_path_beside(path)
         try:
             figure.savefig(temp, format="png", dpi=100)
+            os.chmod(temp, 0o666 & ~_umask())  # the temp file is private; the plot is not
             os.replace(temp, path)
         except BaseException:
             temp.unlink(missing_ok=True)
@@ -144,6 +145,12 @@ def save_plot(hour_counts, path, folder) -> Path:
     finally:
         plt.close(figure)
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 # --- the report ----------------------------------------------------------------

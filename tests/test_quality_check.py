@@ -99,6 +99,9 @@ def test_report_sections_and_counts(tmp_path, capsys):
     assert "Total: 1 hour bucket(s)" in out and "Total: 7 missing date(s) in the period range" in out
     with Image.open(plot) as image:
         assert image.format == "PNG" and image.size[0] > 100
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert plot.stat().st_mode & 0o777 == 0o666 & ~mask  # readable like any file the user makes
     assert not [p for p in plot.parent.iterdir() if p.name != "dist.png"]  # no temp left
 
 

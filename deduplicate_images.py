@@ -204,7 +204,12 @@ def fetch_records(images, cache, workers, fast=True, ignore_size=False):
     plan needs (all of them when `fast` is False)."""
     records, stats = [], ScanStats()
     for image in images:
-        stat = os.stat(image.path)
+        try:
+            stat = os.stat(image.path)
+        except OSError:
+            # Gone or unreachable since the listing: check_file reports why.
+            records.append(ImageRecord(image, -1, -1))
+            continue
         records.append(ImageRecord(image, stat.st_size, stat.st_mtime_ns))
     keys = {id(r): str(Path(r.image.path).resolve()) for r in records}
     _fill_checks(records, keys, cache, workers, stats)

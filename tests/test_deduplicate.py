@@ -442,3 +442,22 @@ def test_image_named_folder_and_broken_link_reported_exit_1(tmp_path, capsys):
     assert "  Skipped, not a readable file: 2\n" in out
     assert names(tmp_path / "out") == ["2025-02-14_10-00-00_a.png"]
     assert "Traceback" not in err
+
+
+def test_a_file_gone_after_the_listing_is_reported_not_a_traceback(tmp_path, capsys):
+    src = tmp_path / "src"
+    write_image(src / "2025-02-14_10-00-00_a.png", seed=1)
+    gone = write_image(src / "2025-02-14_11-00-00_b.png", seed=2)
+    images = naming.list_images(src).images
+    gone.unlink()
+
+    with image_hashes.Workers(1) as workers:
+        records, _ = dedupe.fetch_records(images, image_hashes.NoCache(), workers)
+    plan = dedupe.plan_dedupe(records)
+
+    assert [r.name for r in plan.corrupt] == ["2025-02-14_11-00-00_b.png"]
+    assert plan.corrupt[0].error.startswith("cannot read")
+    (tmp_path / "out").mkdir()
+    result = dedupe.apply_copies(plan.keep, tmp_path / "out")
+    assert result.copied == ["2025-02-14_10-00-00_a.png"]
+    assert [name for name, _ in result.failed] == ["2025-02-14_11-00-00_b.png"]

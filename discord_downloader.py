@@ -757,6 +757,8 @@ class Transfer:
         self.max_retries = max_retries
         self.timeout = timeout
         self.scrub = scrubber
+        # saved images get the user's usual mode, not the temp file's 0o600
+        self.file_mode = fileops.new_file_mode()
         self._local = threading.local()
 
     def session(self):
@@ -771,6 +773,7 @@ class Transfer:
             try:
                 size, digest, kind = self._fetch(plan.item.url, temp)
                 _verify_image(temp, kind)
+                os.chmod(temp, self.file_mode)
             except _Expired as exc:
                 temp.unlink(missing_ok=True)
                 return Outcome(plan, "expired", reason=str(exc))

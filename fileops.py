@@ -16,6 +16,15 @@ def temp_path_beside(target: Path) -> Path:
     return Path(name)
 
 
+def new_file_mode() -> int:
+    """The mode a file the user creates gets (0o666 less the umask): a temp
+    file from temp_path_beside is private (0o600) until chmod-ed to this.
+    Reads the umask by setting it, so call it before starting threads."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def publish_no_clobber(temp: Path, target: Path) -> None:
     """Move a complete temp file to `target`, failing with FileExistsError
     (and removing the temp file) if `target` already exists.

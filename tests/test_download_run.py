@@ -365,6 +365,10 @@ def test_generated_channel_downloads_exactly_the_expected_images(world, capsys):
         rows = db.execute("SELECT filename, sha256 FROM downloads").fetchall()
     assert sorted(rows) == sorted(saved.items())
     _assert_token_secret(w, out + err, "gen")
+    mask = os.umask(0o022)
+    os.umask(mask)
+    # readable like any file the user makes (the temp files are private)
+    assert {Path("gen", n).stat().st_mode & 0o777 for n in saved} == {0o666 & ~mask}
 
 
 def test_guild_list_is_paginated(world, capsys):

@@ -384,7 +384,8 @@ def print_period(outcome: PeriodOutcome, dry_run):
 
 def run_adjustment(periods, folders, dry_run):
     """Flags given: apply each period; none (a terminal): the dialogue.
-    Returns the PeriodOutcomes."""
+    Returns the PeriodOutcomes, and the UsageError that stopped the
+    dialogue after some periods were applied (or None)."""
     print()
     print(RULE)
     print("Timestamp Adjustment")
@@ -393,20 +394,28 @@ def run_adjustment(periods, folders, dry_run):
     if periods is None:
         if not ask_adjust():
             print("No adjustment made.")
-            return outcomes
+            return outcomes, None
         count = cli.ask("\nHow many periods need to change? ", flag="--adjust", parse=parse_period_count)
         periods = (ask_period(number) for number in range(1, count + 1))
     else:
         periods = _announce(periods)
-    for number, period in enumerate(periods, 1):
-        outcome = apply_period(plan_period(number, period, folders, adjusted), adjusted, dry_run)
-        print_period(outcome, dry_run)
-        outcomes.append(outcome)
+    try:
+        for number, period in enumerate(periods, 1):
+            outcome = apply_period(plan_period(number, period, folders, adjusted), adjusted, dry_run)
+            print_period(outcome, dry_run)
+            outcomes.append(outcome)
+    except cli.UsageError as exc:  # end of input in the middle of the dialogue
+        if not outcomes or dry_run:
+            raise
+        print(f"\nStopped before period {len(outcomes) + 1}: {exc}.")
+        print("Period 1 was applied; --undo reverts it." if len(outcomes) == 1 else
+              f"Periods 1 to {len(outcomes)} were applied; --undo reverts them one period at a time.")
+        return outcomes, exc
     print()
     print(RULE)
     print("Timestamp adjustment completed!" if not dry_run else "Dry run completed: nothing was renamed.")
     print(RULE)
-    return outcomes
+    return outcomes, None
 
 
 def _announce(periods):
@@ -513,10 +522,13 @@ def _main(argv):
     if args.adjust or dialogue:
         safe_rename.check_folders(folders)
         safe_rename.refuse_if_pending(folders, args.dry_run)
-        outcomes = run_adjustment(args.adjust, folders, args.dry_run)
+        outcomes, stopped = run_adjustment(args.adjust, folders, args.dry_run)
         failed = failed or any(outcome.skipped for outcome in outcomes)
         if outcomes and not args.dry_run:
             post_adjustment_check(folders)
+        if stopped:
+            print(f"error: {stopped}", file=sys.stderr)
+            return cli.EXIT_USAGE
     return cli.EXIT_ITEMS_FAILED if failed else cli.EXIT_OK
 
 

@@ -272,3 +272,16 @@ def test_dry_run_of_overlapping_periods_matches_the_real_run(tmp_path, capsys):
     assert summaries == ["Period 1 summary: 8 files renamed across all folders",
                          "Period 2 summary: 12 files renamed across all folders"]
     assert [line.replace("would be renamed", "renamed") for line in dry.splitlines() if "summary:" in line] == summaries
+
+
+def test_end_of_input_after_a_period_reports_what_was_applied(tmp_path, capsys, monkeypatch):
+    folder = fill(tmp_path / "f", shifted_stretch(30))
+    monkeypatch.setenv("DISCORDPICEXTRACT_INTERACTIVE", "1")
+    monkeypatch.setattr(sys, "stdin", io.StringIO("yes\n2\n2025-03-08\n2025-03-15\n-5\n2025-03-23\n"))
+    code, out, err = run(capsys, "--folder", str(folder), "--folders", str(folder), "--plot", str(tmp_path / "p.png"))
+    assert code == 2 and "end of input" in err and len(err.strip().splitlines()) == 1
+    assert "Stopped before period 2" in out and "Period 1 was applied; --undo reverts it." in out
+    assert "Post-Adjustment Summary" in out and "Files outside trading hours: 5" in out
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # end of input at the first question
+    code, out, err = run(capsys, "--folder", str(folder), "--folders", str(folder), "--plot", str(tmp_path / "p.png"))
+    assert code == 2 and "end of input" in err and "Post-Adjustment" not in out

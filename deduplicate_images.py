@@ -294,6 +294,13 @@ def apply_copies(records, output) -> fileops.CopyResult:
     return fileops.copy_files_into([record.image.path for record in records], output)
 
 
+def stale_duplicates(plan, output):
+    """Removed images that an earlier run copied into `output` (the source
+    has since gained an earlier copy): never deleted, but reported."""
+    return [(item.record.name, group.kept.name) for group in plan.groups
+            for item in group.removed if (Path(output) / item.record.name).exists()]
+
+
 def report_rows(plan):
     return [{"date": g.kept.date.isoformat(), "kept": g.kept.name, "removed": item.record.name,
              "difference_seconds": item.seconds, "size": item.record.size, "match": item.match}
@@ -346,12 +353,14 @@ class DedupeRun:
     report_file: Optional[str] = None
     report_outcome: Optional[str] = None
     not_files: list = field(default_factory=list)   # image-named folders, broken links
+    stale: list = field(default_factory=list)       # (removed name, kept name) found in output
 
     @property
     def failed(self):
         copies = self.copies
         report_failed = self.report_outcome and self.report_outcome not in ("written", "identical")
         return bool(self.unparsed or self.not_files or self.plan.corrupt or report_failed
+                    or self.stale
                     or (copies and (copies.conflicts or copies.failed)))
 
 
@@ -445,6 +454,9 @@ def _print_outcome(run, out, err):
                   "not overwritten", file=err)
         for name, message in copies.failed:
             print(f"error: {name}: copy failed: {message}", file=err)
+    for name, kept in run.stale:
+        print(f"warning: {run.output} also holds {name}, now a duplicate of {kept} "
+              "(an earlier run's copy; not removed)", file=err)
     if run.report_outcome == "conflict":
         print(f"error: report not written: {run.report_file} exists with different content",
               file=err)
@@ -529,7 +541,8 @@ def dedupe(args) -> DedupeRun:
     plan = plan_dedupe(records, args.max_distance, ignore_size)
     copies = None if args.dry_run else apply_copies(plan.keep, args.output)
     run = DedupeRun(args.source, args.output, args.dry_run, len(records), plan,
-                    listing.unparsed, copies, scan, warnings, not_files=listing.not_files)
+                    listing.unparsed, copies, scan, warnings, not_files=listing.not_files,
+                    stale=[] if args.dry_run else stale_duplicates(plan, args.output))
     if args.report:
         run.report_file = args.report
         try:

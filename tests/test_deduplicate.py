@@ -461,3 +461,19 @@ def test_a_file_gone_after_the_listing_is_reported_not_a_traceback(tmp_path, cap
     result = dedupe.apply_copies(plan.keep, tmp_path / "out")
     assert result.copied == ["2025-02-14_10-00-00_a.png"]
     assert [name for name, _ in result.failed] == ["2025-02-14_11-00-00_b.png"]
+
+
+def test_an_earlier_copy_that_is_now_a_duplicate_is_reported(tmp_path, capsys):
+    # A first download window began mid-day: the 10:01 re-post was kept.
+    # A wider download then brought the 10:00 original.
+    src = tmp_path / "src"
+    repost = write_image(src / "2025-02-14_10-01-00_a.png", seed=1)
+    run(capsys, "--source", str(src), "--output", str(tmp_path / "out"))
+    copy_as(repost, "2025-02-14_10-00-00_a.png")
+
+    code, out, err = run(capsys, "--source", str(src), "--output", str(tmp_path / "out"))
+
+    assert code == 1
+    assert (f"warning: {tmp_path / 'out'} also holds 2025-02-14_10-01-00_a.png, now a duplicate "
+            "of 2025-02-14_10-00-00_a.png") in err
+    assert names(tmp_path / "out") == ["2025-02-14_10-00-00_a.png", "2025-02-14_10-01-00_a.png"]

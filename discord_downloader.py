@@ -194,11 +194,11 @@ class RateLimiter:
                 return
             self._route_bucket[route[0]] = bucket_id
             bucket = self._buckets.setdefault((bucket_id, route[1]), _Bucket())
-            try:
-                bucket.remaining = int(remaining)
-                bucket.reset_at = now + float(reset_after)
-            except ValueError:
+            seconds = _seconds(reset_after)
+            if seconds is None or not remaining.isdigit():
                 return
+            bucket.remaining = int(remaining)
+            bucket.reset_at = now + seconds
             if bucket.reset_at - now > self.max_wait:
                 self._cap(route, bucket.reset_at - now, now)
 
@@ -433,12 +433,22 @@ def _retry_after(response):
         body = response.json()
     except ValueError:
         body = {}
-    seconds = body.get("retry_after") if isinstance(body, dict) else None
-    if seconds is None:
-        seconds = response.headers.get("X-RateLimit-Reset-After") or response.headers.get("Retry-After") or 1
-    is_global = bool(body.get("global")) if isinstance(body, dict) else False
-    is_global = is_global or response.headers.get("X-RateLimit-Global", "").lower() == "true"
-    return float(seconds), is_global
+    body = body if isinstance(body, dict) else {}
+    candidates = (body.get("retry_after"), response.headers.get("X-RateLimit-Reset-After"),
+                  response.headers.get("Retry-After"))
+    seconds = next((s for s in map(_seconds, candidates) if s is not None), 1.0)
+    is_global = bool(body.get("global")) or response.headers.get("X-RateLimit-Global", "").lower() == "true"
+    return seconds, is_global
+
+
+def _seconds(value):
+    """A wait in seconds from a header or body, or None when it is not a
+    finite number >= 0 (an HTTP date, "nan", garbage from a proxy)."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return None
+    return seconds if 0 <= seconds < float("inf") else None
 
 
 def _archived_at(thread):

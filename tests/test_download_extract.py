@@ -243,3 +243,43 @@ def test_scrub_masks_the_token_also_as_a_repr_shows_it():
     text = f"Invalid header value: {token!r} / raw {token}"
     scrubbed = dd.scrub(text, token)
     assert "secret" not in scrubbed and scrubbed.count("[token]") == 2
+
+
+def test_rate_limit_values_that_are_no_number_fall_back_instead_of_crashing():
+    """An HTTP-date Retry-After, a string retry_after, a "nan" reset from a
+    proxy: waited as 1 s / ignored, never a ValueError from float() or sleep()."""
+    import http.server
+    import json
+    import threading
+
+    answers = [
+        (429, {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, {"retry_after": "soon", "global": False}),
+        (200, {"X-RateLimit-Bucket": "b", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset-After": "nan"},
+         {"id": "1"}),
+        (200, {}, {"id": "2"}),
+    ]
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            status, headers, body = answers.pop(0)
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            for name, value in {**headers, "Content-Type": "application/json",
+                                "Content-Length": str(len(data))}.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = dd.DiscordClient("tok-" + "x" * 8, "user", api_base=f"http://127.0.0.1:{server.server_port}/api")
+        assert client.request("/users/@me") == {"id": "1"}  # after the 429, waited the 1 s fallback
+        assert client.request("/users/@me") == {"id": "2"}  # the "nan" reset was ignored
+        assert answers == []
+    finally:
+        server.shutdown()
+        server.server_close()

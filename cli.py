@@ -107,6 +107,11 @@ def existing_folder(path) -> str:
     """argparse `type=` for a folder that must exist."""
     if not os.path.isdir(path):
         raise argparse.ArgumentTypeError(f"folder not found: {path}")
+    try:
+        with os.scandir(path):
+            pass
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot read folder {path}: {exc.strerror or exc}") from None
     return path
 
 

@@ -2,6 +2,8 @@
 import subprocess
 import sys
 
+import pytest
+
 import check_unique_dates as check
 import config
 from conftest import ROOT, write_image
@@ -136,3 +138,22 @@ def test_trading_days_knows_special_closures(tmp_path, capsys):
         assert code == 0
         assert (f"NYSE trading sessions from {first} to {last}: 2\n"
                 "  Every session has an image in at least one folder.\n") in out
+
+
+def test_unreadable_folder_is_exit_2_one_line(tmp_path):
+    from test_deduplicate import without_root_file_powers
+
+    prefix = without_root_file_powers()
+    if prefix is None:
+        pytest.skip("no way to make a folder unreadable here")
+    fill(tmp_path / "a", ["2025-02-14"])
+    fill(tmp_path / "b", ["2025-02-14"])
+    (tmp_path / "b").chmod(0)
+    try:
+        done = subprocess.run(prefix + [sys.executable, str(ROOT / "check_unique_dates.py"),
+                                        "--folders", "a", "b"], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=60)
+    finally:
+        (tmp_path / "b").chmod(0o755)
+    assert done.returncode == 2
+    assert done.stderr == "error: cannot read folder b: Permission denied\n"

@@ -477,3 +477,33 @@ def test_an_earlier_copy_that_is_now_a_duplicate_is_reported(tmp_path, capsys):
     assert (f"warning: {tmp_path / 'out'} also holds 2025-02-14_10-01-00_a.png, now a duplicate "
             "of 2025-02-14_10-00-00_a.png") in err
     assert names(tmp_path / "out") == ["2025-02-14_10-00-00_a.png", "2025-02-14_10-01-00_a.png"]
+
+
+def without_root_file_powers():
+    """A command prefix under which chmod applies even to root, or None."""
+    if os.name != "posix":
+        return None
+    if os.geteuid() != 0:
+        return []                     # permissions already apply
+    if not shutil.which("setpriv"):
+        return None
+    return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+
+
+@pytest.mark.parametrize("script", ["deduplicate_images.py", "extract_one_per_day.py"])
+def test_unreadable_source_folder_is_a_one_line_error(tmp_path, script):
+    prefix = without_root_file_powers()
+    if prefix is None:
+        pytest.skip("no way to make a folder unreadable here")
+    src = tmp_path / "src"
+    write_image(src / "2025-02-14_10-00-00_a.png", seed=1)
+    src.chmod(0)
+    try:
+        done = subprocess.run(prefix + [sys.executable, str(ROOT / script), "--source", "src",
+                                        "--output", "out"], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=60)
+    finally:
+        src.chmod(0o755)
+    assert done.returncode == 2
+    assert done.stderr.endswith("cannot read folder src: Permission denied\n")
+    assert len(done.stderr.splitlines()) == 1

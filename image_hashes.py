@@ -188,7 +188,9 @@ class HashCache:
         if not self.path.exists():
             return
         try:
-            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+            # as_uri() escapes "#", "?" and "%" in folder names, which a
+            # plain "file:" URI would read as its own syntax.
+            db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
             try:
                 rows = db.execute("SELECT path, size, mtime_ns, digest, error, phash FROM files")
                 self._rows = {row[0]: row[1:] for row in rows}

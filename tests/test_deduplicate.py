@@ -507,3 +507,17 @@ def test_unreadable_source_folder_is_a_one_line_error(tmp_path, script):
     assert done.returncode == 2
     assert done.stderr.endswith("cannot read folder src: Permission denied\n")
     assert len(done.stderr.splitlines()) == 1
+
+
+def test_cache_works_in_a_folder_named_with_uri_characters(tmp_path, capsys):
+    src = tmp_path / "src"
+    write_image(src / "2025-02-14_10-00-00_a.png", seed=1)
+    out_dir = "clean #2?x%41"
+    run(capsys, "--source", str(src), "--output", out_dir)
+    before = sorted(os.listdir(tmp_path))
+
+    code, out, err = run(capsys, "--source", str(src), "--output", out_dir)
+
+    assert code == 0 and err == ""
+    assert "Files read: 0, decoded for pHash: 0, answered from cache: 1" in out
+    assert sorted(os.listdir(tmp_path)) == before == ["clean #2?x%41", "src"]

@@ -24,6 +24,10 @@ CREATE INDEX IF NOT EXISTS downloads_filename ON downloads(filename);
 """
 
 
+class ArchiveError(sqlite3.DatabaseError):
+    """The archive file exists but cannot be used (not SQLite, damaged)."""
+
+
 def archive_path(folder) -> Path:
     return Path(folder) / config.ARCHIVE_FILE
 
@@ -33,8 +37,15 @@ class DownloadArchive:
 
     def __init__(self, folder):
         self.path = archive_path(folder)
-        self._db = sqlite3.connect(self.path)
-        self._db.executescript(_SCHEMA)
+        self._db = None
+        try:
+            self._db = sqlite3.connect(self.path)
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            if self._db is not None:
+                self._db.close()
+            raise ArchiveError(f"cannot use the download archive {self.path}: {exc} (move that file "
+                               f"away to start a new one)") from None
 
     def __enter__(self):
         return self

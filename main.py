@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import cli
 import config
 import discord_downloader as dd
+import download_archive
 
 DEMO_OUTPUT_DIR = os.path.join("demo-output", config.DEFAULT_OUTPUT_DIR)
 DEMO_DAYS = 30
@@ -222,6 +223,8 @@ def run_job(job, api_base=None):
         raise cli.UsageError(client.scrub(exc)) from None
     except dd.DiscordError as exc:
         raise RunError(client.scrub(exc)) from None
+    except download_archive.ArchiveError as exc:
+        raise cli.UsageError(str(exc)) from None
     result.errors[:0] = thread_errors
     print_summary(result, folder)
     return cli.EXIT_ITEMS_FAILED if result.failed else cli.EXIT_OK

@@ -414,3 +414,15 @@ def test_unreachable_api_base_is_a_one_line_error(world, capsys, fast_retries, m
     monkeypatch.setenv("DISCORD_API_BASE", f"http://127.0.0.1:{port}/api/v10")
     code, out, err = run_main(capsys, *_by_id(world, "--days", "1"))
     _one_line_error_without_token(code, out, err, world.token, "connection failed after 4 attempts")
+
+
+def test_a_damaged_archive_is_a_one_line_error_and_is_left_alone(world, capsys):
+    world.post(ago(hours=1), "c.png")
+    Path("out").mkdir()
+    damaged = Path("out", config.ARCHIVE_FILE)
+    damaged.write_bytes(b"not a database " * 20)
+    code, out, err = run_main(capsys, *_by_id(world, "--days", "1"))
+    assert code == 2
+    assert err.startswith("error: cannot use the download archive") and err.count("\n") == 1
+    assert "Traceback" not in out + err and damaged.read_bytes() == b"not a database " * 20
+    assert images_in("out") == []

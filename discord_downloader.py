@@ -779,7 +779,10 @@ class Transfer:
         for attempt in range(self.max_retries + 1):
             if attempt:
                 time.sleep(backoff(attempt - 1))
-            temp = fileops.temp_path_beside(self.folder / plan.name)
+            try:
+                temp = fileops.temp_path_beside(self.folder / plan.name)
+            except OSError as exc:
+                return Outcome(plan, "failed", reason=f"cannot write in {self.folder}: {exc.strerror or exc}")
             try:
                 size, digest, kind = self._fetch(plan.item.url, temp)
                 _verify_image(temp, kind)
@@ -797,7 +800,11 @@ class Transfer:
             except BaseException:
                 temp.unlink(missing_ok=True)
                 raise
-            return self._publish(plan, temp, size, digest)
+            try:
+                return self._publish(plan, temp, size, digest)
+            except OSError as exc:
+                temp.unlink(missing_ok=True)
+                return Outcome(plan, "failed", reason=f"saving failed: {exc.strerror or exc}")
         tries = self.max_retries + 1
         return Outcome(plan, "failed", reason=f"{reason} (after {tries} attempts)")
 
@@ -824,7 +831,7 @@ class Transfer:
         return size, digest.hexdigest(), kind
 
     def _publish(self, plan, temp, size, digest):
-        matches = tuple(p.name for p in plan.compare_with if fileops.same_content(temp, p))
+        matches = tuple(p.name for p in plan.compare_with if _same_content(temp, p))
         if matches:
             return Outcome(plan, "maybe_present", size=size, sha256=digest, temp=temp, matches=matches)
         try:
@@ -833,6 +840,14 @@ class Transfer:
             # publish_no_clobber removed the temp file; the main thread picks a new name
             return Outcome(plan, "conflict", size=size, sha256=digest)
         return Outcome(plan, "saved", filename=plan.name, size=size, sha256=digest)
+
+
+def _same_content(temp, path):
+    """False also when `path` went away meanwhile (moved by the user)."""
+    try:
+        return fileops.same_content(temp, path)
+    except FileNotFoundError:
+        return False
 
 
 class _Expired(Exception):

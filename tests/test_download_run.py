@@ -426,3 +426,29 @@ def test_a_damaged_archive_is_a_one_line_error_and_is_left_alone(world, capsys):
     assert err.startswith("error: cannot use the download archive") and err.count("\n") == 1
     assert "Traceback" not in out + err and damaged.read_bytes() == b"not a database " * 20
     assert images_in("out") == []
+
+
+def test_a_file_on_disk_that_goes_away_during_the_run_is_no_error(world, capsys):
+    """A same-named file found at the start is compared with the download at
+    the end; if the user moved it meanwhile, the download is simply saved."""
+    w = world
+    when = ago(hours=1).replace(microsecond=0)
+    w.post(when, "chart.png")
+    stamp = when.astimezone(__import__("zoneinfo").ZoneInfo(config.TIMEZONE)).strftime("%Y-%m-%d_%H-%M-%S")
+    Path("out").mkdir()
+    there = Path("out", f"{stamp}_chart.png")
+    there.write_bytes(image_bytes(4242, (64, 48)))
+    w.emu.inject("slow", delay=0.8, path_contains="chart.png", times=1)
+
+    def move_it_away_once_the_page_is_read():
+        deadline = time.monotonic() + 20
+        while not api_requests(w.emu, "/messages") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        there.rename(Path(f"{there.name}.moved"))
+
+    mover = threading.Thread(target=move_it_away_once_the_page_is_read)
+    mover.start()
+    code, out, err = run_main(capsys, *_by_id(w, "--days", "1"))
+    mover.join()
+    assert code == 0, out + err
+    assert images_in("out") == [f"{stamp}_chart_2.png"] and "Downloaded: 1" in out

@@ -343,6 +343,17 @@ def prepare_demo_folders(folders):
         (folder / DEMO_MARKER).write_text("Made by `python main.py --demo`; a later demo replaces this folder.\n")
 
 
+def adopt_demo_folder(folder):
+    """A real download into a folder an earlier demo made takes it over:
+    without its marker, a later demo refuses it instead of replacing it
+    (and the real images with it)."""
+    marker = Path(folder) / DEMO_MARKER
+    if marker.is_file():
+        marker.unlink()
+        print(f"Note: {folder} was made by the demo; it now holds a real download "
+              f"and a later demo will not replace it")
+
+
 def _demo_step(title, script, argv_for):
     """A DEMO_STEPS entry: print a heading, run a pipeline script's main()."""
     def step(download_dir):
@@ -410,6 +421,7 @@ def _main(argv):
                         progress=progress)
     job = gather_job(args)
     print_answers(job)
+    adopt_demo_folder(job.output)
     return run_job(job, api_base=config.api_base())
 
 

@@ -201,3 +201,18 @@ def test_on_a_terminal_the_token_is_hidden_and_ctrl_d_ends_cleanly(tmp_path):
     # Ctrl-D at the hidden token prompt itself
     code, shown = _on_a_terminal([], [b"\x04"], env)
     assert code == 2 and "end of input" in shown and "Traceback" not in shown, shown
+
+
+def test_a_real_download_into_a_demo_folder_is_never_replaced_by_a_later_demo(world, capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(main, "DEMO_STEPS", [])
+    folder = tmp_path / "demo" / "spx-realtime-aws"
+    assert run_main(capsys, "--demo", "--no-progress", "--output", folder)[0] == 0
+    world.post(ago(hours=1), "real.png")
+    code, out, err = run_main(capsys, "--channel", world.channel["id"], "--days", "1", "--output", folder)
+    assert code == 0, err
+    assert "now holds a real download" in out
+    real = [n for n in images_in(folder) if n.endswith("_real.png")]
+    assert len(real) == 1
+    code, _, err = run_main(capsys, "--demo", "--no-progress", "--output", folder)
+    assert code == 2 and "not made by the demo" in err
+    assert (folder / real[0]).is_file()

@@ -509,7 +509,10 @@ def _main(argv):
             folders, undo=args.undo, recover_mode=args.recover, dry_run=args.dry_run)
     if not os.path.isdir(args.folder):
         raise cli.UsageError(f"folder not found: {args.folder} (choose it with --folder)")
-    result = check_folder(args.folder)
+    try:
+        result = check_folder(args.folder)
+    except OSError as exc:
+        raise cli.UsageError(f"cannot read folder {args.folder}: {exc.strerror or exc}") from None
     plot_path, plot_error = None, None
     if result.outside:
         try:

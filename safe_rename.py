@@ -299,8 +299,6 @@ def read_journal(folder) -> list:
     while writing it) is ignored: no file moves before its line is complete
     and synced. An unreadable journal is a UsageError."""
     path = journal_path(folder)
-    if not path.exists():
-        return []
     batches = {}
     try:
         with open(path, "rb") as handle:
@@ -309,6 +307,8 @@ def read_journal(folder) -> list:
                     _apply_record(batches, json.loads(line.decode("utf-8")))
                 except (ValueError, KeyError, TypeError, AttributeError, IndexError):
                     continue  # torn or damaged line
+    except FileNotFoundError:
+        return []
     except OSError as exc:
         raise cli.UsageError(f"cannot read the rename journal {path}: {exc.strerror or exc}") from None
     return list(batches.values())
@@ -560,17 +560,29 @@ def _sync_dir(folder):
 # --- undo and recovery ---------------------------------------------------------
 
 def last_undoable(folder):
-    """The last completed batch that is not itself an undo or a recovery and
-    has not been undone yet."""
-    return _last_undoable(read_journal(folder))
+    """The last completed batch (not itself an undo or a recovery) with
+    renames still to revert."""
+    batch, _moves = _last_undoable(read_journal(folder), set(os.listdir(folder)))
+    return batch
 
 
-def _last_undoable(batches):
-    undone = {b.undoes for b in batches if b.undoes and b.status == "completed"}
+def _last_undoable(batches, names):
+    """(batch, its moves still to revert) or (None, []). An undo that could
+    not revert some files (a name taken, a read-only folder) leaves them
+    to the next --undo, which retries before going further back; a file
+    whose new name is gone from the folder cannot be reverted and no longer
+    holds the batch back."""
+    reverted = defaultdict(set)
+    for batch in batches:
+        if batch.undoes and batch.status == "completed":
+            reverted[batch.undoes].update((move.old, move.new) for move in batch.done_moves())
     for batch in reversed(batches):
-        if batch.status == "completed" and not batch.undoes and not batch.recovers and batch.id not in undone:
-            return batch
-    return None
+        if batch.status != "completed" or batch.undoes or batch.recovers:
+            continue
+        moves = [move for move in batch.done_moves() if (move.new, move.old) not in reverted[batch.id]]
+        if any(move.new in names for move in moves):
+            return batch, moves
+    return None, []
 
 
 @dataclass
@@ -605,20 +617,21 @@ def undo_last_batch(folders, dry_run=False) -> list:
     all folders is reverted, in the folders that have it; the others wait
     (`waiting`) for a later --undo."""
     journals = [read_journal(folder) for folder in folders]
-    last = [_last_undoable(batches) for batches in journals]
+    found = [_last_undoable(batches, set(os.listdir(folder))) for folder, batches in zip(folders, journals)]
+    last = [batch for batch, _moves in found]
     outcomes = [UndoOutcome(str(folder)) for folder in folders]
     candidates = {batch.id: batch for batch in last if batch is not None}
     if not candidates:
         return outcomes
     target = _newest(candidates, journals)
-    for folder, outcome, batch in zip(folders, outcomes, last):
+    for folder, outcome, (batch, moves) in zip(folders, outcomes, found):
         if batch is None:
             continue
         if batch.id != target:
             outcome.waiting = batch
             continue
         outcome.batch = batch
-        mapping = {move.new: move.old for move in batch.done_moves()}
+        mapping = {move.new: move.old for move in moves}
         outcome.plan = plan_mapping(mapping, set(os.listdir(folder)))
         if not dry_run:
             outcome.result = apply_plan(folder, outcome.plan, label=f"undo of {batch.id}", undoes=batch.id)
@@ -750,6 +763,10 @@ def check_folders(folders):
     for folder in folders:
         if not os.path.isdir(folder):
             raise cli.UsageError(f"folder not found: {folder} (choose folders with --folders)")
+        try:
+            os.listdir(folder)
+        except OSError as exc:
+            raise cli.UsageError(f"cannot read folder {folder}: {exc.strerror or exc}") from None
         # One folder named twice would be renamed twice and journal two
         # batches under one id, the second hiding the first from --undo.
         stat = os.stat(folder)

@@ -146,3 +146,25 @@ def test_undo_refuses_while_a_batch_is_unfinished(tmp_path, capsys):
     assert "--recover" in capsys.readouterr().err
     assert adjust_timestamps.main(["--folders", str(folder), "--recover", "revert"]) == 0
     assert contents(folder) == after_first
+
+
+def test_unreadable_folder_is_a_one_line_error(tmp_path):
+    import pytest
+    from test_deduplicate import without_root_file_powers
+
+    prefix = without_root_file_powers()
+    if prefix is None:
+        pytest.skip("no way to make a folder unreadable here")
+    fill(tmp_path / "f", NAMES)
+    (tmp_path / "f").chmod(0)
+    try:
+        runs = [subprocess.run(prefix + [sys.executable, str(ROOT / script), *argv], cwd=tmp_path,
+                               capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+                for script, argv in (("adjust_timestamps.py", ["--folders", "f"]),
+                                     ("adjust_timestamps.py", ["--folders", "f", "--undo"]),
+                                     ("quality_check_timestamps.py", ["--folder", "f"]))]
+    finally:
+        (tmp_path / "f").chmod(0o755)
+    for done in runs:
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.strip() == "error: cannot read folder f: Permission denied"

@@ -145,8 +145,8 @@ def test_target_appearing_after_planning_is_skipped_not_overwritten(tmp_path):
     assert not result.done and "appeared meanwhile" in result.skipped[0].reason
     assert contents(folder) == before
     assert safe_rename.pending_batch(folder) is None
-    # the failed move is not undone later
-    assert safe_rename.undo_last(folder).result.done == []
+    # the failed move is not undone later: the batch renamed nothing
+    assert safe_rename.undo_last(folder).batch is None
 
 
 def test_undo_restores_every_name_then_walks_back_further(tmp_path):
@@ -370,3 +370,35 @@ def _mapping(original, expected):
     """{old: new} from the two {name: sha} maps of _interrupted."""
     by_sha = {sha: name for name, sha in expected.items()}
     return {name: by_sha[sha] for name, sha in original.items() if by_sha[sha] != name}
+
+
+def test_a_batch_that_renamed_nothing_does_not_hold_back_undo(tmp_path):
+    name = n("2025-01-02T10:00:00")
+    folder = fill(tmp_path / "f", [name])
+    original = contents(folder)
+    safe_rename.apply_plan(folder, safe_rename.plan_folder(folder, plus("1")))
+    plan = safe_rename.plan_folder(folder, plus("1"))
+    write_image(folder / n("2025-01-02T12:00:00"), seed=50, size=(40, 30))  # its only move fails
+    assert not safe_rename.apply_plan(folder, plan).done
+    (folder / n("2025-01-02T12:00:00")).unlink()
+    safe_rename.undo_last(folder)
+    assert contents(folder) == original
+
+
+def test_files_an_undo_could_not_revert_are_retried_before_going_further_back(tmp_path):
+    names = [n("2025-01-02T10:00:00"), n("2025-01-02T15:00:00")]
+    folder = fill(tmp_path / "f", names)
+    original = contents(folder)
+    safe_rename.apply_plan(folder, safe_rename.plan_folder(folder, plus("1")))
+    after_first = contents(folder)
+    safe_rename.apply_plan(folder, safe_rename.plan_folder(folder, plus("2")))
+    blocker = folder / n("2025-01-02T16:00:00")  # where the second batch's undo puts one file back
+    blocker.mkdir()
+    first_try = safe_rename.undo_last(folder)
+    assert len(first_try.result.done) == 1 and len(first_try.result.skipped) == 1
+    blocker.rmdir()
+    retry = safe_rename.undo_last(folder)
+    assert retry.batch.id == first_try.batch.id and len(retry.result.done) == 1
+    assert contents(folder) == after_first
+    safe_rename.undo_last(folder)
+    assert contents(folder) == original

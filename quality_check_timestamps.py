@@ -14,6 +14,7 @@ gap) is read with the offset in force before the change, an ambiguous one
 is always the same. Dates in the report, and the dates of adjustment
 periods, are market-zone dates.
 """
+import itertools
 import os
 import sys
 from collections import Counter
@@ -399,18 +400,22 @@ def run_adjustment(periods, folders, dry_run):
         periods = (ask_period(number) for number in range(1, count + 1))
     else:
         periods = _announce(periods)
-    try:
-        for number, period in enumerate(periods, 1):
-            outcome = apply_period(plan_period(number, period, folders, adjusted), adjusted, dry_run)
-            print_period(outcome, dry_run)
-            outcomes.append(outcome)
-    except cli.UsageError as exc:  # end of input in the middle of the dialogue
-        if not outcomes or dry_run:
-            raise
-        print(f"\nStopped before period {len(outcomes) + 1}: {exc}.")
-        print("Period 1 was applied; --undo reverts it." if len(outcomes) == 1 else
-              f"Periods 1 to {len(outcomes)} were applied; --undo reverts them one period at a time.")
-        return outcomes, exc
+    periods = iter(periods)
+    for number in itertools.count(1):
+        try:
+            period = next(periods, None)
+        except cli.UsageError as exc:  # end of input in the middle of the dialogue
+            if not outcomes or dry_run:
+                raise
+            print(f"\nStopped before period {number}: {exc}.")
+            print("Period 1 was applied; --undo reverts it." if number == 2 else
+                  f"Periods 1 to {number - 1} were applied; --undo reverts them one period at a time.")
+            return outcomes, exc
+        if period is None:
+            break
+        outcome = apply_period(plan_period(number, period, folders, adjusted), adjusted, dry_run)
+        print_period(outcome, dry_run)
+        outcomes.append(outcome)
     print()
     print(RULE)
     print("Timestamp adjustment completed!" if not dry_run else "Dry run completed: nothing was renamed.")

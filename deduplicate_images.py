@@ -11,7 +11,11 @@ size can be duplicates, so a file alone in its (date, size) bucket needs no
 hash at all; byte-identical files (equal blake2b digest) have equal pHash, so
 a bucket of identical copies needs no decode either; what is left is decoded
 in parallel processes. Every file is still read once for a cheap integrity
-check. Results are cached in the output folder (see image_hashes.py).
+check (PNG: chunk CRCs; formats without checksums are decoded, a JPEG at
+1/8 scale), so a damaged copy is never collapsed unseen. One crafted case
+differs: a PNG whose CRCs are right over bad compressed data is only found
+by --no-fast-path. Results are cached in the output folder (see
+image_hashes.py).
 
 `--max-distance N` / `--ignore-size`: an image joins the group of the
 earliest already-kept image of its bucket whose pHash is within N bits

@@ -786,6 +786,18 @@ def refuse_if_pending(folders, dry_run=False):
             print(f"warning: {pending_message(folder, batch)}", file=sys.stderr)
         else:
             raise cli.UsageError(pending_message(folder, batch))
+    if not dry_run:
+        check_writable(folders)
+
+
+def check_writable(folders):
+    """Before a run renames in several folders, make sure each one can take
+    its journal and its renames, so a read-only or busy folder stops the run
+    before the first folder changes rather than halfway."""
+    for folder in folders:
+        _Journal(folder).close()
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise cli.UsageError(f"cannot rename in folder {folder}: it is read-only")
 
 
 def run_undo_or_recover(folders, *, undo, recover_mode, dry_run):

@@ -168,3 +168,16 @@ def test_unreadable_folder_is_a_one_line_error(tmp_path):
     for done in runs:
         assert done.returncode == 2, done.stderr
         assert done.stderr.strip() == "error: cannot read folder f: Permission denied"
+
+
+def test_a_busy_folder_stops_the_run_before_any_folder_changes(tmp_path, capsys):
+    import pytest
+
+    fcntl = pytest.importorskip("fcntl")
+    folders = three_folders(tmp_path)
+    before = [contents(f) for f in folders]
+    with open(folders[1] / config.JOURNAL_FILE, "a") as other_run:
+        fcntl.flock(other_run.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert adjust_timestamps.main(["--hours", "1"]) == 2
+    assert "another rename is running" in capsys.readouterr().err
+    assert [contents(f) for f in folders] == before

@@ -521,3 +521,18 @@ def test_cache_works_in_a_folder_named_with_uri_characters(tmp_path, capsys):
     assert code == 0 and err == ""
     assert "Files read: 0, decoded for pHash: 0, answered from cache: 1" in out
     assert sorted(os.listdir(tmp_path)) == before == ["clean #2?x%41", "src"]
+
+
+def test_report_never_overwrites_a_different_file(tmp_path, capsys):
+    src = tmp_path / "src"
+    make_pairs(src, [45])
+    Path("r.json").write_text("someone else's notes\n")
+
+    code, out, err = run(capsys, "--source", str(src), "--output", str(tmp_path / "out"),
+                         "--report", "r.json")
+
+    assert code == 1
+    assert Path("r.json").read_text() == "someone else's notes\n"
+    assert "error: report not written: r.json exists with different content" in err
+    assert names(tmp_path / "out") == ["2025-03-03_09-00-00_k0.png"]   # the copy still ran
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]

@@ -452,3 +452,15 @@ def test_a_file_on_disk_that_goes_away_during_the_run_is_no_error(world, capsys)
     mover.join()
     assert code == 0, out + err
     assert images_in("out") == [f"{stamp}_chart_2.png"] and "Downloaded: 1" in out
+
+
+def test_a_429_is_waited_out_for_its_retry_after(world, capsys):
+    w = world
+    w.post(ago(hours=1), "c.png")
+    w.emu.inject("rate_limit", retry_after=0.4, path_contains="/messages", times=1)
+    code, _, err = run_main(capsys, *_by_id(w, "--days", "1"))
+    assert code == 0, err
+    limited, retried = api_requests(w.emu, "/messages")[:2]
+    assert limited.status == 429 and retried.status == 200
+    assert retried.at - limited.at >= 0.35
+    assert len(images_in("out")) == 1

@@ -516,6 +516,12 @@ def _int_in(low, high):
     return parse
 
 
+class RunFailed(cli.UsageError):
+    """The run could not finish (not bad usage): one line, exit 1."""
+
+    exit_code = cli.EXIT_ITEMS_FAILED
+
+
 def _validate(args):
     if Path(args.output).resolve() == Path(args.source).resolve():
         raise cli.UsageError("--output must be a different folder from --source")
@@ -538,9 +544,12 @@ def dedupe(args) -> DedupeRun:
     cache = image_hashes.NoCache() if args.no_cache else \
         image_hashes.HashCache(args.output, readonly=args.dry_run)
     ignore_size = args.ignore_size
-    with image_hashes.Workers(args.workers) as workers:
-        records, scan = fetch_records(listing.images, cache, workers,
-                                      fast=not args.no_fast_path, ignore_size=ignore_size)
+    try:
+        with image_hashes.Workers(args.workers) as workers:
+            records, scan = fetch_records(listing.images, cache, workers,
+                                          fast=not args.no_fast_path, ignore_size=ignore_size)
+    except image_hashes.WorkerDied as exc:
+        raise RunFailed(f"{exc}; nothing was copied") from None
     warnings = [w for w in (cache.warning, cache.save()) if w]
     plan = plan_dedupe(records, args.max_distance, ignore_size)
     copies = None if args.dry_run else apply_copies(plan.keep, args.output)

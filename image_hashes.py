@@ -12,6 +12,7 @@ import os
 import sqlite3
 import struct
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -128,6 +129,10 @@ def hamming(hex_a: str, hex_b: str) -> int:
     return bin(int(hex_a, 16) ^ int(hex_b, 16)).count("1")
 
 
+class WorkerDied(Exception):
+    """A worker process ended without an answer (killed, out of memory)."""
+
+
 class Workers:
     """A process pool started only when a batch is big enough to pay for it."""
 
@@ -142,7 +147,12 @@ class Workers:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(max_workers=self.count)
         chunk = max(1, min(64, len(items) // (self.count * 4)))
-        return list(self._pool.map(func, items, chunksize=chunk))
+        try:
+            return list(self._pool.map(func, items, chunksize=chunk))
+        except BrokenProcessPool:
+            self._pool = None
+            raise WorkerDied("a worker process stopped without an answer (out of memory?); "
+                             "try again with fewer --workers") from None
 
     def close(self, wait=True):
         if self._pool is not None:

@@ -536,3 +536,12 @@ def test_report_never_overwrites_a_different_file(tmp_path, capsys):
     assert "error: report not written: r.json exists with different content" in err
     assert names(tmp_path / "out") == ["2025-03-03_09-00-00_k0.png"]   # the copy still ran
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+
+
+def test_a_worker_process_that_dies_is_a_clear_error():
+    # os._exit ends the worker process itself: a real crash, no mock.
+    with image_hashes.Workers(2) as workers:
+        with pytest.raises(image_hashes.WorkerDied, match="fewer --workers"):
+            workers.map(os._exit, [3, 3], minimum=1)
+    err = dedupe.RunFailed("x")
+    assert err.exit_code == 1 and isinstance(err, dedupe.cli.UsageError)

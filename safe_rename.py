@@ -752,7 +752,8 @@ def add_rename_arguments(parser, folders_help="folders to rename in"):
     parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--undo", action="store_true",
-                       help="revert the last completed rename batch in each folder")
+                       help="revert the last rename batch (the newest over the folders; "
+                            "run again to go further back)")
     group.add_argument("--recover", choices=RECOVER_MODES,
                         help="finish or roll back an interrupted rename batch")
 

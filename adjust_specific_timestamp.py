@@ -87,11 +87,19 @@ def selection_from(args) -> Selection:
         start = end = args.date
     else:
         start = args.start or cli.ask("From date (yyyy-mm-dd): ", flag="--from", parse=parse_date)
-        end = args.end or cli.ask("To date (yyyy-mm-dd): ", flag="--to", parse=parse_date)
+        end = args.end or cli.ask("To date (yyyy-mm-dd): ", flag="--to",
+                                  parse=lambda text: _not_before(start, parse_date(text)))
     try:
         return Selection(start, end, args.before, args.after)
     except ValueError as exc:
         raise cli.UsageError(str(exc)) from None
+
+
+def _not_before(start, end):
+    """An end date typed at the prompt: asked again when before `start`."""
+    if end < start:
+        raise ValueError(f"end date {end} is before start date {start}")
+    return end
 
 
 def _main(argv):

@@ -483,8 +483,9 @@ def build_parser():
         description="Copy images without duplicates (same date, same pHash, same size; "
                     "the earliest is kept).",
         epilog="Statistics: population standard deviation; percentiles by linear interpolation "
-               "(numpy's default). Exit 0 when done; 1 when a name did not parse, an image was "
-               "corrupt (still copied) or an output file conflicted; 2 for bad usage.")
+               "(numpy's default). Exit 0 when done; 1 when a name did not parse, an entry could "
+               "not be read, an image was corrupt (still copied), an output file conflicted or "
+               "the output holds an earlier copy that is now a duplicate; 2 for bad usage.")
     parser.add_argument("--source", type=cli.existing_folder, default=config.DEFAULT_OUTPUT_DIR,
                         help=f"folder of downloaded images (default: {config.DEFAULT_OUTPUT_DIR})")
     parser.add_argument("--output", default=config.CLEAN_OUTPUT_DIR,
@@ -500,7 +501,8 @@ def build_parser():
                         help="processes for reading and decoding (default: CPUs, at most 8)")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the hash cache")
     parser.add_argument("--no-fast-path", action="store_true",
-                        help="decode and hash every file (slow; same answer)")
+                        help="decode and hash every file (slow; same answer, and it also "
+                             "finds a PNG damaged behind correct checksums)")
     return parser
 
 

@@ -113,8 +113,12 @@ def print_report(source, output, plan, result, dry_run, out=None, err=None):
 
 
 def build_parser():
-    parser = cli.ArgumentParser(prog="extract_one_per_day.py",
-                                description="Copy the last image of each date.")
+    parser = cli.ArgumentParser(
+        prog="extract_one_per_day.py",
+        description="Copy the last image of each date (ties: the last name).",
+        epilog="Exit 0 when done; 1 when a name did not parse, an entry could not be read, a "
+               "day's pick is damaged (still copied), an output file conflicted or the output "
+               "holds another image of a picked date; 2 for bad usage.")
     parser.add_argument("--source", type=cli.existing_folder, default=config.CLEAN_OUTPUT_DIR,
                         help=f"folder of images (default: {config.CLEAN_OUTPUT_DIR})")
     parser.add_argument("--output", default=config.ONE_PER_DAY_DIR,

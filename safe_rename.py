@@ -392,7 +392,9 @@ def pending_batch(folder):
     """The batch of `folder` that started and neither completed nor was
     recovered, or None."""
     batches = read_journal(folder)
-    recovered = {batch.recovers for batch in batches if batch.recovers}
+    # A recovery that is itself unfinished is the pending one (it comes
+    # later); one that was reverted gives its batch back.
+    recovered = {batch.recovers for batch in batches if batch.recovers and batch.status != "reverted"}
     for batch in reversed(batches):
         if batch.status is None and batch.id not in recovered:
             return batch

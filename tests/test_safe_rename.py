@@ -402,3 +402,16 @@ def test_files_an_undo_could_not_revert_are_retried_before_going_further_back(tm
     assert contents(folder) == after_first
     safe_rename.undo_last(folder)
     assert contents(folder) == original
+
+
+def test_reverting_an_interrupted_revert_gives_the_first_batch_back_to_recover(tmp_path):
+    folder, original, expected = _interrupted(tmp_path, 3)
+    batch = safe_rename.pending_batch(folder)
+    positions = safe_rename._locate(folder, batch)
+    mapping = {now: batch.moves[m].old for m, now in positions.items() if now != batch.moves[m].old}
+    plan = safe_rename.plan_mapping(mapping, set(os.listdir(folder)))
+    safe_rename.apply_plan(folder, plan, recovers=batch.id, stop_after=1)  # the revert crashes too
+    safe_rename.recover(folder, "revert")  # puts the revert's files back: the first batch is half done again
+    assert safe_rename.pending_batch(folder).id == batch.id
+    safe_rename.recover(folder, "complete")
+    assert contents(folder) == expected

@@ -157,7 +157,8 @@ def build_parser():
                                 description="Compare the dates covered by image folders.",
                                 epilog="Exit 0 when coverage matches, 1 when it differs (or, "
                                        "with --trading-days, a session has no image, or a name "
-                                       "does not parse), 2 for a missing folder.")
+                                       "does not parse or is no readable file), 2 for a missing "
+                                       "or unreadable folder.")
     parser.add_argument("--folders", nargs="+", default=list(config.PIPELINE_FOLDERS),
                         metavar="FOLDER",
                         help="folders to compare (default: " + " ".join(config.PIPELINE_FOLDERS) + ")")

@@ -625,7 +625,29 @@ def _embed_image_urls(embed):
         media = embed.get(part) or {}
         url = media.get("url") or media.get("proxy_url")
         if url and url.startswith(("http://", "https://")):
-            yield url
+            yield url, media.get("content_type")
+
+
+_TYPE_EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/gif": ".gif",
+                    "image/webp": ".webp", "image/bmp": ".bmp"}
+_EXTENSION_INSIDE = re.compile(r"\.(png|jpe?g|gif|webp|bmp)(?![a-z0-9])", re.IGNORECASE)
+
+
+def with_image_extension(name, content_type=None, url=""):
+    """`name`, ending in an image extension so that the later pipeline steps
+    see the file: an embed URL like `.../media/abc?format=jpg` or
+    `.../abc.jpg:large` has none. Taken from the content type, the URL's
+    `format`, an extension inside the name, else `.png`."""
+    if naming.is_image_name(name):
+        return name
+    ext = _TYPE_EXTENSIONS.get((content_type or "").split(";")[0].strip().lower())
+    if ext is None:
+        fmt = dict(parse_qsl(urlsplit(url).query)).get("format", "").lower()
+        ext = f".{fmt}" if naming.is_image_name(f"x.{fmt}") else None
+    if ext is None:
+        inside = _EXTENSION_INSIDE.search(name or "")
+        ext = inside.group(0).lower() if inside else ".png"
+    return f"{name}{ext}"
 
 
 def _sources(message):
@@ -644,22 +666,23 @@ def extract_images(message):
     message_id, channel_id = str(message["id"]), str(message.get("channel_id", ""))
     posted = message_time(message)
 
-    def add(key, url, original, source):
+    def add(key, url, original, source, content_type=None):
         unsigned = strip_signature(url)
         if key in seen or unsigned in seen:
             return
         seen.update((key, unsigned))
-        items.append(ImageItem(key, message_id, channel_id, posted, url,
-                               naming.sanitize_original(original), source, len(items)))
+        original = naming.sanitize_original(with_image_extension(original, content_type, url))
+        items.append(ImageItem(key, message_id, channel_id, posted, url, original, source, len(items)))
 
     for label, holder in _sources(message):
         for attachment in holder.get("attachments") or []:
             if is_image_attachment(attachment) and attachment.get("url"):
                 add(item_key(message_id, attachment_id=attachment["id"]), attachment["url"],
-                    attachment.get("filename") or url_filename(attachment["url"]), "attachment" + label)
+                    attachment.get("filename") or url_filename(attachment["url"]), "attachment" + label,
+                    attachment.get("content_type"))
         for embed in holder.get("embeds") or []:
-            for url in _embed_image_urls(embed):
-                add(item_key(message_id, url=url), url, url_filename(url), "embed" + label)
+            for url, content_type in _embed_image_urls(embed):
+                add(item_key(message_id, url=url), url, url_filename(url), "embed" + label, content_type)
         for url in text_image_urls(holder.get("content")):
             add(item_key(message_id, url=url), url, url_filename(url), "text" + label)
     return items

@@ -283,3 +283,14 @@ def test_rate_limit_values_that_are_no_number_fall_back_instead_of_crashing():
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("name, content_type, url, expected", [
+    ("chart.png", None, "", "chart.png"),
+    ("pasted", "image/jpeg", "", "pasted.jpg"),
+    ("F3xYz", None, "https://x.test/media/F3xYz?format=webp&name=small", "F3xYz.webp"),
+    ("F3xYz.jpg:large", None, "", "F3xYz.jpg:large.jpg"),
+    ("unknown", None, "", "unknown.png"),
+])
+def test_names_always_end_in_an_image_extension(name, content_type, url, expected):
+    assert dd.with_image_extension(name, content_type, url) == expected

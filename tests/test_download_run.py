@@ -464,3 +464,17 @@ def test_a_429_is_waited_out_for_its_retry_after(world, capsys):
     assert limited.status == 429 and retried.status == 200
     assert retried.at - limited.at >= 0.35
     assert len(images_in("out")) == 1
+
+
+def test_images_named_without_an_extension_get_one_so_later_steps_see_them(world, capsys):
+    import naming
+    w = world
+    photo = w.emu.host_image("F3xYz", image_bytes(61, (40, 30), "JPEG"), "image/jpeg")
+    w.emu.add_message(w.channel["id"], ago(hours=2),
+                      attachments=[("pasted", image_bytes(62, (40, 30)), "image/png")],
+                      embeds=[{"type": "rich", "image": {"url": f"{photo}?format=jpg&name=large"}}])
+    code, out, err = run_main(capsys, *_by_id(w, "--days", "1"))
+    assert code == 0, err
+    originals = sorted(n.split("_", 2)[2] for n in images_in("out"))
+    assert originals == ["F3xYz.jpg", "pasted.png"]
+    assert len(naming.list_images("out").images) == 2  # what dedupe and the others read

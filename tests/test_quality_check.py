@@ -154,9 +154,14 @@ def test_adjust_flags_fix_all_folders_and_keep_the_archive(tmp_path, capsys):
     assert [sorted(contents(f).values()) for f in folders] == before
     with download_archive.DownloadArchive(folders[0]) as archive:
         assert archive.filename_of("msg1:att1") == names[6].replace("_19-", "_14-")
-    # --undo puts the last period back in every folder
+    # --undo puts the last period back in the folders it renamed in; c, where
+    # period 2 renamed nothing, keeps period 1 until the next --undo
+    adjusted_c = contents(folders[2])
     code, out, _ = run(capsys, "--folders", *map(str, folders), "--undo")
     assert code == 0 and (folders[0] / names[20]).exists() and not (folders[0] / names[6]).exists()
+    assert contents(folders[2]) == adjusted_c and "Nothing to do now" in out
+    code, out, _ = run(capsys, "--folders", *map(str, folders), "--undo")
+    assert code == 0 and [sorted(contents(f)) for f in folders] == [sorted(names[: 30 - 7 * i]) for i in range(3)]
 
 
 def test_periods_never_shift_a_file_twice_and_roll_over_midnight(tmp_path, capsys):

@@ -12,7 +12,7 @@ import os
 import secrets
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -46,7 +46,7 @@ class RunError(cli.UsageError):
 class Job:
     """Everything one download needs, gathered from flags, env and prompts."""
 
-    token: str
+    token: str = field(repr=False)  # a repr of the job (a debugger, a log) must not show it
     kind: str            # "user", "bot" or None (detect)
     channel: str         # an ID or a name
     guild: str           # "" when the channel is an ID

@@ -216,3 +216,8 @@ def test_a_real_download_into_a_demo_folder_is_never_replaced_by_a_later_demo(wo
     code, _, err = run_main(capsys, "--demo", "--no-progress", "--output", folder)
     assert code == 2 and "not made by the demo" in err
     assert (folder / real[0]).is_file()
+
+
+def test_the_job_never_shows_its_token():
+    job = main.Job(token="tok-" + os.urandom(6).hex(), kind=None, channel="1", guild="", days=1, output="o")
+    assert job.token not in repr(job) and job.token not in str(job)

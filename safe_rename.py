@@ -17,6 +17,7 @@ journaled batch.
 """
 import json
 import os
+import sqlite3
 import sys
 import uuid
 from collections import defaultdict
@@ -539,7 +540,11 @@ def _finish(folder, journal, batch_id, moves, failed_moves, update_archive, resu
     mapping = {move.old: move.new for move in result.done}
     if update_archive and mapping:
         journal.write({"event": "archive", "batch": batch_id}, sync=True)
-        download_archive.record_renames(folder, mapping)
+        try:
+            download_archive.record_renames(folder, mapping)
+        except sqlite3.Error as exc:  # e.g. locked by a running download: the renames stand
+            print(f"warning: {folder}: the download archive still lists the old names of "
+                  f"{len(mapping)} renamed file(s): {exc}", file=sys.stderr)
     journal.write({"event": "end", "batch": batch_id, "status": "completed",
                    "skipped": [[s.name, s.target, s.reason] for s in new_skips]}, sync=True)
     _sync_dir(folder)
@@ -801,6 +806,23 @@ def check_writable(folders):
         _Journal(folder).close()
         if not os.access(folder, os.W_OK | os.X_OK):
             raise cli.UsageError(f"cannot rename in folder {folder}: it is read-only")
+        _check_archive_file(download_archive.archive_path(folder))
+
+
+def _check_archive_file(path):
+    """A download archive that is not SQLite would fail only after the
+    renames: refuse before. (Its header is read, not the database, so a
+    download running meanwhile does not make this wait.)"""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(16)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise cli.UsageError(f"cannot read the download archive {path}: {exc.strerror or exc}") from None
+    if header and header != b"SQLite format 3\x00":
+        raise cli.UsageError(f"the download archive {path} is not an SQLite database; "
+                             f"move it away (the downloader starts a new one) and run again")
 
 
 def run_undo_or_recover(folders, *, undo, recover_mode, dry_run):

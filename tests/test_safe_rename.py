@@ -415,3 +415,29 @@ def test_reverting_an_interrupted_revert_gives_the_first_batch_back_to_recover(t
     assert safe_rename.pending_batch(folder).id == batch.id
     safe_rename.recover(folder, "complete")
     assert contents(folder) == expected
+
+
+def test_a_damaged_download_archive_stops_the_run_before_any_rename(tmp_path, capsys):
+    import adjust_timestamps
+
+    folder = fill(tmp_path / "f", [n("2025-01-02T10:00:00")])
+    before = contents(folder)
+    download_archive.archive_path(folder).write_bytes(b"not a database at all")
+    assert adjust_timestamps.main(["--folders", str(folder), "--hours", "1"]) == 2
+    assert "is not an SQLite database" in capsys.readouterr().err
+    assert contents(folder) == before and safe_rename.pending_batch(folder) is None
+
+
+def test_an_archive_that_fails_after_the_renames_is_a_warning_and_the_batch_closes(tmp_path, capsys):
+    import sqlite3
+
+    folder = fill(tmp_path / "f", [n("2025-01-02T10:00:00")])
+    before = contents(folder)
+    with sqlite3.connect(download_archive.archive_path(folder)) as db:  # SQLite, but unusable as an archive
+        db.execute("CREATE TABLE t(filename TEXT)")
+        db.execute("CREATE VIEW downloads AS SELECT filename FROM t")
+    result = safe_rename.apply_plan(folder, safe_rename.plan_folder(folder, plus("1")))
+    assert len(result.done) == 1 and "download archive still lists the old names" in capsys.readouterr().err
+    assert safe_rename.pending_batch(folder) is None
+    safe_rename.undo_last(folder)
+    assert contents(folder) == before

@@ -288,7 +288,11 @@ class Batch:
 
     def done_moves(self):
         failed_moves = {self.steps[i][2] for i in self.failed}
-        return [move for i, move in enumerate(self.moves) if i not in failed_moves]
+        # A batch finished by `--recover complete` logs its failures only in
+        # its end record.
+        skipped = {(skip.name, skip.target) for skip in self.skipped}
+        return [move for i, move in enumerate(self.moves)
+                if i not in failed_moves and (move.old, move.new) not in skipped]
 
 
 def journal_path(folder) -> Path:

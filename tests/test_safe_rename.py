@@ -441,3 +441,20 @@ def test_an_archive_that_fails_after_the_renames_is_a_warning_and_the_batch_clos
     assert safe_rename.pending_batch(folder) is None
     safe_rename.undo_last(folder)
     assert contents(folder) == before
+
+
+def test_moves_that_failed_while_completing_a_batch_are_not_undone(tmp_path):
+    folder, original, expected = _interrupted(tmp_path, 1, drop_progress=True)
+    batch = safe_rename.pending_batch(folder)
+    src, dst, _move, _inode = batch.steps[1]
+    outsider = folder / n("2025-01-09T10:00:00", "outsider.png")
+    os.rename(folder / src, outsider)  # a file of the batch moved away by hand meanwhile
+    safe_rename.recover(folder, "complete")
+    failed = [m for m in safe_rename.read_journal(folder)[0].moves if m not in
+              safe_rename.read_journal(folder)[0].done_moves()]
+    assert failed == [safe_rename.Move(src, dst)]
+    os.rename(outsider, folder / dst)  # an unrelated file now sits at the failed move's target
+    before_undo = contents(folder)
+    safe_rename.undo_last(folder)
+    after = contents(folder)
+    assert after[dst] == before_undo[dst]  # not "reverted" to the failed move's old name

@@ -251,7 +251,9 @@ def _with_threads(client, channel, cutoff, include):
         return [channel], []
     try:
         return [channel] + dd.list_threads(client, channel, cutoff), []
-    except (dd.AccessError, dd.NotFoundError) as exc:
+    except dd.AuthError:
+        raise
+    except dd.DiscordError as exc:  # 403, 404, a server error: the channel itself is still read
         return [channel], [("listing threads", client.scrub(exc))]
 
 

@@ -478,3 +478,13 @@ def test_images_named_without_an_extension_get_one_so_later_steps_see_them(world
     originals = sorted(n.split("_", 2)[2] for n in images_in("out"))
     assert originals == ["F3xYz.jpg", "pasted.png"]
     assert len(naming.list_images("out").images) == 2  # what dedupe and the others read
+
+
+def test_a_failing_thread_listing_still_downloads_the_channel(world, capsys, fast_retries):
+    w = world
+    w.post(ago(hours=1), "main.png")
+    w.emu.inject("status", status=502, path_contains="/threads/", times=config.MAX_RETRIES + 1)
+    code, out, err = run_main(capsys, *_by_id(w, "--days", "1", "--threads"))
+    assert code == 1, out + err
+    assert [n.split("_", 2)[2] for n in images_in("out")] == ["main.png"]
+    assert "ERROR listing threads" in out and "HTTP 502" in out

@@ -85,6 +85,7 @@ def run(main_body, argv=None):
 
     UsageError -> one line on stderr and 2; Ctrl-C -> 130; `--help` -> 0.
     """
+    _printable_output()
     try:
         return main_body(argv)
     except UsageError as exc:
@@ -101,6 +102,18 @@ def run(main_body, argv=None):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_ITEMS_FAILED
+
+
+def _printable_output():
+    """A file name the output encoding cannot show (undecodable bytes on
+    Linux, 图表 on a cp1252 Windows console) is printed escaped instead of
+    ending the run with a UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict":
+            try:
+                stream.reconfigure(errors="backslashreplace")
+            except (AttributeError, ValueError, OSError):
+                pass
 
 
 def existing_folder(path) -> str:

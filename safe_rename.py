@@ -379,7 +379,8 @@ class _Journal:
                                f"try again when it has finished") from None
 
     def write(self, record, sync=False):
-        line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+        # ASCII escapes keep names that are not valid UTF-8 (surrogate escapes) intact
+        line = json.dumps(record, separators=(",", ":")) + "\n"
         self.handle.write(line.encode("utf-8"))
         if sync:
             self.sync()

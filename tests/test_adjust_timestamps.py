@@ -181,3 +181,13 @@ def test_a_busy_folder_stops_the_run_before_any_folder_changes(tmp_path, capsys)
         assert adjust_timestamps.main(["--hours", "1"]) == 2
     assert "another rename is running" in capsys.readouterr().err
     assert [contents(f) for f in folders] == before
+
+
+def test_names_the_output_encoding_cannot_show_are_printed_escaped(tmp_path):
+    folder = fill(tmp_path / "f", [n("2025-01-01T07:00:00", "\u56fe\u8868.png")])  # 图表.png
+    proc = subprocess.run([sys.executable, str(ROOT / "adjust_timestamps.py"), "--folders", "f"],
+                          cwd=tmp_path, capture_output=True, timeout=60, stdin=subprocess.DEVNULL,
+                          env={**os.environ, "PYTHONIOENCODING": "cp1252"})
+    assert proc.returncode == 0, proc.stderr
+    assert b"RENAMED: 2025-01-01_07-00-00_\\u56fe\\u8868.png -> 2025-01-01_02-00-00_\\u56fe\\u8868.png" in proc.stdout
+    assert set(contents(folder)) == {n("2025-01-01T02:00:00", "\u56fe\u8868.png")}

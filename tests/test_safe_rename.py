@@ -2,6 +2,7 @@
 undo, interrupted-batch recovery and the download archive, on real images."""
 import json
 import os
+import sys
 from datetime import datetime, timedelta
 
 import pytest
@@ -458,3 +459,18 @@ def test_moves_that_failed_while_completing_a_batch_are_not_undone(tmp_path):
     safe_rename.undo_last(folder)
     after = contents(folder)
     assert after[dst] == before_undo[dst]  # not "reverted" to the failed move's old name
+
+
+def test_names_that_are_not_utf8_are_journaled_and_undone(tmp_path):
+    if os.name != "posix" or sys.platform == "darwin":
+        pytest.skip("needs a file system that takes any bytes in names")
+    folder = fill(tmp_path / "f", [])
+    raw = os.fsencode(folder) + b"/2025-01-02_10-00-00_\xff.png"
+    with open(raw, "wb") as handle:
+        handle.write(b"chart")
+    result = safe_rename.apply_plan(folder, safe_rename.plan_folder(folder, plus("1")))
+    assert len(result.done) == 1
+    visible = lambda: [name for name in os.listdir(os.fsencode(folder)) if not name.startswith(b".")]
+    assert visible() == [b"2025-01-02_11-00-00_\xff.png"]
+    safe_rename.undo_last(folder)
+    assert visible() == [b"2025-01-02_10-00-00_\xff.png"]

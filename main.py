@@ -9,6 +9,7 @@ config.TIMEZONE). A re-run into the same folder fetches only what is missing.
 Exit codes: 0 every image saved or skipped, 1 some failed, 2 bad input.
 """
 import os
+import json
 import secrets
 import shutil
 import sys
@@ -318,6 +319,7 @@ def run_demo(output_dir=DEMO_OUTPUT_DIR, *, tz=None, workers=None, progress=None
         code = run_job(job, api_base=emu.api_base)
     for step in DEMO_STEPS:
         code = max(code, step(str(output_dir)))
+    record_demo_files(demo_folders(output_dir))
     return code
 
 
@@ -330,30 +332,37 @@ def demo_folders(download_dir):
 def prepare_demo_folders(folders):
     """Each demo generates a new channel (new IDs, times up to now): mixed
     with an earlier demo's files it would look like a channel posting every
-    image twice. So an earlier demo's folders (they carry DEMO_MARKER) are
-    replaced; any other non-empty folder is refused, never deleted."""
+    image twice. So an earlier demo's folder is replaced, but only when it
+    holds nothing but what that demo wrote (its DEMO_MARKER lists it); any
+    other non-empty folder is refused, never deleted."""
     for folder in folders:
-        if folder.is_file() or (folder.is_dir() and any(folder.iterdir())
-                                and not (folder / DEMO_MARKER).exists()):
-            raise cli.UsageError(f"{folder} already exists and was not made by the demo: "
-                                 f"pass --output NEW_FOLDER for the demo")
+        if folder.is_file() or (folder.is_dir() and not _only_demo_files(folder)):
+            raise cli.UsageError(f"{folder} holds files the demo did not make: "
+                                 f"pass --output NEW_FOLDER for the demo (or delete it yourself)")
     for folder in folders:
         if folder.is_dir():
             print(f"Demo: replacing the earlier demo run in {folder}")
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
-        (folder / DEMO_MARKER).write_text("Made by `python main.py --demo`; a later demo replaces this folder.\n")
+        (folder / DEMO_MARKER).write_text("[]\n")
 
 
-def adopt_demo_folder(folder):
-    """A real download into a folder an earlier demo made takes it over:
-    without its marker, a later demo refuses it instead of replacing it
-    (and the real images with it)."""
-    marker = Path(folder) / DEMO_MARKER
-    if marker.is_file():
-        marker.unlink()
-        print(f"Note: {folder} was made by the demo; it now holds a real download "
-              f"and a later demo will not replace it")
+def record_demo_files(folders):
+    """After a demo: list in each folder's marker what the demo wrote there."""
+    for folder in folders:
+        names = sorted(name for name in os.listdir(folder) if name != DEMO_MARKER)
+        (folder / DEMO_MARKER).write_text(json.dumps(names, ensure_ascii=False, indent=0) + "\n")
+
+
+def _only_demo_files(folder):
+    present = set(os.listdir(folder)) - {DEMO_MARKER}
+    if not present:
+        return True
+    try:
+        recorded = set(json.loads((folder / DEMO_MARKER).read_text()))
+    except (OSError, ValueError, TypeError):
+        return False  # no marker, or an unfinished or foreign one
+    return present <= recorded
 
 
 def _demo_step(title, script, argv_for):
@@ -423,7 +432,6 @@ def _main(argv):
                         progress=progress)
     job = gather_job(args)
     print_answers(job)
-    adopt_demo_folder(job.output)
     return run_job(job, api_base=config.api_base())
 
 

@@ -125,7 +125,7 @@ def test_demo_runs_the_whole_pipeline_and_replaces_only_its_own_folders(capsys, 
     keep = mine / config.CLEAN_OUTPUT_DIR / "2025-01-02_10-00-00_keep.png"
     keep.write_bytes(b"user data")
     code, _, err = run_main(capsys, "--demo", "--output", mine / "spx-realtime-aws")
-    assert code == 2 and "not made by the demo" in err
+    assert code == 2 and "the demo did not make" in err
     assert keep.read_bytes() == b"user data" and not (mine / "spx-realtime-aws").exists()
 
 
@@ -210,12 +210,21 @@ def test_a_real_download_into_a_demo_folder_is_never_replaced_by_a_later_demo(wo
     world.post(ago(hours=1), "real.png")
     code, out, err = run_main(capsys, "--channel", world.channel["id"], "--days", "1", "--output", folder)
     assert code == 0, err
-    assert "now holds a real download" in out
     real = [n for n in images_in(folder) if n.endswith("_real.png")]
     assert len(real) == 1
     code, _, err = run_main(capsys, "--demo", "--no-progress", "--output", folder)
-    assert code == 2 and "not made by the demo" in err
+    assert code == 2 and "the demo did not make" in err
     assert (folder / real[0]).is_file()
+
+
+def test_real_images_copied_into_a_demo_clean_folder_are_never_replaced(capsys, monkeypatch, tmp_path, make_image):
+    monkeypatch.setattr(main, "DEMO_STEPS", [])
+    folder = tmp_path / "demo" / "spx-realtime-aws"
+    assert run_main(capsys, "--demo", "--no-progress", "--output", folder)[0] == 0
+    mine = make_image(tmp_path / "demo" / config.CLEAN_OUTPUT_DIR / "2025-01-02_10-00-00_mine.png", seed=3)
+    code, _, err = run_main(capsys, "--demo", "--no-progress", "--output", folder)
+    assert code == 2 and "the demo did not make" in err
+    assert mine.is_file() and len(images_in(folder)) > 100
 
 
 def test_the_job_never_shows_its_token():

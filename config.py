@@ -21,7 +21,8 @@ REQUEST_TIMEOUT = 30
 # File names are written in this zone (daylight saving handled by zoneinfo).
 TIMEZONE = "America/New_York"
 DEFAULT_API_BASE = "https://discord.com/api/v10"
-USER_AGENT = "DiscordPicExtract (https://github.com/discordpicextract, 1.0)"
+# Discord asks API clients for "DiscordBot ($url, $versionNumber)".
+USER_AGENT = "DiscordBot (https://github.com/DiscordPicExtract/DiscordPicExtract, 1.0.0) DiscordPicExtract/1.0.0"
 
 # --- Cleaning (deduplicate_images.py / extract_one_per_day.py) ------------
 CLEAN_OUTPUT_DIR = "spx-realtime-aws-clean"

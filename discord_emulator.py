@@ -145,6 +145,7 @@ class RequestRecord(NamedTuple):
     authorization: Optional[str]
     status: int
     at: float
+    user_agent: Optional[str] = None
 
 
 @dataclass
@@ -634,7 +635,8 @@ class DiscordEmulator:
         response = self._take_fault(path, server, normal)
         if response is None:
             response = normal()
-        self._log(RequestRecord(server, handler.command, path, query, auth, response.status, time.time()))
+        self._log(RequestRecord(server, handler.command, path, query, auth, response.status, time.time(),
+                                handler.headers.get("User-Agent")))
         self._send(handler, response)
 
     def _log(self, record: RequestRecord) -> None:

@@ -29,6 +29,9 @@ def _assert_token_secret(w, text, folder="out"):
     cdn = cdn_requests(w.emu)
     assert all(r.authorization is None for r in cdn)
     assert all(r.authorization == w.token for r in api_requests(w.emu))
+    # Discord's documented User-Agent form, on the API and the CDN alike
+    assert {r.user_agent for r in w.emu.requests} == {config.USER_AGENT}
+    assert config.USER_AGENT.startswith("DiscordBot (https://")
 
 
 def test_channel_by_name_in_unicode_guild_downloads_every_source(world, capsys):

@@ -25,10 +25,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import cli
 import config
+import fileops
 import naming
 import safe_rename
 from adjust_timestamps import FolderOutcome
-from fileops import temp_path_beside
 from safe_rename import argparse_type, format_hours, parse_date, parse_hours
 
 RULE = "=" * 60
@@ -135,10 +135,10 @@ def save_plot(hour_counts, path, folder) -> Path:
         axes.set_xlabel(f"Hour of day ({config.MARKET_TIMEZONE})")
         axes.set_ylabel("Files outside trading hours")
         axes.set_title(f"Timestamps outside trading hours: {folder}")
-        temp = temp_path_beside(path)
+        temp = fileops.temp_path_beside(path)
         try:
             figure.savefig(temp, format="png", dpi=100)
-            os.chmod(temp, 0o666 & ~_umask())  # the temp file is private; the plot is not
+            os.chmod(temp, fileops.new_file_mode())  # the temp file is private; the plot is not
             os.replace(temp, path)
         except BaseException:
             temp.unlink(missing_ok=True)
@@ -146,12 +146,6 @@ def save_plot(hour_counts, path, folder) -> Path:
     finally:
         plt.close(figure)
     return path
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 # --- the report ----------------------------------------------------------------

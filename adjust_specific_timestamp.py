@@ -15,7 +15,7 @@ import cli
 import config
 import safe_rename
 from adjust_timestamps import run_batches
-from safe_rename import argparse_type, format_hours, parse_date, parse_hours
+from safe_rename import format_hours, parse_date, parse_hours
 
 
 def parse_clock(text) -> time:
@@ -65,14 +65,16 @@ def build_parser():
     parser = cli.ArgumentParser(
         prog="adjust_specific_timestamp.py",
         description="Shift the name time of the images matching a date range and time conditions.")
-    parser.add_argument("--date", type=argparse_type(parse_date), help="one date (yyyy-mm-dd)")
-    parser.add_argument("--from", dest="start", type=argparse_type(parse_date), metavar="DATE", help="first date (yyyy-mm-dd)")
-    parser.add_argument("--to", dest="end", type=argparse_type(parse_date), metavar="DATE", help="last date (yyyy-mm-dd)")
-    parser.add_argument("--before", type=argparse_type(parse_clock), metavar="HH:MM:SS",
+    parser.add_argument("--date", type=cli.argparse_type(parse_date), help="one date (yyyy-mm-dd)")
+    parser.add_argument("--from", dest="start", type=cli.argparse_type(parse_date), metavar="DATE",
+                        help="first date (yyyy-mm-dd)")
+    parser.add_argument("--to", dest="end", type=cli.argparse_type(parse_date), metavar="DATE",
+                        help="last date (yyyy-mm-dd)")
+    parser.add_argument("--before", type=cli.argparse_type(parse_clock), metavar="HH:MM:SS",
                         help="only names whose time is before HH:MM:SS")
-    parser.add_argument("--after", type=argparse_type(parse_clock), metavar="HH:MM:SS",
+    parser.add_argument("--after", type=cli.argparse_type(parse_clock), metavar="HH:MM:SS",
                         help="only names whose time is after HH:MM:SS")
-    parser.add_argument("--hours", type=argparse_type(parse_hours),
+    parser.add_argument("--hours", type=cli.argparse_type(parse_hours),
                         help="hours to add, negative subtracts (required; asked on a terminal)")
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation on a terminal")
     safe_rename.add_rename_arguments(parser, f"folders (default: {' '.join(config.PIPELINE_FOLDERS)})")

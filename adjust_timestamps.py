@@ -13,7 +13,7 @@ from decimal import Decimal
 import cli
 import config
 import safe_rename
-from safe_rename import argparse_type, format_hours, parse_hours
+from safe_rename import format_hours, parse_hours
 
 RULE = "=" * 60
 THIN = "-" * 60
@@ -40,7 +40,7 @@ def build_parser():
     parser = cli.ArgumentParser(
         prog="adjust_timestamps.py",
         description="Add (or subtract) hours to the time in every image name of the pipeline folders.")
-    parser.add_argument("--hours", type=argparse_type(parse_hours), default=None,
+    parser.add_argument("--hours", type=cli.argparse_type(parse_hours), default=None,
                         help=f"hours to add, negative subtracts (default {config.DEFAULT_ADJUST_HOURS})")
     parser.add_argument("--yes", action="store_true",
                         help="do not ask for confirmation on a terminal")

@@ -116,6 +116,18 @@ def _printable_output():
                 pass
 
 
+def argparse_type(parse):
+    """Wrap a ValueError-raising parser as an argparse `type=`, so a bad
+    flag value becomes a one-line usage error."""
+    def convert(text):
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    convert.__name__ = parse.__name__.replace("parse_", "")
+    return convert
+
+
 def existing_folder(path) -> str:
     """argparse `type=` for a folder that must exist."""
     if not os.path.isdir(path):

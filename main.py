@@ -117,18 +117,6 @@ def time_zone(text):
     return text
 
 
-def _argparse_type(parse):
-    """Turn a parse function's ValueError into argparse's error message."""
-    def convert(text):
-        try:
-            return parse(text)
-        except ValueError as exc:
-            import argparse
-            raise argparse.ArgumentTypeError(str(exc)) from None
-    convert.__name__ = parse.__name__
-    return convert
-
-
 def build_parser():
     parser = cli.ArgumentParser(
         prog="main.py", description="Download every image a Discord channel posted in the last N days.",
@@ -136,17 +124,17 @@ def build_parser():
                "it is never taken on the command line.")
     parser.add_argument("--channel", help="channel ID, or channel name (then --guild is needed)")
     parser.add_argument("--guild", help="server name, when --channel is a name")
-    parser.add_argument("--days", type=_argparse_type(days_back),
+    parser.add_argument("--days", type=cli.argparse_type(days_back),
                         help=f"days to look back (default {config.DEFAULT_DAYS})")
     parser.add_argument("--output", help=f"download folder (default {config.DEFAULT_OUTPUT_DIR}; "
                                          f"with --demo {DEMO_OUTPUT_DIR})")
     parser.add_argument("--bot", action="store_true", help="send the token as a bot token (Bot <token>)")
-    parser.add_argument("--timezone", type=_argparse_type(time_zone),
+    parser.add_argument("--timezone", type=cli.argparse_type(time_zone),
                         help=f"zone for the times in file names (default {config.TIMEZONE})")
-    parser.add_argument("--workers", type=_argparse_type(worker_count),
+    parser.add_argument("--workers", type=cli.argparse_type(worker_count),
                         help=f"parallel image downloads (default {config.DEFAULT_WORKERS})")
     parser.add_argument("--threads", action="store_true", help="also download from the channel's threads")
-    parser.add_argument("--max-wait", type=_argparse_type(positive_number),
+    parser.add_argument("--max-wait", type=cli.argparse_type(positive_number),
                         help=f"cap in seconds on a rate-limit wait (default {config.MAX_RATE_LIMIT_WAIT})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--demo", action="store_true",

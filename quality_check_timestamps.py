@@ -29,7 +29,7 @@ import fileops
 import naming
 import safe_rename
 from adjust_timestamps import FolderOutcome
-from safe_rename import argparse_type, format_hours, parse_date, parse_hours
+from safe_rename import format_hours, parse_date, parse_hours
 
 RULE = "=" * 60
 THIN = "-" * 60
@@ -488,7 +488,7 @@ def build_parser():
                         help=f"folder to check (default {config.CLEAN_OUTPUT_DIR})")
     parser.add_argument("--plot", default=config.PLOT_FILE, metavar="PATH",
                         help=f"where to save the distribution plot (default {config.PLOT_FILE})")
-    parser.add_argument("--adjust", action="append", type=argparse_type(parse_period),
+    parser.add_argument("--adjust", action="append", type=cli.argparse_type(parse_period),
                         metavar="START:END:HOURS",
                         help="shift names dated START..END (market dates) by HOURS; repeatable")
     parser.add_argument("--no-adjust", action="store_true", help="only check, never ask")

@@ -881,17 +881,3 @@ def parse_yes_no(text) -> bool:
     if answer in ("n", "no"):
         return False
     raise ValueError("please answer Yes or No")
-
-
-def argparse_type(parse):
-    """Wrap a ValueError-raising parser as an argparse `type=`, so a bad
-    flag value becomes a one-line usage error."""
-    import argparse
-
-    def convert(text):
-        try:
-            return parse(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-    convert.__name__ = parse.__name__.replace("parse_", "")
-    return convert

@@ -15,7 +15,7 @@ import cli
 import config
 import safe_rename
 from adjust_timestamps import run_batches
-from safe_rename import format_hours, parse_date, parse_hours
+from safe_rename import end_not_before, format_hours, parse_date, parse_hours
 
 
 def parse_clock(text) -> time:
@@ -40,8 +40,7 @@ class Selection:
     after: time = None
 
     def __post_init__(self):
-        if self.end < self.start:
-            raise ValueError(f"end date {self.end} is before start date {self.start}")
+        end_not_before(self.start, self.end)
         if self.before and self.after and self.after >= self.before:
             raise ValueError(f"--after {self.after} and --before {self.before} match no time of day")
 
@@ -90,18 +89,11 @@ def selection_from(args) -> Selection:
     else:
         start = args.start or cli.ask("From date (yyyy-mm-dd): ", flag="--from", parse=parse_date)
         end = args.end or cli.ask("To date (yyyy-mm-dd): ", flag="--to",
-                                  parse=lambda text: _not_before(start, parse_date(text)))
+                                  parse=lambda text: end_not_before(start, parse_date(text)))
     try:
         return Selection(start, end, args.before, args.after)
     except ValueError as exc:
         raise cli.UsageError(str(exc)) from None
-
-
-def _not_before(start, end):
-    """An end date typed at the prompt: asked again when before `start`."""
-    if end < start:
-        raise ValueError(f"end date {end} is before start date {start}")
-    return end
 
 
 def _main(argv):

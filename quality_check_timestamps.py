@@ -29,7 +29,7 @@ import fileops
 import naming
 import safe_rename
 from adjust_timestamps import FolderOutcome
-from safe_rename import format_hours, parse_date, parse_hours
+from safe_rename import end_not_before, format_hours, parse_date, parse_hours
 
 RULE = "=" * 60
 THIN = "-" * 60
@@ -275,14 +275,8 @@ def parse_period(text) -> Period:
     if len(parts) != 3:
         raise ValueError(f"expected START:END:HOURS, e.g. 2025-03-10:2025-03-15:-5 (got {text!r})")
     start, end = parse_date(parts[0]), parse_date(parts[1])
-    check_order(start, end)
+    end_not_before(start, end)
     return Period(start, end, parse_hours(parts[2]))
-
-
-def check_order(start, end):
-    if end < start:
-        raise ValueError(f"end date {end} is before start date {start}")
-    return end
 
 
 def parse_period_count(text) -> int:
@@ -304,7 +298,7 @@ def ask_period(number) -> Period:
     print(f"\n--- Period {number} ---")
     start = cli.ask(f"Period {number} start date (yyyy-mm-dd): ", flag="--adjust", parse=parse_date)
     end = cli.ask(f"Period {number} end date (yyyy-mm-dd): ", flag="--adjust",
-                  parse=lambda text: check_order(start, parse_date(text)))
+                  parse=lambda text: end_not_before(start, parse_date(text)))
     hours = cli.ask("Add how many hours? (can be negative to subtract): ", flag="--adjust",
                     parse=parse_hours)
     return Period(start, end, hours)

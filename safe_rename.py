@@ -52,6 +52,13 @@ def parse_date(text) -> date:
         raise ValueError(f"invalid date {text!r} (expected yyyy-mm-dd, a real calendar date)") from None
 
 
+def end_not_before(start, end):
+    """`end`, unless it is before `start` (ValueError with a message to show)."""
+    if end < start:
+        raise ValueError(f"end date {end} is before start date {start}")
+    return end
+
+
 def parse_hours(text) -> Decimal:
     """Hours to add: a non-zero integer or decimal number (negative
     subtracts) that is a whole number of seconds, e.g. -5, 3, 5.5, -0.25."""

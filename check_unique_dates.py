@@ -11,7 +11,6 @@ Exit 0 when every folder covers the same dates (and, with --trading-days,
 no session is missing), 1 when coverage differs or a name does not parse
 (or names a folder or a broken link), 2 for a missing folder.
 """
-import argparse
 import sys
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -171,10 +170,7 @@ def build_parser():
 def _main(argv):
     args = build_parser().parse_args(argv)
     for folder in args.folders:
-        try:
-            cli.existing_folder(folder)
-        except argparse.ArgumentTypeError as exc:
-            raise cli.UsageError(str(exc)) from None
+        cli.check_folder(folder)
     coverage = plan_coverage([fetch_folder_dates(f) for f in args.folders], args.trading_days)
     print_report(coverage, args.trading_days)
     unparsed = any(entry.unparsed or entry.not_files for entry in coverage.folders)

@@ -128,16 +128,26 @@ def argparse_type(parse):
     return convert
 
 
-def existing_folder(path) -> str:
-    """argparse `type=` for a folder that must exist."""
+def check_folder(path, hint="") -> str:
+    """A folder that must exist and be readable, else a UsageError; `hint`
+    (which flag chooses it) is added to the not-found message. Opening the
+    folder proves it readable without listing it."""
     if not os.path.isdir(path):
-        raise argparse.ArgumentTypeError(f"folder not found: {path}")
+        raise UsageError(f"folder not found: {path}" + (f" ({hint})" if hint else ""))
     try:
         with os.scandir(path):
             pass
     except OSError as exc:
-        raise argparse.ArgumentTypeError(f"cannot read folder {path}: {exc.strerror or exc}") from None
+        raise UsageError(f"cannot read folder {path}: {exc.strerror or exc}") from None
     return path
+
+
+def existing_folder(path) -> str:
+    """argparse `type=` for a folder that must exist."""
+    try:
+        return check_folder(path)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def make_output_folder(path, flag="--output") -> str:

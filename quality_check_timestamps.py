@@ -500,8 +500,7 @@ def _main(argv):
         safe_rename.check_folders(folders)
         return safe_rename.run_undo_or_recover(
             folders, undo=args.undo, recover_mode=args.recover, dry_run=args.dry_run)
-    if not os.path.isdir(args.folder):
-        raise cli.UsageError(f"folder not found: {args.folder} (choose it with --folder)")
+    cli.check_folder(args.folder, hint="choose it with --folder")
     try:
         result = check_folder(args.folder)
     except OSError as exc:

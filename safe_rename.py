@@ -781,12 +781,7 @@ def check_folders(folders):
     """Every folder must exist; UsageError (exit 2) names the first that does not."""
     seen = {}
     for folder in folders:
-        if not os.path.isdir(folder):
-            raise cli.UsageError(f"folder not found: {folder} (choose folders with --folders)")
-        try:
-            os.listdir(folder)
-        except OSError as exc:
-            raise cli.UsageError(f"cannot read folder {folder}: {exc.strerror or exc}") from None
+        cli.check_folder(folder, hint="choose folders with --folders")
         # One folder named twice would be renamed twice and journal two
         # batches under one id, the second hiding the first from --undo.
         stat = os.stat(folder)

@@ -8,7 +8,6 @@ that changed in any of them is read again.
 """
 import hashlib
 import io
-import os
 import sqlite3
 import struct
 from concurrent.futures import ProcessPoolExecutor
@@ -262,9 +261,3 @@ class NoCache(HashCache):
 
     def put(self, *args, **kwargs):
         pass
-
-
-def file_key(path):
-    """(absolute path, size, mtime_ns) identifying a file's current version."""
-    stat = os.stat(path)
-    return str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns

@@ -578,13 +578,6 @@ def _sync_dir(folder):
 
 # --- undo and recovery ---------------------------------------------------------
 
-def last_undoable(folder):
-    """The last completed batch (not itself an undo or a recovery) with
-    renames still to revert."""
-    batch, _moves = _last_undoable(read_journal(folder), set(os.listdir(folder)))
-    return batch
-
-
 def _last_undoable(batches, names):
     """(batch, its moves still to revert) or (None, []). An undo that could
     not revert some files (a name taken, a read-only folder) leaves them
@@ -655,10 +648,6 @@ def undo_last_batch(folders, dry_run=False) -> list:
         if not dry_run:
             outcome.result = apply_plan(folder, outcome.plan, label=f"undo of {batch.id}", undoes=batch.id)
     return outcomes
-
-
-def plan_undo(folder):
-    return undo_last_batch([folder], dry_run=True)[0]
 
 
 def undo_last(folder, dry_run=False) -> UndoOutcome:

@@ -5,6 +5,7 @@ import argparse
 import getpass
 import os
 import sys
+from pathlib import Path
 
 EXIT_OK = 0
 EXIT_ITEMS_FAILED = 1
@@ -148,6 +149,14 @@ def existing_folder(path) -> str:
         return check_folder(path)
     except UsageError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def check_output_folder(source, output) -> None:
+    """A copy step's --output: a folder (or not there yet), and not --source."""
+    if Path(output).resolve() == Path(source).resolve():
+        raise UsageError("--output must be a different folder from --source")
+    if Path(output).exists() and not Path(output).is_dir():
+        raise UsageError(f"--output is not a folder: {output}")
 
 
 def make_output_folder(path, flag="--output") -> str:

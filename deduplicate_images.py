@@ -525,10 +525,7 @@ class RunFailed(cli.UsageError):
 
 
 def _validate(args):
-    if Path(args.output).resolve() == Path(args.source).resolve():
-        raise cli.UsageError("--output must be a different folder from --source")
-    if Path(args.output).exists() and not Path(args.output).is_dir():
-        raise cli.UsageError(f"--output is not a folder: {args.output}")
+    cli.check_output_folder(args.source, args.output)
     if args.report:
         suffix = Path(args.report).suffix.lower()
         if suffix not in (".csv", ".json"):

@@ -129,10 +129,7 @@ def build_parser():
 
 def _main(argv):
     args = build_parser().parse_args(argv)
-    if Path(args.output).resolve() == Path(args.source).resolve():
-        raise cli.UsageError("--output must be a different folder from --source")
-    if Path(args.output).exists() and not Path(args.output).is_dir():
-        raise cli.UsageError(f"--output is not a folder: {args.output}")
+    cli.check_output_folder(args.source, args.output)
     plan = plan_one_per_day(naming.list_images(args.source))
     result = None if args.dry_run else apply_one_per_day(plan, args.output)
     print_report(args.source, args.output, plan, result, args.dry_run)

@@ -89,12 +89,8 @@ def print_report(coverage: Coverage, trading_days, out=None, err=None):
     rule = "=" * 70
     print(rule, "Unique Dates Analysis", rule, sep="\n", file=out)
     for entry in coverage.folders:
-        for path in entry.unparsed:
-            print(f"warning: {entry.folder}: skipped {path.name}: name is not "
-                  "YYYY-MM-DD_HH-MM-SS_name.ext", file=err)
-        for path in entry.not_files:
-            print(f"warning: {entry.folder}: skipped {path.name}: not a readable file "
-                  "(a folder or a broken link)", file=err)
+        for line in naming.skipped_warnings(entry.unparsed, entry.not_files, entry.folder):
+            print(line, file=err)
         print(f"\nAnalyzing: {entry.folder}", file=out)
         print(f"  Found {len(entry.dates)} unique dates", file=out)
         if entry.dates:

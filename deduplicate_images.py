@@ -372,11 +372,8 @@ def print_report(run: DedupeRun, out=None, err=None):
     out, err = out or sys.stdout, err or sys.stderr
     for message in run.warnings:
         print(f"warning: {message}", file=err)
-    for path in run.unparsed:
-        print(f"warning: skipped {path.name}: name is not YYYY-MM-DD_HH-MM-SS_name.ext", file=err)
-    for path in run.not_files:
-        print(f"warning: skipped {path.name}: not a readable file (a folder or a broken link)",
-              file=err)
+    for line in naming.skipped_warnings(run.unparsed, run.not_files):
+        print(line, file=err)
     for record in run.plan.corrupt:
         print(f"warning: {record.name}: {record.error}; kept as unique", file=err)
     if run.dry_run:

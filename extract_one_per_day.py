@@ -77,11 +77,8 @@ def _other_images_per_date(plan, output):
 
 def print_report(source, output, plan, result, dry_run, out=None, err=None):
     out, err = out or sys.stdout, err or sys.stderr
-    for path in plan.unparsed:
-        print(f"warning: skipped {path.name}: name is not YYYY-MM-DD_HH-MM-SS_name.ext", file=err)
-    for path in plan.not_files:
-        print(f"warning: skipped {path.name}: not a readable file (a folder or a broken link)",
-              file=err)
+    for line in naming.skipped_warnings(plan.unparsed, plan.not_files):
+        print(line, file=err)
     print(f"Scanning images in: {source}", file=out)
     print(f"Found {plan.scanned} image files", file=out)
     if plan.unparsed:

@@ -132,6 +132,17 @@ def list_images(folder) -> FolderListing:
     return FolderListing(images, unparsed, sorted(not_files))
 
 
+def skipped_warnings(unparsed, not_files, where="") -> list:
+    """The warning lines for what a listing skipped (`unparsed`,
+    `not_files`), worded alike in every script's report; `where` (a folder)
+    prefixes them when a report covers several folders."""
+    prefix = f"{where}: " if where else ""
+    return ([f"warning: {prefix}skipped {path.name}: name is not YYYY-MM-DD_HH-MM-SS_name.ext"
+             for path in unparsed]
+            + [f"warning: {prefix}skipped {path.name}: not a readable file (a folder or a broken link)"
+               for path in not_files])
+
+
 def sanitize_original(name: str, default: str = "image.png") -> str:
     """Make a name from Discord (or a URL) safe as one path component.
 

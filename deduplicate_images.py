@@ -448,13 +448,9 @@ def _print_statistics(plan, out):
 
 
 def _print_outcome(run, out, err):
-    copies = run.copies
-    if copies:
-        for name in copies.conflicts:
-            print(f"error: {name}: a different file already has this name in {run.output}; "
-                  "not overwritten", file=err)
-        for name, message in copies.failed:
-            print(f"error: {name}: copy failed: {message}", file=err)
+    if run.copies:
+        for line in run.copies.error_lines(run.output):
+            print(line, file=err)
     for name, kept in run.stale:
         print(f"warning: {run.output} also holds {name}, now a duplicate of {kept} "
               "(an earlier run's copy; not removed)", file=err)

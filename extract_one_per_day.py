@@ -96,11 +96,8 @@ def print_report(source, output, plan, result, dry_run, out=None, err=None):
     done = len(result.copied) + len(result.identical)
     note = f" ({len(result.identical)} already in output, identical)" if result.identical else ""
     print(f"Extracted {done} images (one per day){note}", file=out)
-    for name in result.conflicts:
-        print(f"error: {name}: a different file already has this name in {output}; not overwritten",
-              file=err)
-    for name, message in result.failed:
-        print(f"error: {name}: copy failed: {message}", file=err)
+    for line in result.error_lines(output):
+        print(line, file=err)
     for name, message in result.corrupt:
         print(f"warning: {name}: {message} (copied as the day's image all the same)", file=err)
     for day, names in sorted(result.others.items()):

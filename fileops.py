@@ -116,6 +116,12 @@ class CopyResult:
     conflicts: list = field(default_factory=list)  # a different file holds the name
     failed: list = field(default_factory=list)     # (name, reason)
 
+    def error_lines(self, output) -> list:
+        """One line per file not copied, worded alike in every copy step."""
+        return ([f"error: {name}: a different file already has this name in {output}; not overwritten"
+                 for name in self.conflicts]
+                + [f"error: {name}: copy failed: {reason}" for name, reason in self.failed])
+
 
 def copy_files_into(sources, output, result=None) -> CopyResult:
     """Copy each source file into `output` under its own name, never

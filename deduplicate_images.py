@@ -215,7 +215,7 @@ def fetch_records(images, cache, workers, fast=True, ignore_size=False):
             records.append(ImageRecord(image, -1, -1))
             continue
         records.append(ImageRecord(image, stat.st_size, stat.st_mtime_ns))
-    keys = {id(r): str(Path(r.image.path).resolve()) for r in records}
+    keys = _cache_keys(records)
     _fill_checks(records, keys, cache, workers, stats)
     _fill_phashes(records, keys, cache, workers, fast, ignore_size, stats)
     for record in records:
@@ -223,6 +223,22 @@ def fetch_records(images, cache, workers, fast=True, ignore_size=False):
                   image_hashes.FileCheck(record.digest, record.error), record.phash)
     stats.cached = len(records) - stats.checked
     return records, stats
+
+
+def _cache_keys(records):
+    """{id(record): its file's real path}. Resolving each path costs a
+    system call per path component, the bulk of a cached re-run: the folder
+    is resolved once and only a file that is itself a link on its own."""
+    folders, keys = {}, {}
+    for record in records:
+        path = Path(record.image.path)
+        if path.is_symlink():
+            keys[id(record)] = str(path.resolve())
+            continue
+        if path.parent not in folders:
+            folders[path.parent] = path.parent.resolve()
+        keys[id(record)] = str(folders[path.parent] / path.name)
+    return keys
 
 
 def _fill_checks(records, keys, cache, workers, stats):

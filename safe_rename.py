@@ -145,13 +145,14 @@ def plan_renames(listing, shift, occupied=None, batch_id=None) -> RenamePlan:
     file, or None to leave it out of the batch. `occupied` is every name in
     the folder (hidden and non-image files included); default: the listing.
     """
-    if isinstance(listing, naming.FolderListing):
-        names = [image.name for image in listing.images] + [path.name for path in listing.unparsed]
+    if isinstance(listing, naming.FolderListing):  # already parsed: not again
+        entries = ([(image.name, image.parsed) for image in listing.images]
+                   + [(path.name, None) for path in listing.unparsed])
     else:
-        names = list(listing)
+        entries = [(name, naming.try_parse_name(name)) for name in listing]
+    names = [name for name, _parsed in entries]
     unparsed, skipped, targets, unselected = [], [], {}, 0
-    for name in names:
-        parsed = naming.try_parse_name(name)
+    for name, parsed in entries:
         if parsed is None:
             unparsed.append(name)
             continue

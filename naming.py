@@ -83,10 +83,21 @@ def parse_name(name: str) -> TimestampedName:
     if not match:
         raise BadName(f"not a YYYY-MM-DD_HH-MM-SS_name file name: {name!r}")
     try:
-        stamp = datetime.strptime(match.group(1), NAME_TIME_FORMAT)
+        stamp = _parse_stamp(match.group(1))
     except ValueError:
         raise BadName(f"impossible date or time in file name: {name!r}") from None
     return TimestampedName(stamp, match.group(2))
+
+
+def _parse_stamp(text: str) -> datetime:
+    """The datetime of a `YYYY-MM-DD_HH-MM-SS` the regex matched; ValueError
+    for an impossible one. Every listing parses every name: slicing ASCII
+    digits is ~10x faster than strptime (which stays for other digits, so
+    that it alone decides what they mean)."""
+    if not text.isascii():
+        return datetime.strptime(text, NAME_TIME_FORMAT)
+    return datetime(int(text[0:4]), int(text[5:7]), int(text[8:10]),
+                    int(text[11:13]), int(text[14:16]), int(text[17:19]))
 
 
 def try_parse_name(name: str):

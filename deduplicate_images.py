@@ -217,7 +217,7 @@ def fetch_records(images, cache, workers, fast=True, ignore_size=False):
         records.append(ImageRecord(image, stat.st_size, stat.st_mtime_ns))
     keys = _cache_keys(records)
     _fill_checks(records, keys, cache, workers, stats)
-    _fill_phashes(records, keys, cache, workers, fast, ignore_size, stats)
+    _fill_phashes(records, workers, fast, ignore_size, stats)
     for record in records:
         cache.put(keys[id(record)], record.size, record.mtime_ns,
                   image_hashes.FileCheck(record.digest, record.error), record.phash)
@@ -278,13 +278,11 @@ def records_needing_phash(records, fast=True, ignore_size=False):
     return needed
 
 
-def _fill_phashes(records, keys, cache, workers, fast, ignore_size, stats):
+def _fill_phashes(records, workers, fast, ignore_size, stats):
     needed = records_needing_phash(records, fast, ignore_size)
     # A pHash known for one copy (from the cache) serves all byte-identical ones.
     known = {r.digest: r.phash for r in records if r.ok and r.phash}
-    todo = [r for r in needed if (r.phash or known.get(r.digest)) is None]
-    if not fast:
-        todo = [r for r in needed if r.phash is None]
+    todo = [r for r in needed if r.phash is None and not (fast and r.digest in known)]
     results = workers.map(image_hashes.compute_phash, [str(r.image.path) for r in todo],
                           image_hashes.PARALLEL_MIN_DECODES)
     for record, result in zip(todo, results):

@@ -48,19 +48,29 @@ def api_base():
     return os.environ.get("DISCORD_API_BASE", DEFAULT_API_BASE).rstrip("/")
 
 
+TOKEN_VARIABLES = (("DISCORD_USER_TOKEN", "user"), ("DISCORD_BOT_TOKEN", "bot"))
+
+
 def load_token():
     """Return (token, kind) from the environment or `.env`; kind is
     "user", "bot" or None when no token is configured.
 
-    A variable already set in the environment wins over `.env`.
+    The environment is looked at first, both variables, and only then
+    `.env` in the current folder: a token exported for this run (say a bot
+    token) must win over an old one left in `.env`. `.env` is read without
+    copying it into os.environ.
     """
-    from dotenv import load_dotenv
+    from dotenv import dotenv_values
 
-    load_dotenv(os.path.join(os.getcwd(), ".env"), override=False)
-    user = os.environ.get("DISCORD_USER_TOKEN", "").strip().strip('"').strip("'")
-    if user:
-        return user, "user"
-    bot = os.environ.get("DISCORD_BOT_TOKEN", "").strip().strip('"').strip("'")
-    if bot:
-        return bot, "bot"
+    dotenv_path = os.path.join(os.getcwd(), ".env")
+    dotenv = dotenv_values(dotenv_path) if os.path.isfile(dotenv_path) else {}
+    for source in (os.environ, dotenv):
+        for variable, kind in TOKEN_VARIABLES:
+            token = _clean(source.get(variable))
+            if token:
+                return token, kind
     return None, None
+
+
+def _clean(value):
+    return (value or "").strip().strip('"').strip("'")

@@ -97,8 +97,7 @@ def print_folder(outcome, dry_run, indent="  ", show_matched=False):
     for move in outcome.done:
         print(f"{indent}{verb}: {move.old} -> {move.new}")
     for skip in outcome.skipped:
-        target = f" -> {skip.target}" if skip.target else ""
-        print(f"{indent}SKIPPED: {skip.name}{target} ({skip.reason})")
+        print(f"{indent}SKIPPED: {skip.describe()}")
     unparsed = outcome.plan.unparsed
     for name in unparsed:
         print(f"{indent}UNPARSED: {name} (not a YYYY-MM-DD_HH-MM-SS_name file; left alone)")

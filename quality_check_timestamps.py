@@ -366,8 +366,7 @@ def print_period(outcome: PeriodOutcome, dry_run):
             for move in folder.done:
                 print(f"    WOULD RENAME: {move.old} -> {move.new}")
         for skip in folder.skipped:
-            target = f" -> {skip.target}" if skip.target else ""
-            print(f"    SKIPPED: {skip.name}{target} ({skip.reason})")
+            print(f"    SKIPPED: {skip.describe()}")
     print(f"\nPeriod {outcome.number} summary: {outcome.renamed} files {verb} across all folders")
 
 

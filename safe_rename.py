@@ -112,8 +112,12 @@ class Move:
 @dataclass(frozen=True)
 class Skip:
     name: str
-    target: str
+    target: str  # "" when there is none (the new time is out of range)
     reason: str
+
+    def describe(self) -> str:
+        target = f" -> {self.target}" if self.target else ""
+        return f"{self.name}{target} ({self.reason})"
 
 
 @dataclass(frozen=True)

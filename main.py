@@ -22,7 +22,7 @@ import config
 import discord_downloader as dd
 import download_archive
 
-DEMO_OUTPUT_DIR = os.path.join("demo-output", config.DEFAULT_OUTPUT_DIR)
+DEMO_ROOT = "demo-output"
 DEMO_DAYS = 30
 # Written into every folder the demo fills, so that a later demo may replace
 # them; a folder without it is never deleted.
@@ -127,7 +127,7 @@ def build_parser():
     parser.add_argument("--days", type=cli.argparse_type(days_back),
                         help=f"days to look back (default {config.DEFAULT_DAYS})")
     parser.add_argument("--output", help=f"download folder (default {config.DEFAULT_OUTPUT_DIR}; "
-                                         f"with --demo {DEMO_OUTPUT_DIR})")
+                                         f"with --demo: the demo's own folder, default {DEMO_ROOT})")
     parser.add_argument("--bot", action="store_true", help="send the token as a bot token (Bot <token>)")
     parser.add_argument("--timezone", type=cli.argparse_type(time_zone),
                         help=f"zone for the times in file names (default {config.TIMEZONE})")
@@ -195,7 +195,9 @@ def _common_options(args):
 
 def run_job(job, api_base=None):
     """Sign in, find the channel, download; returns the exit code."""
-    folder = _prepare_folder(job.output)
+    folder = Path(job.output)
+    if folder.exists() and not folder.is_dir():
+        raise cli.UsageError(f"output folder is a file: {job.output}")
     client = dd.DiscordClient(job.token, job.kind, api_base=api_base, max_wait=job.max_wait)
     cutoff = dd.cutoff_for(job.days)
     try:
@@ -203,6 +205,7 @@ def run_job(job, api_base=None):
         channel, guild_name = dd.resolve_channel(client, job.channel, job.guild)
         print_target(user, client.kind, channel, guild_name, job, cutoff)
         channels, thread_errors = _with_threads(client, channel, cutoff, job.threads)
+        _make_folder(folder)  # only now: a bad token or channel leaves no empty folder behind
         result = dd.run_download(client, channels, folder, cutoff, tz=job.tz,
                                  workers=job.workers, progress=job.progress)
     except dd.AuthError as exc:
@@ -223,15 +226,11 @@ def _status_text(exc):
     return f"HTTP {exc.status}" if exc.status else "rejected"
 
 
-def _prepare_folder(output):
-    folder = Path(output)
-    if folder.exists() and not folder.is_dir():
-        raise cli.UsageError(f"output folder is a file: {output}")
+def _make_folder(folder):
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise cli.UsageError(f"cannot create output folder {output}: {exc.strerror}") from None
-    return folder
+        raise cli.UsageError(f"cannot create output folder {folder}: {exc.strerror}") from None
 
 
 def _with_threads(client, channel, cutoff, include):
@@ -289,32 +288,33 @@ def print_summary(result, folder):
 
 # --- the demo -------------------------------------------------------------------
 
-def run_demo(output_dir=DEMO_OUTPUT_DIR, *, tz=None, workers=None, progress=None):
-    """Download a generated channel from a local emulator, then run DEMO_STEPS
-    on the folder. No account, no network beyond 127.0.0.1."""
+def run_demo(root=DEMO_ROOT, *, tz=None, workers=None, progress=None):
+    """Download a generated channel from a local emulator into `root`, then
+    run DEMO_STEPS there. No account, no network beyond 127.0.0.1; nothing
+    is written outside `root`."""
     from discord_emulator import DiscordEmulator, build_demo_channel
 
-    prepare_demo_folders(demo_folders(output_dir))
+    folders = demo_folders(root)
+    prepare_demo_folders(folders)
     token = "demo-" + secrets.token_hex(16)  # made up at run time, valid only for this emulator
     print("Demo: starting a local Discord emulator on 127.0.0.1 with a generated channel...")
     with DiscordEmulator(token=token, token_kind="user") as emu:
         generated = build_demo_channel(emu, days=DEMO_DAYS)
         job = Job(token=token, kind=None, channel=generated.channel["name"], guild=generated.guild["name"],
-                  days=DEMO_DAYS + 1, output=str(output_dir), tz=tz or config.TIMEZONE,
+                  days=DEMO_DAYS + 1, output=str(folders[0]), tz=tz or config.TIMEZONE,
                   workers=workers or config.DEFAULT_WORKERS,
                   progress=sys.stderr.isatty() if progress is None else progress)
         print_demo_prompts(job)
         code = run_job(job, api_base=emu.api_base)
     for step in DEMO_STEPS:
-        code = max(code, step(str(output_dir)))
-    record_demo_files(demo_folders(output_dir))
+        code = max(code, step(str(root)))
+    record_demo_files(folders)
     return code
 
 
-def demo_folders(download_dir):
-    """The demo's download folder and, beside it, the clean and one-per-day folders."""
-    parent = Path(download_dir).parent
-    return [Path(download_dir), parent / config.CLEAN_OUTPUT_DIR, parent / config.ONE_PER_DAY_DIR]
+def demo_folders(root):
+    """The demo's download, clean and one-per-day folders, inside `root`."""
+    return [Path(root) / name for name in config.PIPELINE_FOLDERS]
 
 
 def prepare_demo_folders(folders):
@@ -326,7 +326,7 @@ def prepare_demo_folders(folders):
     for folder in folders:
         if folder.is_file() or (folder.is_dir() and not _only_demo_files(folder)):
             raise cli.UsageError(f"{folder} holds files the demo did not make: "
-                                 f"pass --output NEW_FOLDER for the demo (or delete it yourself)")
+                                 f"pass --output NEW_FOLDER for the demo's files (or delete it yourself)")
     for folder in folders:
         if folder.is_dir():
             print(f"Demo: replacing the earlier demo run in {folder}")
@@ -354,10 +354,10 @@ def _only_demo_files(folder):
 
 
 def _demo_step(title, script, argv_for):
-    """A DEMO_STEPS entry: print a heading, run a pipeline script's main()."""
-    def step(download_dir):
-        folders = [str(f) for f in demo_folders(download_dir)]
-        argv = argv_for(*folders)
+    """A DEMO_STEPS entry: print a heading, run a pipeline script's main()
+    on the demo's folders (download, clean, one per day) and plot path."""
+    def step(root):
+        argv = argv_for(*[str(f) for f in demo_folders(root)], str(Path(root) / config.PLOT_FILE))
         print(f"\n{'#' * 70}\n# Demo step: {title}\n#   python {script.__name__}.py {' '.join(argv)}\n{'#' * 70}")
         return script.main(argv)
     return step
@@ -369,24 +369,21 @@ def _demo_steps():
     import extract_one_per_day
     import quality_check_timestamps
 
-    def plot_path(download, _clean, _daily):
-        return str(Path(download).parent / config.PLOT_FILE)
-
     return [
         _demo_step("remove duplicates", deduplicate_images,
-                   lambda download, clean, daily: ["--source", download, "--output", clean]),
+                   lambda download, clean, daily, plot: ["--source", download, "--output", clean]),
         _demo_step("keep one image per day", extract_one_per_day,
-                   lambda download, clean, daily: ["--source", clean, "--output", daily]),
+                   lambda download, clean, daily, plot: ["--source", clean, "--output", daily]),
         _demo_step("compare date coverage", check_unique_dates,
-                   lambda download, clean, daily: ["--folders", download, clean, daily, "--trading-days"]),
+                   lambda download, clean, daily, plot: ["--folders", download, clean, daily, "--trading-days"]),
         _demo_step("check timestamps against market hours", quality_check_timestamps,
-                   lambda *folders: ["--folder", folders[1], "--folders", *folders, "--no-adjust",
-                                     "--plot", plot_path(*folders)]),
+                   lambda download, clean, daily, plot: ["--folder", clean, "--folders", download, clean, daily,
+                                                         "--no-adjust", "--plot", plot]),
     ]
 
 
-# Follow-up pipeline steps the demo runs on its download folder, in order:
-# callables taking the folder and returning an exit code.
+# Pipeline steps the demo runs after its download, in order: callables
+# taking the demo's root folder and returning an exit code.
 DEMO_STEPS = _demo_steps()
 
 
@@ -416,7 +413,7 @@ def _main(argv):
     args = parse_args(argv)
     if args.demo:
         progress = False if args.no_progress else None
-        return run_demo(args.output or DEMO_OUTPUT_DIR, tz=args.timezone, workers=args.workers,
+        return run_demo(args.output or DEMO_ROOT, tz=args.timezone, workers=args.workers,
                         progress=progress)
     job = gather_job(args)
     print_answers(job)

@@ -273,6 +273,7 @@ def test_invalid_token_exits_2_without_printing_it(world, capsys, monkeypatch):
     assert bad not in out + err
     tried = [r.authorization for r in api_requests(world.emu)]
     assert tried == [bad, "Bot " + bad]  # bare, then as a bot token
+    assert not Path("out").exists()  # no empty folder left behind by a failed start
 
 
 def test_bot_token_kinds(monkeypatch, capsys):
@@ -305,6 +306,7 @@ def test_unknown_channel_or_guild_exits_2_naming_what_was_searched(world, capsys
     assert code == 2
     assert expected in err and err.startswith("error:")
     assert "Traceback" not in out + err
+    assert not Path("out").exists()
 
 
 def test_two_channels_with_the_name_are_listed_with_ids(world, capsys):

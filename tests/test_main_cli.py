@@ -94,14 +94,18 @@ def test_demo_runs_end_to_end_then_the_follow_up_steps(capsys, monkeypatch, tmp_
     assert code == 1  # the second step's exit code
     assert seen == [str(tmp_path / "demo")]
     assert main.PROMPT_CHANNEL + "spx-realtime-aws" in out and main.PROMPT_GUILD + GUILD in out
-    assert "Errors: 0" in out and len(images_in(tmp_path / "demo")) > 100
+    assert "Errors: 0" in out and len(images_in(tmp_path / "demo" / config.DEFAULT_OUTPUT_DIR)) > 100
     assert "DISCORD_API_BASE" not in os.environ
 
 
 def test_demo_runs_the_whole_pipeline_and_replaces_only_its_own_folders(capsys, tmp_path):
     download = tmp_path / "demo" / "spx-realtime-aws"
-    code, out, err = run_main(capsys, "--demo", "--no-progress", "--output", download)
+    code, out, err = run_main(capsys, "--demo", "--no-progress", "--output", tmp_path / "demo")
     assert code == 0, err
+    # everything inside the demo's own folder, nothing beside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]
+    assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == sorted(
+        [*config.PIPELINE_FOLDERS, config.PLOT_FILE])
     clean, daily = tmp_path / "demo" / config.CLEAN_OUTPUT_DIR, tmp_path / "demo" / config.ONE_PER_DAY_DIR
     downloaded, kept, per_day = images_in(download), images_in(clean), images_in(daily)
     assert len(downloaded) > len(kept) > len(per_day) > 15
@@ -114,7 +118,7 @@ def test_demo_runs_the_whole_pipeline_and_replaces_only_its_own_folders(capsys, 
         assert plot.format == "PNG"
 
     # a second demo replaces the first one's folders (they carry the demo marker)
-    code, out, err = run_main(capsys, "--demo", "--no-progress", "--output", download)
+    code, out, err = run_main(capsys, "--demo", "--no-progress", "--output", tmp_path / "demo")
     assert code == 0, err
     assert out.count("replacing the earlier demo run") == 3
     assert len(images_in(download)) == len(downloaded)
@@ -124,7 +128,7 @@ def test_demo_runs_the_whole_pipeline_and_replaces_only_its_own_folders(capsys, 
     (mine / config.CLEAN_OUTPUT_DIR).mkdir(parents=True)
     keep = mine / config.CLEAN_OUTPUT_DIR / "2025-01-02_10-00-00_keep.png"
     keep.write_bytes(b"user data")
-    code, _, err = run_main(capsys, "--demo", "--output", mine / "spx-realtime-aws")
+    code, _, err = run_main(capsys, "--demo", "--output", mine)
     assert code == 2 and "the demo did not make" in err
     assert keep.read_bytes() == b"user data" and not (mine / "spx-realtime-aws").exists()
 
@@ -206,13 +210,13 @@ def test_on_a_terminal_the_token_is_hidden_and_ctrl_d_ends_cleanly(tmp_path):
 def test_a_real_download_into_a_demo_folder_is_never_replaced_by_a_later_demo(world, capsys, monkeypatch, tmp_path):
     monkeypatch.setattr(main, "DEMO_STEPS", [])
     folder = tmp_path / "demo" / "spx-realtime-aws"
-    assert run_main(capsys, "--demo", "--no-progress", "--output", folder)[0] == 0
+    assert run_main(capsys, "--demo", "--no-progress", "--output", tmp_path / "demo")[0] == 0
     world.post(ago(hours=1), "real.png")
     code, out, err = run_main(capsys, "--channel", world.channel["id"], "--days", "1", "--output", folder)
     assert code == 0, err
     real = [n for n in images_in(folder) if n.endswith("_real.png")]
     assert len(real) == 1
-    code, _, err = run_main(capsys, "--demo", "--no-progress", "--output", folder)
+    code, _, err = run_main(capsys, "--demo", "--no-progress", "--output", tmp_path / "demo")
     assert code == 2 and "the demo did not make" in err
     assert (folder / real[0]).is_file()
 
@@ -220,9 +224,9 @@ def test_a_real_download_into_a_demo_folder_is_never_replaced_by_a_later_demo(wo
 def test_real_images_copied_into_a_demo_clean_folder_are_never_replaced(capsys, monkeypatch, tmp_path, make_image):
     monkeypatch.setattr(main, "DEMO_STEPS", [])
     folder = tmp_path / "demo" / "spx-realtime-aws"
-    assert run_main(capsys, "--demo", "--no-progress", "--output", folder)[0] == 0
+    assert run_main(capsys, "--demo", "--no-progress", "--output", tmp_path / "demo")[0] == 0
     mine = make_image(tmp_path / "demo" / config.CLEAN_OUTPUT_DIR / "2025-01-02_10-00-00_mine.png", seed=3)
-    code, _, err = run_main(capsys, "--demo", "--no-progress", "--output", folder)
+    code, _, err = run_main(capsys, "--demo", "--no-progress", "--output", tmp_path / "demo")
     assert code == 2 and "the demo did not make" in err
     assert mine.is_file() and len(images_in(folder)) > 100
 

@@ -72,12 +72,7 @@ class DownloadArchive:
         return found[0] if found else None
 
     def add(self, item_key, message_id, filename, size, sha256):
-        with self._db:
-            self._db.execute(
-                "INSERT OR REPLACE INTO downloads(item_key, message_id, filename, size, sha256)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (item_key, str(message_id), filename, size, sha256),
-            )
+        self.add_many([(item_key, message_id, filename, size, sha256)])
 
     def add_many(self, rows):
         """Add (item_key, message_id, filename, size, sha256) rows in one

@@ -428,15 +428,20 @@ def _symbol(char, fallback):
 
 
 def post_adjustment_check(folders):
+    results = [check_folder(folder) for folder in folders]
+    print_post_check(results)
+    print_post_summary(results)
+    return results
+
+
+def print_post_check(results):
     print()
     print(RULE)
     print("Post-Adjustment Quality Check")
     print(RULE)
-    print(f"Running quality check on all {len(folders)} folders to verify adjustments...")
-    results = []
-    for folder in folders:
-        result = check_folder(folder)
-        results.append(result)
+    print(f"Running quality check on all {len(results)} folders to verify adjustments...")
+    for result in results:
+        folder = result.folder
         print(f"\nChecking folder: {folder}")
         print(THIN)
         if result.outside:
@@ -444,8 +449,6 @@ def post_adjustment_check(folders):
             print(f"     {len(result.outside_dates)} unique date(s) with files outside trading hours")
         else:
             print(f"  {_symbol(OK_MARK, 'OK')} {folder}: All files are within trading hours")
-    print_post_summary(results)
-    return results
 
 
 def print_post_summary(results):

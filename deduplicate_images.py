@@ -51,7 +51,7 @@ class ImageRecord:
 
     image: naming.ImageFile
     size: int
-    mtime_ns: int
+    stamp: str                    # image_hashes.file_stamp: the cache's freshness key
     digest: Optional[str] = None
     error: Optional[str] = None   # not None: unreadable or corrupt
     phash: Optional[str] = None   # hex; only computed when it can matter
@@ -212,14 +212,14 @@ def fetch_records(images, cache, workers, fast=True, ignore_size=False):
             stat = os.stat(image.path)
         except OSError:
             # Gone or unreachable since the listing: check_file reports why.
-            records.append(ImageRecord(image, -1, -1))
+            records.append(ImageRecord(image, -1, ""))
             continue
-        records.append(ImageRecord(image, stat.st_size, stat.st_mtime_ns))
+        records.append(ImageRecord(image, stat.st_size, image_hashes.file_stamp(stat)))
     keys = _cache_keys(records)
     _fill_checks(records, keys, cache, workers, stats)
     _fill_phashes(records, workers, fast, ignore_size, stats)
     for record in records:
-        cache.put(keys[id(record)], record.size, record.mtime_ns,
+        cache.put(keys[id(record)], record.size, record.stamp,
                   image_hashes.FileCheck(record.digest, record.error), record.phash)
     stats.cached = len(records) - stats.checked
     return records, stats
@@ -244,12 +244,12 @@ def _cache_keys(records):
 def _fill_checks(records, keys, cache, workers, stats):
     todo = []
     for record in records:
-        check = cache.get_check(keys[id(record)], record.size, record.mtime_ns)
+        check = cache.get_check(keys[id(record)], record.size, record.stamp)
         if check is None:
             todo.append(record)
         else:
             record.digest, record.error = check.digest, check.error
-            record.phash = cache.get_phash(keys[id(record)], record.size, record.mtime_ns)
+            record.phash = cache.get_phash(keys[id(record)], record.size, record.stamp)
     results = workers.map(image_hashes.check_file, [str(r.image.path) for r in todo],
                           image_hashes.PARALLEL_MIN_CHECKS)
     for record, check in zip(todo, results):

@@ -166,11 +166,22 @@ class Workers:
         self.close(wait=exc_type is None)
 
 
+def file_stamp(stat) -> str:
+    """When a cached result is still good for the file at a path.
+
+    Size and modification time alone are not enough: a rename can put a
+    different image with the same size and mtime (two pasted `image.png`
+    saved in one second, names shifted by the timestamp tools) at a path the
+    cache knows. A rename or copy changes the inode or its change time."""
+    return f"{stat.st_mtime_ns}:{stat.st_ctime_ns}:{stat.st_ino}"
+
+
+# files_v2: keyed by file_stamp (v1 used the modification time alone).
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS files (
+CREATE TABLE IF NOT EXISTS files_v2 (
     path     TEXT PRIMARY KEY,
     size     INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
+    stamp    TEXT NOT NULL,
     digest   TEXT,
     error    TEXT,
     phash    TEXT
@@ -179,7 +190,7 @@ CREATE TABLE IF NOT EXISTS files (
 
 
 class HashCache:
-    """Cached FileCheck and pHash per (path, size, mtime_ns).
+    """Cached FileCheck and pHash per (path, size, file_stamp).
 
     `readonly` (dry runs) reads an existing cache and never writes one.
     A damaged or unwritable cache is not fatal: the run just hashes again.
@@ -201,7 +212,7 @@ class HashCache:
             # plain "file:" URI would read as its own syntax.
             db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
             try:
-                rows = db.execute("SELECT path, size, mtime_ns, digest, error, phash FROM files")
+                rows = db.execute("SELECT path, size, stamp, digest, error, phash FROM files_v2")
                 self._rows = {row[0]: row[1:] for row in rows}
             finally:
                 db.close()
@@ -209,25 +220,25 @@ class HashCache:
             self.warning = f"hash cache {self.path} unreadable ({exc}); hashing again"
             self._rows = {}
 
-    def _fresh(self, path, size, mtime_ns):
+    def _fresh(self, path, size, stamp):
         row = self._rows.get(str(path))
-        if row and row[0] == size and row[1] == mtime_ns:
+        if row and row[0] == size and row[1] == stamp:
             return row
         return None
 
-    def get_check(self, path, size, mtime_ns) -> Optional[FileCheck]:
-        row = self._fresh(path, size, mtime_ns)
+    def get_check(self, path, size, stamp) -> Optional[FileCheck]:
+        row = self._fresh(path, size, stamp)
         if row is None or (row[2] is None and row[3] is None):
             return None
         return FileCheck(row[2], row[3])
 
-    def get_phash(self, path, size, mtime_ns) -> Optional[str]:
-        row = self._fresh(path, size, mtime_ns)
+    def get_phash(self, path, size, stamp) -> Optional[str]:
+        row = self._fresh(path, size, stamp)
         return row[4] if row else None
 
-    def put(self, path, size, mtime_ns, check: FileCheck, phash=None):
+    def put(self, path, size, stamp, check: FileCheck, phash=None):
         key = str(path)
-        row = (size, mtime_ns, check.digest, check.error, phash)
+        row = (size, stamp, check.digest, check.error, phash)
         if self._rows.get(key) != row:
             self._rows[key] = row
             self._dirty[key] = row
@@ -242,7 +253,7 @@ class HashCache:
                 with db:
                     db.executescript(_SCHEMA)
                     db.executemany(
-                        "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)",
+                        "INSERT OR REPLACE INTO files_v2 VALUES (?, ?, ?, ?, ?, ?)",
                         [(key, *row) for key, row in self._dirty.items()])
             finally:
                 db.close()

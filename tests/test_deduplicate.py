@@ -545,3 +545,24 @@ def test_a_worker_process_that_dies_is_a_clear_error():
             workers.map(os._exit, [3, 3], minimum=1)
     err = dedupe.RunFailed("x")
     assert err.exit_code == 1 and isinstance(err, dedupe.cli.UsageError)
+
+
+def test_a_cached_path_taken_over_by_another_image_is_hashed_again(tmp_path, capsys):
+    """Two different pasted images of the same size and mtime; a rename chain
+    (as adjust_timestamps makes) moves the second onto the first's old path.
+    The cache must not answer for it with the first image's hash."""
+    src = tmp_path / "src"
+    # BMP: same dimensions, same file size, different pictures
+    first = write_image(src / "2026-11-20_10-00-00_image.bmp", seed=1)
+    second = write_image(src / "2026-11-20_15-00-00_image.bmp", seed=2)
+    assert first.stat().st_size == second.stat().st_size
+    for path in (first, second):
+        os.utime(path, ns=(1_700_000_000_000_000_000, 1_700_000_000_000_000_000))
+    assert run(capsys, "--source", str(src), "--output", str(tmp_path / "out"))[0] == 0
+
+    # the chain: 10:00 -> 05:00, then 15:00 -> 10:00 (a different image now at the cached path)
+    os.rename(first, src / "2026-11-20_05-00-00_image.bmp")
+    os.rename(second, first)
+    code, out, err = run(capsys, "--source", str(src), "--output", str(tmp_path / "out"), "--dry-run")
+    assert code == 0, err
+    assert "Duplicates skipped: 0" in out

@@ -14,6 +14,7 @@ gap) is read with the offset in force before the change, an ambiguous one
 is always the same. Dates in the report, and the dates of adjustment
 periods, are market-zone dates.
 """
+import errno
 import itertools
 import os
 import sys
@@ -118,6 +119,11 @@ def check_folder(folder) -> CheckResult:
     return result
 
 
+# Written into the plot's PNG metadata: the only file --plot may replace is
+# an earlier plot of ours, never a chart, a log or anything else at PATH.
+PLOT_SOFTWARE = "DiscordPicExtract quality_check_timestamps"
+
+
 def save_plot(hour_counts, path, folder) -> Path:
     """Bar chart of outside-hours files per hour of day, written through a
     temp file so a half-written PNG never replaces a good one."""
@@ -126,6 +132,8 @@ def save_plot(hour_counts, path, folder) -> Path:
     import matplotlib.pyplot as plt
 
     path = Path(path)
+    if path.exists() and not _is_our_plot(path):
+        raise FileExistsError(errno.EEXIST, "exists and is not a plot written by this tool; not replaced")
     path.parent.mkdir(parents=True, exist_ok=True)
     hours = list(range(24))
     figure, axes = plt.subplots(figsize=(10, 5))
@@ -137,7 +145,7 @@ def save_plot(hour_counts, path, folder) -> Path:
         axes.set_title(f"Timestamps outside trading hours: {folder}")
         temp = fileops.temp_path_beside(path)
         try:
-            figure.savefig(temp, format="png", dpi=100)
+            figure.savefig(temp, format="png", dpi=100, metadata={"Software": PLOT_SOFTWARE})
             os.chmod(temp, fileops.new_file_mode())  # the temp file is private; the plot is not
             os.replace(temp, path)
         except BaseException:
@@ -146,6 +154,16 @@ def save_plot(hour_counts, path, folder) -> Path:
     finally:
         plt.close(figure)
     return path
+
+
+def _is_our_plot(path) -> bool:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return image.format == "PNG" and image.info.get("Software") == PLOT_SOFTWARE
+    except (OSError, UnidentifiedImageError, ValueError):
+        return False
 
 
 # --- the report ----------------------------------------------------------------

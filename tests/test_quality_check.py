@@ -290,3 +290,22 @@ def test_end_of_input_after_a_period_reports_what_was_applied(tmp_path, capsys, 
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # end of input at the first question
     code, out, err = run(capsys, "--folder", str(folder), "--folders", str(folder), "--plot", str(tmp_path / "p.png"))
     assert code == 2 and "end of input" in err and "Post-Adjustment" not in out
+
+
+def test_plot_replaces_only_an_earlier_plot_never_another_file(tmp_path, capsys):
+    folder = fill(tmp_path / "f", shifted_stretch(8))
+    plot = tmp_path / "dist.png"
+    assert run(capsys, "--folder", str(folder), "--plot", str(plot), "--no-adjust")[0] == 0
+    first = plot.read_bytes()
+    # our own earlier plot is replaced (the same data gives the same picture)
+    code, out, _ = run(capsys, "--folder", str(folder), "--plot", str(plot), "--no-adjust")
+    assert code == 0 and "Saved time-of-day distribution plot" in out and plot.read_bytes() == first
+
+    chart = next(p for p in folder.iterdir() if p.suffix == ".png")
+    log = tmp_path / "q1.log"
+    log.write_text("keep me\n")
+    for target in (chart, log):
+        before = target.read_bytes()
+        code, out, _ = run(capsys, "--folder", str(folder), "--plot", str(target), "--no-adjust")
+        assert code == 1 and "not a plot written by this tool" in out
+        assert target.read_bytes() == before

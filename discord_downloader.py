@@ -52,6 +52,7 @@ _SNOWFLAKE = re.compile(r"^\d{15,21}$")
 _URL_IN_TEXT = re.compile(r"https?://[^\s<>\"'`|()\[\]{}]+")
 _MAJOR_ROUTE = re.compile(r"^/(channels|guilds|webhooks)/(\d+)")
 _ID_IN_PATH = re.compile(r"/\d{5,}")
+_SECOND = len("YYYY-MM-DD_HH-MM-SS")  # the part of a name that no collision suffix touches
 
 
 # --- errors -------------------------------------------------------------
@@ -944,8 +945,14 @@ class _Run:
         self.known = self.archive.keys()
         on_disk = {p.name for p in self.folder.iterdir()}
         self.taken = set(on_disk)
-        self.unclaimed = {n for n in on_disk - self.archive.filenames()
-                          if not n.startswith(".") and naming.is_image_name(n)}
+        # Files on disk no archive row names, by their first 19 characters:
+        # a name's collision family all starts with its YYYY-MM-DD_HH-MM-SS,
+        # so each item is compared with its own second's files, not with
+        # every file (quadratic in a big folder whose archive was lost).
+        self.unclaimed = {}
+        for name in on_disk - self.archive.filenames():
+            if not name.startswith(".") and naming.is_image_name(name):
+                self.unclaimed.setdefault(name[:_SECOND], set()).add(name)
         self.pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="download")
         self.transfer = Transfer(self.folder, client.max_retries, client.timeout, client.scrub)
         self.pending = {}
@@ -963,7 +970,8 @@ class _Run:
         self.bar.update(len(items) - len(fresh))
         for plan in plan_names(fresh, self.taken, self.zone):
             self.taken.add(plan.name)
-            family = name_family(plan.base, self.unclaimed) if self.unclaimed else []
+            same_second = self.unclaimed.get(plan.base[:_SECOND])
+            family = name_family(plan.base, same_second) if same_second else []
             self.submit(replace(plan, compare_with=tuple(self.folder / n for n in family)))
 
     def drain(self, block):
@@ -1001,12 +1009,12 @@ class _Run:
         self.bar.update(1)
 
     def _on_maybe_present(self, outcome):
-        free = [n for n in outcome.matches if n in self.unclaimed]
+        free = [n for n in outcome.matches if n in self.unclaimed.get(n[:_SECOND], ())]
         if not free:  # all identical files already belong to other items
             self._publish_here(outcome, outcome.plan.name)
             return
         outcome.temp.unlink(missing_ok=True)
-        self.unclaimed.discard(free[0])
+        self.unclaimed[free[0][:_SECOND]].discard(free[0])
         self._record(outcome.plan.item, free[0], outcome.size, outcome.sha256)
         self.result.present += 1
         self.bar.update(1)

@@ -99,10 +99,10 @@ def selection_from(args) -> Selection:
 def _main(argv):
     args = build_parser().parse_args(argv)
     folders = args.folders or list(config.PIPELINE_FOLDERS)
+    code = safe_rename.run_undo_or_recover(args, folders)
+    if code is not None:
+        return code
     safe_rename.check_folders(folders)
-    if args.undo or args.recover:
-        return safe_rename.run_undo_or_recover(
-            folders, undo=args.undo, recover_mode=args.recover, dry_run=args.dry_run)
     selection = selection_from(args)
     hours = args.hours if args.hours is not None else cli.ask(
         "Add how many hours? (can be negative to subtract): ", flag="--hours", parse=parse_hours)

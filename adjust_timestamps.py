@@ -145,10 +145,10 @@ def run_batches(folders, shift, *, label, title, subtitle, yes, dry_run, show_ma
 def _main(argv):
     args = build_parser().parse_args(argv)
     folders = args.folders or list(config.PIPELINE_FOLDERS)
+    code = safe_rename.run_undo_or_recover(args, folders)
+    if code is not None:
+        return code
     safe_rename.check_folders(folders)
-    if args.undo or args.recover:
-        return safe_rename.run_undo_or_recover(
-            folders, undo=args.undo, recover_mode=args.recover, dry_run=args.dry_run)
     hours = args.hours if args.hours is not None else parse_hours(config.DEFAULT_ADJUST_HOURS)
     return run_batches(folders, safe_rename.shift_by(hours),
                        label=f"adjust_timestamps --hours {format_hours(hours)}",

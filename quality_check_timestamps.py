@@ -516,10 +516,9 @@ def _main(argv):
     if args.adjust and args.no_adjust:
         raise cli.UsageError("--adjust and --no-adjust cannot be used together")
     folders = args.folders or list(config.PIPELINE_FOLDERS)
-    if args.undo or args.recover:
-        safe_rename.check_folders(folders)
-        return safe_rename.run_undo_or_recover(
-            folders, undo=args.undo, recover_mode=args.recover, dry_run=args.dry_run)
+    code = safe_rename.run_undo_or_recover(args, folders)
+    if code is not None:
+        return code
     cli.check_folder(args.folder, hint="choose it with --folder")
     try:
         result = check_folder(args.folder)

@@ -826,8 +826,14 @@ def _check_archive_file(path):
                              f"move it away (the downloader starts a new one) and run again")
 
 
-def run_undo_or_recover(folders, *, undo, recover_mode, dry_run):
-    """--undo / --recover for every folder; prints and returns an exit code."""
+def run_undo_or_recover(args, folders):
+    """The scripts' --undo / --recover: None when neither was asked for;
+    otherwise check the folders, run it on every one, print, and return an
+    exit code."""
+    if not (args.undo or args.recover):
+        return None
+    check_folders(folders)
+    undo, recover_mode, dry_run = args.undo, args.recover, args.dry_run
     if undo:
         # Undoing on top of a half-done batch would mix the two: recover first.
         refuse_if_pending(folders, dry_run)

@@ -11,11 +11,11 @@ import sys
 from dataclasses import dataclass
 from datetime import date, time
 
-import cli
+from discordpicextract import cli
 import config
-import safe_rename
+from discordpicextract import safe_rename
 from adjust_timestamps import run_batches
-from safe_rename import end_not_before, format_hours, parse_date, parse_hours
+from discordpicextract.safe_rename import end_not_before, format_hours, parse_date, parse_hours
 
 
 def parse_clock(text) -> time:

@@ -10,10 +10,10 @@ import sys
 from dataclasses import dataclass
 from decimal import Decimal
 
-import cli
+from discordpicextract import cli
 import config
-import safe_rename
-from safe_rename import format_hours, parse_hours
+from discordpicextract import safe_rename
+from discordpicextract.safe_rename import format_hours, parse_hours
 
 RULE = "=" * 60
 THIN = "-" * 60

@@ -15,9 +15,9 @@ import sys
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-import cli
+from discordpicextract import cli
 import config
-import naming
+from discordpicextract import naming
 
 
 @dataclass

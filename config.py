@@ -6,6 +6,8 @@ from the environment or a `.env` file (see `.env.example`).
 """
 import os
 
+from discordpicextract import __version__
+
 # --- Download (main.py / discord_downloader.py) ---------------------------
 DEFAULT_DAYS = 14
 DEFAULT_OUTPUT_DIR = "spx-realtime-aws"
@@ -22,7 +24,8 @@ REQUEST_TIMEOUT = 30
 TIMEZONE = "America/New_York"
 DEFAULT_API_BASE = "https://discord.com/api/v10"
 # Discord asks API clients for "DiscordBot ($url, $versionNumber)".
-USER_AGENT = "DiscordBot (https://github.com/DiscordPicExtract/DiscordPicExtract, 1.0.0) DiscordPicExtract/1.0.0"
+PROJECT_URL = "https://github.com/DiscordPicExtract/DiscordPicExtract"
+USER_AGENT = f"DiscordBot ({PROJECT_URL}, {__version__})"
 
 # --- Cleaning (deduplicate_images.py / extract_one_per_day.py) ------------
 CLEAN_OUTPUT_DIR = "spx-realtime-aws-clean"

@@ -35,11 +35,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-import cli
+from discordpicextract import cli
 import config
-import fileops
-import image_hashes
-import naming
+from discordpicextract import fileops
+from discordpicextract import image_hashes
+from discordpicextract import naming
 
 PERCENTILES = (25, 75, 90, 95)
 

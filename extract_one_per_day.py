@@ -13,11 +13,11 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cli
+from discordpicextract import cli
 import config
-import fileops
-import image_hashes
-import naming
+from discordpicextract import fileops
+from discordpicextract import image_hashes
+from discordpicextract import naming
 
 
 @dataclass

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import cli
+from discordpicextract import cli
 import config
-import discord_downloader as dd
-import download_archive
+from discordpicextract import downloader as dd
+from discordpicextract import download_archive
 
 DEMO_ROOT = "demo-output"
 DEMO_DAYS = 30
@@ -292,7 +292,7 @@ def run_demo(root=DEMO_ROOT, *, tz=None, workers=None, progress=None):
     """Download a generated channel from a local emulator into `root`, then
     run DEMO_STEPS there. No account, no network beyond 127.0.0.1; nothing
     is written outside `root`."""
-    from discord_emulator import DiscordEmulator, build_demo_channel
+    from discordpicextract.emulator import DiscordEmulator, build_demo_channel
 
     folders = demo_folders(root)
     prepare_demo_folders(folders)

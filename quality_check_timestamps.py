@@ -24,13 +24,13 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import cli
+from discordpicextract import cli
 import config
-import fileops
-import naming
-import safe_rename
+from discordpicextract import fileops
+from discordpicextract import naming
+from discordpicextract import safe_rename
 from adjust_timestamps import FolderOutcome
-from safe_rename import end_not_before, format_hours, parse_date, parse_hours
+from discordpicextract.safe_rename import end_not_before, format_hours, parse_date, parse_hours
 
 RULE = "=" * 60
 THIN = "-" * 60

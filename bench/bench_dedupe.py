@@ -166,7 +166,7 @@ def plain_loop(folder):
     import imagehash
     from PIL import Image
 
-    import naming
+    from discordpicextract import naming
 
     kept, seen = [], set()
     for image in naming.list_images(folder).images:

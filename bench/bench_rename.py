@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import adjust_timestamps  # noqa: E402
-import naming  # noqa: E402
+from discordpicextract import naming  # noqa: E402
 
 FOLDERS = ("raw", "clean", "one-per-day")
 

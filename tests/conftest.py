@@ -95,6 +95,6 @@ def n(stamp, original="chart.png"):
     """A pipeline name from an ISO time: n("2025-03-10T08:00:00")."""
     from datetime import datetime
 
-    import naming
+    from discordpicextract import naming
 
     return naming.format_name(datetime.fromisoformat(stamp), original)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-import discord_downloader as dd
+from discordpicextract import downloader as dd
 import main
 from conftest import image_bytes
-from discord_emulator import DiscordEmulator
+from discordpicextract.emulator import DiscordEmulator
 
 UTC = timezone.utc
 GUILD = "数学家炒美股"

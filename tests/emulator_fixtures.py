@@ -8,7 +8,7 @@ import secrets
 
 import pytest
 
-from discord_emulator import DiscordEmulator
+from discordpicextract.emulator import DiscordEmulator
 
 
 @pytest.fixture

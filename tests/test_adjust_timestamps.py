@@ -6,8 +6,8 @@ import sys
 
 import adjust_timestamps
 import config
-import download_archive
-import safe_rename
+from discordpicextract import download_archive
+from discordpicextract import safe_rename
 from conftest import ROOT, contents, fill, n
 
 

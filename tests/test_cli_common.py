@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-import cli
+from discordpicextract import cli
 
 
 def _body(argv):

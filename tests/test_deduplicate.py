@@ -12,8 +12,8 @@ import pytest
 from PIL import Image, ImageDraw, PngImagePlugin
 
 import deduplicate_images as dedupe
-import image_hashes
-import naming
+from discordpicextract import image_hashes
+from discordpicextract import naming
 from conftest import ROOT, chart_image, write_image
 
 

@@ -1,6 +1,6 @@
 """The download archive follows renames made by the timestamp tools."""
-import download_archive
-from download_archive import DownloadArchive
+from discordpicextract import download_archive
+from discordpicextract.download_archive import DownloadArchive
 
 
 def test_add_contains_and_swap_rename(tmp_path):

@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-import discord_downloader as dd
+from discordpicextract import downloader as dd
 from conftest import image_bytes
 from download_helpers import GUILD, UTC, start_world
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 import config
-import download_archive
+from discordpicextract import download_archive
 from conftest import image_bytes
-from discord_emulator import generate_channel
+from discordpicextract.emulator import generate_channel
 from download_helpers import (GUILD, UTC, ago, api_requests, cdn_requests, digests, fast_retries,  # noqa: F401
                               images_in, run_main, start_world, world)
 
@@ -472,7 +472,7 @@ def test_a_429_is_waited_out_for_its_retry_after(world, capsys):
 
 
 def test_images_named_without_an_extension_get_one_so_later_steps_see_them(world, capsys):
-    import naming
+    from discordpicextract import naming
     w = world
     photo = w.emu.host_image("F3xYz", image_bytes(61, (40, 30), "JPEG"), "image/jpeg")
     w.emu.add_message(w.channel["id"], ago(hours=2),

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from conftest import SHARED_SPEC, image_bytes
-from discord_emulator import (DiscordEmulator, build_demo_channel, generate_channel, snowflake_for,
+from discordpicextract.emulator import (DiscordEmulator, build_demo_channel, generate_channel, snowflake_for,
                               snowflake_time)
 
 UTC = timezone.utc

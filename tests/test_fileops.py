@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-import fileops
+from discordpicextract import fileops
 
 
 def test_atomic_copy_keeps_content_and_mtime(tmp_path, make_image):

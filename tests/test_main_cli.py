@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import cli
+from discordpicextract import cli
 import config
 import main
 from download_helpers import GUILD, ROOT, ago, images_in, run_main, world  # noqa: F401

@@ -3,7 +3,7 @@ from datetime import datetime
 
 import pytest
 
-import naming
+from discordpicextract import naming
 
 
 def test_parse_and_format_round_trip():

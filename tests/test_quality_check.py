@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 import config
-import download_archive
-import naming
+from discordpicextract import download_archive
+from discordpicextract import naming
 import quality_check_timestamps as qc
 from conftest import ROOT, contents, fill, n
 
@@ -249,7 +249,7 @@ def test_subprocess_run(tmp_path):
 
 
 def test_unfinished_batch_refuses_adjustment_until_recovered(tmp_path, capsys):
-    import safe_rename
+    from discordpicextract import safe_rename
 
     folder = fill(tmp_path / "f", shifted_stretch(15))
     before = contents(folder)

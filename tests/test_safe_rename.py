@@ -8,11 +8,11 @@ from datetime import datetime, timedelta
 import pytest
 
 import config
-import download_archive
-import naming
-import safe_rename
+from discordpicextract import download_archive
+from discordpicextract import naming
+from discordpicextract import safe_rename
 from conftest import contents, fill, n, write_image
-from safe_rename import Move, parse_hours, shift_by
+from discordpicextract.safe_rename import Move, parse_hours, shift_by
 
 
 def plus(hours):
@@ -332,7 +332,7 @@ def _no_file_under_two_names(folder):
 
 @pytest.mark.parametrize("mode", ["complete", "revert"])
 def test_ctrl_c_between_link_and_unlink_leaves_no_file_under_two_names(tmp_path, monkeypatch, mode):
-    import fileops
+    from discordpicextract import fileops
 
     folder, original, expected = _interrupted(tmp_path, 0)
     journal = folder / config.JOURNAL_FILE

@@ -11,7 +11,7 @@ Stdlib only, plus Pillow for the chart generator.
 
 Use from a test::
 
-    from discord_emulator import DiscordEmulator, generate_channel
+    from discordpicextract.emulator import DiscordEmulator, generate_channel
 
     with DiscordEmulator(token="tok-" + secrets.token_hex(8)) as emu:
         gen = generate_channel(emu, seed=3, days=10)

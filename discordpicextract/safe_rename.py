@@ -26,11 +26,11 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-import cli
+from discordpicextract import cli
 import config
-import download_archive
-import naming
-from fileops import move_no_clobber
+from discordpicextract import download_archive
+from discordpicextract import naming
+from discordpicextract.fileops import move_no_clobber
 
 TEMP_PREFIX = ".dpe-rename-"
 # Progress lines are flushed and synced every this many steps; recovery

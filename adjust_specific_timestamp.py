@@ -11,10 +11,9 @@ import sys
 from dataclasses import dataclass
 from datetime import date, time
 
-from discordpicextract import cli
 import config
-from discordpicextract import safe_rename
 from adjust_timestamps import run_batches
+from discordpicextract import cli, safe_rename
 from discordpicextract.safe_rename import end_not_before, format_hours, parse_date, parse_hours
 
 

@@ -10,9 +10,8 @@ import sys
 from dataclasses import dataclass
 from decimal import Decimal
 
-from discordpicextract import cli
 import config
-from discordpicextract import safe_rename
+from discordpicextract import cli, safe_rename
 from discordpicextract.safe_rename import format_hours, parse_hours
 
 RULE = "=" * 60

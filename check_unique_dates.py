@@ -15,9 +15,8 @@ import sys
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from discordpicextract import cli
 import config
-from discordpicextract import naming
+from discordpicextract import cli, naming
 
 
 @dataclass

@@ -35,11 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from discordpicextract import cli
 import config
-from discordpicextract import fileops
-from discordpicextract import image_hashes
-from discordpicextract import naming
+from discordpicextract import cli, fileops, image_hashes, naming
+from discordpicextract.errors import RunError
 
 PERCENTILES = (25, 75, 90, 95)
 
@@ -525,12 +523,6 @@ def _int_in(low, high):
     return parse
 
 
-class RunFailed(cli.UsageError):
-    """The run could not finish (not bad usage): one line, exit 1."""
-
-    exit_code = cli.EXIT_ITEMS_FAILED
-
-
 def _validate(args):
     cli.check_output_folder(args.source, args.output)
     if args.report:
@@ -555,7 +547,7 @@ def dedupe(args) -> DedupeRun:
             records, scan = fetch_records(listing.images, cache, workers,
                                           fast=not args.no_fast_path, ignore_size=ignore_size)
     except image_hashes.WorkerDied as exc:
-        raise RunFailed(f"{exc}; nothing was copied") from None
+        raise RunError(f"{exc}; nothing was copied") from None
     warnings = [w for w in (cache.warning, cache.save()) if w]
     plan = plan_dedupe(records, args.max_distance, ignore_size)
     copies = None if args.dry_run else apply_copies(plan.keep, args.output)

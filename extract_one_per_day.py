@@ -13,11 +13,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from discordpicextract import cli
 import config
-from discordpicextract import fileops
-from discordpicextract import image_hashes
-from discordpicextract import naming
+from discordpicextract import cli, fileops, image_hashes, naming
 
 
 @dataclass

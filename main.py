@@ -8,8 +8,8 @@ Files are saved as `YYYY-MM-DD_HH-MM-SS_originalname.ext` (time in
 config.TIMEZONE). A re-run into the same folder fetches only what is missing.
 Exit codes: 0 every image saved or skipped, 1 some failed, 2 bad input.
 """
-import os
 import json
+import os
 import secrets
 import shutil
 import sys
@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from discordpicextract import cli
 import config
+from discordpicextract import cli, download_archive
 from discordpicextract import downloader as dd
-from discordpicextract import download_archive
+from discordpicextract.errors import RunError
 
 DEMO_ROOT = "demo-output"
 DEMO_DAYS = 30
@@ -35,12 +35,6 @@ PROMPT_DAYS = f"Enter number of days to look back (default: {config.DEFAULT_DAYS
 PROMPT_OUTPUT = f"Enter output directory (press Enter for default: {config.DEFAULT_OUTPUT_DIR}): "
 TOKEN_VARIABLES = "DISCORD_USER_TOKEN or DISCORD_BOT_TOKEN"
 RULE = "=" * 60
-
-
-class RunError(cli.UsageError):
-    """A failure that is not the user's input (network, server): exit 1."""
-
-    exit_code = cli.EXIT_ITEMS_FAILED
 
 
 @dataclass
@@ -238,7 +232,7 @@ def _with_threads(client, channel, cutoff, include):
     if not include:
         return [channel], []
     try:
-        return [channel] + dd.list_threads(client, channel, cutoff), []
+        return [channel, *dd.list_threads(client, channel, cutoff)], []
     except dd.AuthError:
         raise
     except dd.DiscordError as exc:  # 403, 404, a server error: the channel itself is still read

@@ -24,12 +24,9 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from discordpicextract import cli
 import config
-from discordpicextract import fileops
-from discordpicextract import naming
-from discordpicextract import safe_rename
 from adjust_timestamps import FolderOutcome
+from discordpicextract import cli, fileops, naming, safe_rename
 from discordpicextract.safe_rename import end_not_before, format_hours, parse_date, parse_hours
 
 RULE = "=" * 60

@@ -35,8 +35,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from discordpicextract import downloader as dd  # noqa: E402
-from discordpicextract.emulator import DiscordEmulator  # noqa: E402
+from discordpicextract import downloader as dd
+from discordpicextract.emulator import DiscordEmulator
 
 PAGE = 100
 

@@ -25,8 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import adjust_timestamps  # noqa: E402
-from discordpicextract import naming  # noqa: E402
+import adjust_timestamps
+from discordpicextract import naming
 
 FOLDERS = ("raw", "clean", "one-per-day")
 

@@ -7,25 +7,25 @@ import os
 import sys
 from pathlib import Path
 
-EXIT_OK = 0
-EXIT_ITEMS_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+from discordpicextract import __version__
+from discordpicextract.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, DPEError, UsageError
+
+EXIT_ITEMS_FAILED = EXIT_FAILED
+__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_ITEMS_FAILED", "EXIT_OK", "EXIT_USAGE", "UsageError"]
 
 # Set to 1 to answer prompts from a pipe (scripted answers, tests); by
 # default prompts are shown only when stdin is a terminal.
 INTERACTIVE_ENV = "DISCORDPICEXTRACT_INTERACTIVE"
 
 
-class UsageError(Exception):
-    """Bad input from the user: reported in one line, exit code 2."""
-
-    exit_code = EXIT_USAGE
-
-
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that raises UsageError instead of printing usage and exiting,
-    so that `main(argv)` can return an exit code."""
+    so that `main(argv)` can return an exit code. Every script answers
+    `--version`."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_argument("--version", action="version", version=f"discordpicextract {__version__}")
 
     def error(self, message):
         raise UsageError(f"{self.prog}: {message}")
@@ -84,12 +84,13 @@ def _read(prompt, secret):
 def run(main_body, argv=None):
     """Call `main_body(argv)` and map expected failures to exit codes.
 
-    UsageError -> one line on stderr and 2; Ctrl-C -> 130; `--help` -> 0.
+    Any DPEError -> one line on stderr and its exit code (2 for bad input,
+    1 for a run that failed); Ctrl-C -> 130; `--help`/`--version` -> 0.
     """
     _printable_output()
     try:
         return main_body(argv)
-    except UsageError as exc:
+    except DPEError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:

@@ -29,9 +29,7 @@ import requests
 from PIL import Image
 
 import config
-from discordpicextract import download_archive
-from discordpicextract import fileops
-from discordpicextract import naming
+from discordpicextract import download_archive, fileops, naming
 
 # Seconds before retry n (x 2**n) after a connection error, 5xx or bad body.
 BACKOFF_BASE = 0.5

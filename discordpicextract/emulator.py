@@ -101,7 +101,7 @@ def _aware(when: datetime) -> datetime:
     return when.replace(microsecond=(when.microsecond // 1000) * 1000)
 
 
-def image_dimensions(data: bytes) -> Optional[Tuple[int, int]]:
+def image_dimensions(data: bytes) -> Optional[tuple[int, int]]:
     """(width, height) of PNG, GIF, JPEG or WebP bytes, read from the header."""
     if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
         return struct.unpack(">II", data[16:24])
@@ -141,7 +141,7 @@ class RequestRecord(NamedTuple):
     server: str                 # "api" or "cdn"
     method: str
     path: str
-    query: Dict[str, str]
+    query: dict[str, str]
     authorization: Optional[str]
     status: int
     at: float
@@ -153,7 +153,7 @@ class _Fault:
     kind: str
     path_contains: str
     times: int
-    params: Dict[str, Any]
+    params: dict[str, Any]
 
 
 @dataclass
@@ -169,8 +169,8 @@ class _Blob:
 @dataclass
 class _Snapshot:
     content: str
-    attachments: List[_Blob]
-    embeds: List[dict]
+    attachments: list[_Blob]
+    embeds: list[dict]
     when: datetime
 
 
@@ -181,9 +181,9 @@ class _Message:
     when: datetime
     content: str
     author: dict
-    attachments: List[_Blob]
-    embeds: List[dict]
-    snapshots: List[_Snapshot]
+    attachments: list[_Blob]
+    embeds: list[dict]
+    snapshots: list[_Snapshot]
     reference: Optional[dict]
 
 
@@ -191,8 +191,8 @@ class _Message:
 class _Channel:
     obj: dict
     accessible: bool = True
-    ids: List[int] = field(default_factory=list)         # sorted message IDs
-    messages: Dict[int, _Message] = field(default_factory=dict)
+    ids: list[int] = field(default_factory=list)         # sorted message IDs
+    messages: dict[int, _Message] = field(default_factory=dict)
 
 
 @dataclass
@@ -200,7 +200,7 @@ class _Response:
     status: int
     body: bytes
     content_type: str = "application/json"
-    headers: Dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
     truncate: bool = False
 
 
@@ -239,7 +239,7 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, emulator: "DiscordEmulator", kind: str):
+    def __init__(self, emulator: DiscordEmulator, kind: str):
         self.emulator = emulator
         self.kind = kind
         self._connections = set()
@@ -295,7 +295,7 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             self.server.track(self.connection, False)
 
-    def log_message(self, format, *args):  # noqa: A002 - quiet server
+    def log_message(self, format, *args):
         pass
 
     def _dispatch(self):
@@ -336,9 +336,9 @@ class DiscordEmulator:
     """Loopback Discord API v10 subset + CDN. See the module docstring."""
 
     def __init__(self, token: str, token_kind: str = "user", latency: float = 0.0,
-                 rate_limits: bool = True, route_limit: Tuple[int, float] = (5, 1.0),
+                 rate_limits: bool = True, route_limit: tuple[int, float] = (5, 1.0),
                  link_ttl: float = 86400.0, username: str = "chart_watcher",
-                 global_limit: Optional[Tuple[int, float]] = None):
+                 global_limit: Optional[tuple[int, float]] = None):
         """global_limit: optional (requests, seconds) across all API routes (Discord's
         is 50 per second); exceeding it answers a global 429."""
         if token_kind not in ("user", "bot"):
@@ -356,27 +356,27 @@ class DiscordEmulator:
         self._log_lock = threading.Lock()       # request log + status counts
         self._rl_lock = threading.Lock()        # rate-limit buckets
         self._fault_lock = threading.Lock()
-        self._increments: Dict[int, int] = {}
-        self._guilds: Dict[int, dict] = {}
-        self._guild_member: Dict[int, bool] = {}
-        self._channels: Dict[int, _Channel] = {}
-        self._blobs: Dict[int, _Blob] = {}
-        self._external: Dict[int, _Blob] = {}
-        self._faults: List[_Fault] = []
-        self._buckets: Dict[Tuple[str, str], List[float]] = {}
-        self._requests: List[RequestRecord] = []
-        self._status_counts: Dict[int, int] = {}
+        self._increments: dict[int, int] = {}
+        self._guilds: dict[int, dict] = {}
+        self._guild_member: dict[int, bool] = {}
+        self._channels: dict[int, _Channel] = {}
+        self._blobs: dict[int, _Blob] = {}
+        self._external: dict[int, _Blob] = {}
+        self._faults: list[_Fault] = []
+        self._buckets: dict[tuple[str, str], list[float]] = {}
+        self._requests: list[RequestRecord] = []
+        self._status_counts: dict[int, int] = {}
         self._link_secret = secrets.token_bytes(32)
         self._link_generation = 0
         self._api_server: Optional[_Server] = None
         self._cdn_server: Optional[_Server] = None
-        self._threads: List[threading.Thread] = []
+        self._threads: list[threading.Thread] = []
         now = datetime.now(UTC) - timedelta(days=900)
         self.me = self._user(self._new_id(now), username, bot=(token_kind == "bot"))
         self.poster = self._user(self._new_id(now), "spx_poster")
 
     # ---- lifecycle -------------------------------------------------------
-    def start(self) -> "DiscordEmulator":
+    def start(self) -> DiscordEmulator:
         if self._api_server is not None:
             return self
         self._api_server = _Server(self, "api")
@@ -398,7 +398,7 @@ class DiscordEmulator:
             thread.join(timeout=5)
         self._threads = []
 
-    def __enter__(self) -> "DiscordEmulator":
+    def __enter__(self) -> DiscordEmulator:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -595,12 +595,12 @@ class DiscordEmulator:
             self._link_generation += 1
 
     @property
-    def requests(self) -> List[RequestRecord]:
+    def requests(self) -> list[RequestRecord]:
         with self._log_lock:
             return list(self._requests)
 
     @property
-    def connections_opened(self) -> Dict[str, int]:
+    def connections_opened(self) -> dict[str, int]:
         """TCP connections accepted so far per server ({"api": n, "cdn": m}):
         a client reusing keep-alive connections keeps these small."""
         return {s.kind: s.opened for s in (self._api_server, self._cdn_server) if s is not None}
@@ -740,7 +740,7 @@ class DiscordEmulator:
             wait = window[0] - now
         return self._too_many(wait, True)
 
-    def _rate_limit(self, template: str, major: str) -> Tuple[Optional[_Response], Dict[str, str]]:
+    def _rate_limit(self, template: str, major: str) -> tuple[Optional[_Response], dict[str, str]]:
         """Fixed-window bucket per (route, major parameter): (429 response or None, headers)."""
         limit, per = self.route_limit
         now = time.time()
@@ -759,7 +759,7 @@ class DiscordEmulator:
                       "X-RateLimit-Reset": f"{reset_at:.3f}", "X-RateLimit-Reset-After": f"{reset_after:.3f}",
                       "X-RateLimit-Bucket": bucket}
 
-    def _api(self, method: str, path: str, query: Dict[str, str], auth: Optional[str]) -> _Response:
+    def _api(self, method: str, path: str, query: dict[str, str], auth: Optional[str]) -> _Response:
         if not path.startswith(API_PREFIX + "/"):
             return _error(404, "404: Not Found", 0)
         if auth is None or not hmac.compare_digest(auth.encode("utf-8", "replace"),
@@ -772,7 +772,7 @@ class DiscordEmulator:
                 break
         else:
             return _error(404, "404: Not Found", 0)
-        headers: Dict[str, str] = {}
+        headers: dict[str, str] = {}
         if self.rate_limits:
             limited = self._global_rate_limit()
             if limited is not None:
@@ -861,7 +861,7 @@ class DiscordEmulator:
             raise _ClientError(_error(404, "Unknown Message", 10008))
         return _json(200, self._render_message(msg, time.time()))
 
-    def _threads_of(self, parent_id=None, guild_id=None, archived=None) -> List[dict]:
+    def _threads_of(self, parent_id=None, guild_id=None, archived=None) -> list[dict]:
         out = []
         for chan in self._channels.values():
             obj = chan.obj
@@ -924,7 +924,7 @@ class DiscordEmulator:
                            "total_results": len(threads)})
 
     # ---- CDN -----------------------------------------------------------------------
-    def _cdn(self, method: str, path: str, query: Dict[str, str]) -> _Response:
+    def _cdn(self, method: str, path: str, query: dict[str, str]) -> _Response:
         gone = _Response(404, GONE_TEXT, "text/plain; charset=utf-8")
         match = _CDN_ATTACHMENT.match(path)
         if match:
@@ -998,18 +998,18 @@ class ExpectedImage(NamedTuple):
 class GeneratedChannel:
     guild: dict
     channel: dict
-    messages: List[dict]
+    messages: list[dict]
     image_count: int
-    expected_images: List[ExpectedImage] = field(default_factory=list)
+    expected_images: list[ExpectedImage] = field(default_factory=list)
     # Items a correct downloader must NOT save: (message_id, kind, ref)
-    non_images: List[Tuple[str, str, str]] = field(default_factory=list)
+    non_images: list[tuple[str, str, str]] = field(default_factory=list)
     start: Optional[datetime] = None
     end: Optional[datetime] = None
-    trading_days: List[date] = field(default_factory=list)
-    tz_error_dates: List[date] = field(default_factory=list)    # posts shifted +5 h on these days
-    dst_change_dates: List[date] = field(default_factory=list)  # first trading day after a DST change
-    same_second_message_ids: List[str] = field(default_factory=list)
-    repost_pairs: List[Tuple[str, str]] = field(default_factory=list)  # (original, re-post) message IDs
+    trading_days: list[date] = field(default_factory=list)
+    tz_error_dates: list[date] = field(default_factory=list)    # posts shifted +5 h on these days
+    dst_change_dates: list[date] = field(default_factory=list)  # first trading day after a DST change
+    same_second_message_ids: list[str] = field(default_factory=list)
+    repost_pairs: list[tuple[str, str]] = field(default_factory=list)  # (original, re-post) message IDs
 
 
 @functools.lru_cache(maxsize=8192)
@@ -1082,7 +1082,7 @@ class _ChannelBuilder:
     """Posts one generated channel's messages and records what must be saved."""
 
     def __init__(self, emu: DiscordEmulator, rng: random.Random, seed: int, out: GeneratedChannel,
-                 image_size: Tuple[int, int]):
+                 image_size: tuple[int, int]):
         self.emu, self.rng, self.seed, self.out = emu, rng, seed, out
         self.size = image_size
         self.cid = out.channel["id"]
@@ -1230,7 +1230,7 @@ def _zone(name: str):
     return ZoneInfo(name)
 
 
-def _trading_days(start: datetime, end: datetime) -> List[date]:
+def _trading_days(start: datetime, end: datetime) -> list[date]:
     zone = _zone(MARKET_ZONE)
     day, last = start.astimezone(zone).date(), end.astimezone(zone).date()
     days = []
@@ -1249,8 +1249,8 @@ def _at(day: date, seconds: float, shift_hours: int = 0) -> datetime:
 
 def generate_channel(emu: DiscordEmulator, *, seed: int = 1, days: int = 30, end: Optional[datetime] = None,
                      guild_name: str = "数学家炒美股", channel_name: str = "spx-realtime-aws",
-                     per_day: Tuple[int, int] = (6, 12), image_size: Tuple[int, int] = (400, 250),
-                     tz_error_days: Optional[Tuple[int, int]] = None) -> GeneratedChannel:
+                     per_day: tuple[int, int] = (6, 12), image_size: tuple[int, int] = (400, 250),
+                     tz_error_days: Optional[tuple[int, int]] = None) -> GeneratedChannel:
     """Fill a new channel with `days` of seeded, realistic traffic ending at `end`.
 
     Chart images through each trading day (weekdays 09:30-16:00 New York time,

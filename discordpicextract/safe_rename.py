@@ -26,10 +26,9 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from discordpicextract import cli
 import config
-from discordpicextract import download_archive
-from discordpicextract import naming
+from discordpicextract import cli, download_archive, naming
+from discordpicextract.errors import BusyError
 from discordpicextract.fileops import move_no_clobber
 
 TEMP_PREFIX = ".dpe-rename-"
@@ -352,7 +351,7 @@ def _apply_record(batches, record):
         batch.skipped = [Skip(*item) for item in record.get("skipped", [])]
 
 
-class BatchRunning(cli.UsageError):
+class BatchRunning(BusyError):
     """Another process is renaming in this folder right now (exit 2: the
     run refused to start, nothing was moved in that folder)."""
 

@@ -13,7 +13,7 @@ if str(ROOT) not in sys.path:
 SHARED_SPEC = ROOT.parent / "shared" / "discord-api-spec" / "openapi.json"
 
 # Fixture `emulator`: a started DiscordEmulator with a random fake user token.
-from emulator_fixtures import emulator  # noqa: E402,F401
+from emulator_fixtures import emulator
 
 
 def chart_image(seed: int, size=(160, 100)) -> Image.Image:

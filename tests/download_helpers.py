@@ -7,10 +7,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-
-from discordpicextract import downloader as dd
-import main
 from conftest import image_bytes
+
+import main
+from discordpicextract import downloader as dd
 from discordpicextract.emulator import DiscordEmulator
 
 UTC = timezone.utc

@@ -4,11 +4,10 @@ import subprocess
 import sys
 
 import pytest
+from conftest import ROOT, contents, fill, n
 
 import adjust_specific_timestamp as specific
 import config
-from conftest import ROOT, contents, fill, n
-
 
 NAMES = [n("2025-03-09T23:30:00"), n("2025-03-10T08:00:00"), n("2025-03-10T12:00:00"),
          n("2025-03-10T17:00:00"), n("2025-03-11T16:30:00"), n("2025-03-12T17:00:00")]

@@ -4,12 +4,11 @@ import os
 import subprocess
 import sys
 
-import adjust_timestamps
-import config
-from discordpicextract import download_archive
-from discordpicextract import safe_rename
 from conftest import ROOT, contents, fill, n
 
+import adjust_timestamps
+import config
+from discordpicextract import download_archive, safe_rename
 
 NAMES = [n("2025-01-01T02:00:00"), n("2025-01-01T07:00:00"), n("2025-03-01T03:00:00", "b.png"),
          n("2025-06-15T14:37:02", "c.png")]
@@ -118,7 +117,7 @@ def test_bad_input_exits_2(tmp_path, capsys):
 
 
 def test_unparsed_names_are_reported_and_left_alone(tmp_path, capsys):
-    folder = fill(tmp_path / "f", NAMES[:1] + ["IMG_0001.png"])
+    folder = fill(tmp_path / "f", [*NAMES[:1], "IMG_0001.png"])
     code = adjust_timestamps.main(["--folders", str(folder)])
     out = capsys.readouterr().out
     assert code == 1 and "UNPARSED: IMG_0001.png" in out and (folder / "IMG_0001.png").exists()
@@ -158,7 +157,7 @@ def test_unreadable_folder_is_a_one_line_error(tmp_path):
     fill(tmp_path / "f", NAMES)
     (tmp_path / "f").chmod(0)
     try:
-        runs = [subprocess.run(prefix + [sys.executable, str(ROOT / script), *argv], cwd=tmp_path,
+        runs = [subprocess.run([*prefix, sys.executable, str(ROOT / script), *argv], cwd=tmp_path,
                                capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
                 for script, argv in (("adjust_timestamps.py", ["--folders", "f"]),
                                      ("adjust_timestamps.py", ["--folders", "f", "--undo"]),

@@ -3,10 +3,10 @@ import subprocess
 import sys
 
 import pytest
+from conftest import ROOT, write_image
 
 import check_unique_dates as check
 import config
-from conftest import ROOT, write_image
 
 
 def run(capsys, *args):
@@ -150,8 +150,7 @@ def test_unreadable_folder_is_exit_2_one_line(tmp_path):
     fill(tmp_path / "b", ["2025-02-14"])
     (tmp_path / "b").chmod(0)
     try:
-        done = subprocess.run(prefix + [sys.executable, str(ROOT / "check_unique_dates.py"),
-                                        "--folders", "a", "b"], cwd=tmp_path, capture_output=True,
+        done = subprocess.run([*prefix, sys.executable, str(ROOT / "check_unique_dates.py"), "--folders", "a", "b"], cwd=tmp_path, capture_output=True,
                               text=True, timeout=60)
     finally:
         (tmp_path / "b").chmod(0o755)

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import imagehash
 import pytest
+from conftest import ROOT, chart_image, write_image
 from PIL import Image, ImageDraw, PngImagePlugin
 
 import deduplicate_images as dedupe
-from discordpicextract import image_hashes
-from discordpicextract import naming
-from conftest import ROOT, chart_image, write_image
+from discordpicextract import image_hashes, naming
 
 
 def copy_as(source, name):
@@ -499,8 +498,7 @@ def test_unreadable_source_folder_is_a_one_line_error(tmp_path, script):
     write_image(src / "2025-02-14_10-00-00_a.png", seed=1)
     src.chmod(0)
     try:
-        done = subprocess.run(prefix + [sys.executable, str(ROOT / script), "--source", "src",
-                                        "--output", "out"], cwd=tmp_path, capture_output=True,
+        done = subprocess.run([*prefix, sys.executable, str(ROOT / script), "--source", "src", "--output", "out"], cwd=tmp_path, capture_output=True,
                               text=True, timeout=60)
     finally:
         src.chmod(0o755)
@@ -540,11 +538,10 @@ def test_report_never_overwrites_a_different_file(tmp_path, capsys):
 
 def test_a_worker_process_that_dies_is_a_clear_error():
     # os._exit ends the worker process itself: a real crash, no mock.
-    with image_hashes.Workers(2) as workers:
-        with pytest.raises(image_hashes.WorkerDied, match="fewer --workers"):
-            workers.map(os._exit, [3, 3], minimum=1)
-    err = dedupe.RunFailed("x")
-    assert err.exit_code == 1 and isinstance(err, dedupe.cli.UsageError)
+    with image_hashes.Workers(2) as workers, pytest.raises(image_hashes.WorkerDied, match="fewer --workers"):
+        workers.map(os._exit, [3, 3], minimum=1)
+    err = dedupe.RunError("x")
+    assert err.exit_code == 1 and not isinstance(err, dedupe.cli.UsageError)
 
 
 def test_a_cached_path_taken_over_by_another_image_is_hashed_again(tmp_path, capsys):

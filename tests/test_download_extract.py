@@ -5,10 +5,10 @@ from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
-
-from discordpicextract import downloader as dd
 from conftest import image_bytes
 from download_helpers import GUILD, UTC, start_world
+
+from discordpicextract import downloader as dd
 
 
 @pytest.fixture

@@ -7,13 +7,24 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from conftest import image_bytes
+from download_helpers import (
+    GUILD,
+    UTC,
+    ago,
+    api_requests,
+    cdn_requests,
+    digests,
+    fast_retries,
+    images_in,
+    run_main,
+    start_world,
+    world,
+)
 
 import config
 from discordpicextract import download_archive
-from conftest import image_bytes
 from discordpicextract.emulator import generate_channel
-from download_helpers import (GUILD, UTC, ago, api_requests, cdn_requests, digests, fast_retries,  # noqa: F401
-                              images_in, run_main, start_world, world)
 
 
 def _by_id(w, *extra):

@@ -14,10 +14,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import requests
-
 from conftest import SHARED_SPEC, image_bytes
-from discordpicextract.emulator import (DiscordEmulator, build_demo_channel, generate_channel, snowflake_for,
-                              snowflake_time)
+
+from discordpicextract.emulator import (
+    DiscordEmulator,
+    build_demo_channel,
+    generate_channel,
+    snowflake_for,
+    snowflake_time,
+)
 
 UTC = timezone.utc
 NY = ZoneInfo("America/New_York")

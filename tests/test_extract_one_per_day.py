@@ -3,8 +3,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import extract_one_per_day as extract
 from conftest import ROOT, write_image
+
+import extract_one_per_day as extract
 
 
 def run(capsys, *args):

@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from download_helpers import GUILD, ROOT, ago, images_in, run_main, world
 
-from discordpicextract import cli
 import config
 import main
-from download_helpers import GUILD, ROOT, ago, images_in, run_main, world  # noqa: F401
+from discordpicextract import cli
 
 
 def test_prompts_come_in_order_and_answers_are_shown_but_not_the_token(world, capsys, monkeypatch):

@@ -6,13 +6,12 @@ import sys
 from datetime import datetime, timedelta
 
 import pytest
+from conftest import ROOT, contents, fill, n
 from PIL import Image
 
 import config
-from discordpicextract import download_archive
-from discordpicextract import naming
 import quality_check_timestamps as qc
-from conftest import ROOT, contents, fill, n
+from discordpicextract import download_archive, naming
 
 
 def run(capsys, *argv):
@@ -231,13 +230,13 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, message):
 def test_missing_check_folder_and_unparsed_names(tmp_path, capsys):
     code, _out, err = run(capsys, "--folder", str(tmp_path / "nope"))
     assert code == 2 and "folder not found" in err
-    folder = fill(tmp_path / "f", shifted_stretch(3, bad=(), also_bad=()) + ["screenshot.png"])
+    folder = fill(tmp_path / "f", [*shifted_stretch(3, bad=(), also_bad=()), "screenshot.png"])
     code, out, _ = run(capsys, "--folder", str(folder))
     assert code == 1 and "UNPARSED: screenshot.png" in out and (folder / "screenshot.png").exists()
 
 
 def test_subprocess_run(tmp_path):
-    folders = [fill(tmp_path / name, shifted_stretch(15)) for name in ("a", "b", "c")]
+    [fill(tmp_path / name, shifted_stretch(15)) for name in ("a", "b", "c")]
     proc = subprocess.run(
         [sys.executable, str(ROOT / "quality_check_timestamps.py"), "--folder", "a", "--folders", "a", "b", "c",
          "--adjust", "2025-03-08:2025-03-15:-5"],

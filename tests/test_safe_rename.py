@@ -6,12 +6,10 @@ import sys
 from datetime import datetime, timedelta
 
 import pytest
+from conftest import contents, fill, n, write_image
 
 import config
-from discordpicextract import download_archive
-from discordpicextract import naming
-from discordpicextract import safe_rename
-from conftest import contents, fill, n, write_image
+from discordpicextract import download_archive, naming, safe_rename
 from discordpicextract.safe_rename import Move, parse_hours, shift_by
 
 
@@ -179,7 +177,7 @@ def _interrupted(tmp_path, stop_after, drop_progress=False):
     """A batch with a chain and a swap, stopped after `stop_after` steps."""
     chain = [n("2025-01-02T10:00:00", "c.png"), n("2025-01-02T11:00:00", "c.png"), n("2025-01-02T12:00:00", "c.png")]
     a, b = n("2025-01-05T10:00:00", "s.png"), n("2025-01-06T10:00:00", "s.png")
-    folder = fill(tmp_path / "f", chain + [a, b])
+    folder = fill(tmp_path / "f", [*chain, a, b])
     original = contents(folder)
     mapping = {chain[0]: chain[1], chain[1]: chain[2], chain[2]: n("2025-01-02T13:00:00", "c.png"), a: b, b: a}
     plan = safe_rename.plan_mapping(mapping, set(os.listdir(folder)))

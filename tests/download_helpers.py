@@ -1,16 +1,15 @@
-"""Shared by the download tests (test_download_*.py, test_main_*.py): a started
-emulator with a guild and a channel, and a way to run main.py in-process."""
+"""Plain helpers shared by the download tests (test_download_*.py, test_main_*.py): a started
+emulator with a guild and a channel (start_world; the `world` fixture in conftest.py wraps it),
+and a way to run main.py in-process."""
 import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import pytest
-from conftest import image_bytes
+from helpers import image_bytes
 
 import main
-from discordpicextract import downloader as dd
 from discordpicextract.emulator import DiscordEmulator
 
 UTC = timezone.utc
@@ -51,21 +50,6 @@ def start_world(monkeypatch, *, kind="user", route_limit=(50, 1.0), **options):
     monkeypatch.setenv("DISCORD_API_BASE", emu.api_base)
     monkeypatch.setenv("DISCORD_BOT_TOKEN" if kind == "bot" else "DISCORD_USER_TOKEN", token)
     return World(emu, guild, channel, token)
-
-
-@pytest.fixture
-def world(monkeypatch):
-    """An emulator (generous rate limit) with 数学家炒美股 / #spx-realtime-aws, env pointing at it."""
-    w = start_world(monkeypatch)
-    try:
-        yield w
-    finally:
-        w.emu.stop()
-
-
-@pytest.fixture
-def fast_retries(monkeypatch):
-    monkeypatch.setattr(dd, "BACKOFF_BASE", 0.01)
 
 
 def run_main(capsys, *argv):

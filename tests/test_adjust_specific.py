@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, contents, fill, n
+from helpers import ROOT, contents, fill, n
 
 import adjust_specific_timestamp as specific
 import config

@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from conftest import ROOT, contents, fill, n
+from helpers import ROOT, contents, fill, n
 
 import adjust_timestamps
 import config

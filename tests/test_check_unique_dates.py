@@ -3,7 +3,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, write_image
+from helpers import ROOT, write_image
 
 import check_unique_dates as check
 import config

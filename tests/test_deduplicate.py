@@ -9,7 +9,7 @@ from pathlib import Path
 
 import imagehash
 import pytest
-from conftest import ROOT, chart_image, write_image
+from helpers import ROOT, chart_image, write_image
 from PIL import Image, ImageDraw, PngImagePlugin
 
 import deduplicate_images as dedupe
@@ -400,7 +400,7 @@ def test_damage_only_a_decode_finds_is_caught_by_the_fast_path(tmp_path, capsys)
     # GIF and JPEG carry no checksum: these pass a header/trailer check and
     # fail only when decoded. Byte-identical copies must not be collapsed by
     # the fast path when hashing every file would keep them as corrupt.
-    from conftest import image_bytes
+    from helpers import image_bytes
 
     src = tmp_path / "src"
     src.mkdir()

@@ -5,8 +5,8 @@ from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import image_bytes
 from download_helpers import GUILD, UTC, start_world
+from helpers import image_bytes
 
 from discordpicextract import downloader as dd
 

@@ -7,7 +7,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import image_bytes
 from download_helpers import (
     GUILD,
     UTC,
@@ -15,12 +14,11 @@ from download_helpers import (
     api_requests,
     cdn_requests,
     digests,
-    fast_retries,
     images_in,
     run_main,
     start_world,
-    world,
 )
+from helpers import image_bytes
 
 import config
 from discordpicextract import download_archive

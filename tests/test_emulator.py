@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import requests
-from conftest import SHARED_SPEC, image_bytes
+from helpers import SHARED_SPEC, image_bytes
 
 from discordpicextract.emulator import (
     DiscordEmulator,

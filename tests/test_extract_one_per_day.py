@@ -3,7 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ROOT, write_image
+from helpers import ROOT, write_image
 
 import extract_one_per_day as extract
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from download_helpers import GUILD, ROOT, ago, images_in, run_main, world
+from download_helpers import GUILD, ROOT, ago, images_in, run_main
 
 import config
 import main

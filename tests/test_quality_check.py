@@ -6,7 +6,7 @@ import sys
 from datetime import datetime, timedelta
 
 import pytest
-from conftest import ROOT, contents, fill, n
+from helpers import ROOT, contents, fill, n
 from PIL import Image
 
 import config

@@ -6,7 +6,7 @@ import sys
 from datetime import datetime, timedelta
 
 import pytest
-from conftest import contents, fill, n, write_image
+from helpers import contents, fill, n, write_image
 
 import config
 from discordpicextract import download_archive, naming, safe_rename

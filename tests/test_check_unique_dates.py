@@ -116,18 +116,6 @@ def test_subprocess_run(tmp_path):
     assert "Date coverage differs:" in done.stdout and "Traceback" not in done.stderr
 
 
-def test_image_named_folder_and_broken_link_reported_exit_1(tmp_path, capsys):
-    for folder in ("a", "b"):
-        fill(tmp_path / folder, ["2025-02-14"])
-    (tmp_path / "a" / "2025-02-18_10-00-00_link.png").symlink_to(tmp_path / "gone.png")
-
-    code, out, err = run(capsys, "--folders", "a", "b")
-
-    assert code == 1
-    assert "warning: a: skipped 2025-02-18_10-00-00_link.png: not a readable file" in err
-    assert "Skipped 1 image name(s) that are not readable files" in out
-
-
 def test_trading_days_knows_special_closures(tmp_path, capsys):
     # 2025-01-09: NYSE closed for a national day of mourning (no fixed
     # holiday); 2025-04-18: Good Friday (no federal holiday).

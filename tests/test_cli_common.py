@@ -1,9 +1,14 @@
-"""Prompts only on a terminal; errors are one line with exit code 2."""
+"""What the scripts share: prompts only on a terminal; errors are one line with exit code 2;
+entries named like images that cannot be read are reported, skipped, and make the exit code 1."""
 import io
 import sys
 
 import pytest
+from helpers import write_image
 
+import check_unique_dates
+import deduplicate_images
+import extract_one_per_day
 from discordpicextract import cli
 
 
@@ -63,3 +68,30 @@ def test_output_piped_into_head_ends_without_traceback(tmp_path, make_image):
                          timeout=60, env={**__import__("os").environ, "PYTHONUNBUFFERED": "1"})
     assert run.stdout.startswith("Scanning images in:")
     assert "Traceback" not in run.stderr and "BrokenPipe" not in run.stderr
+
+
+@pytest.mark.parametrize("script, argv, summary", [
+    (check_unique_dates, ["--folders", "src", "other"], "Skipped 2 image name(s) that are not readable files"),
+    (deduplicate_images, ["--source", "src", "--output", "out"], "  Skipped, not a readable file: 2\n"),
+    (extract_one_per_day, ["--source", "src", "--output", "out"], "Skipped 2 image name(s) that are not readable files"),
+], ids=lambda value: getattr(value, "__name__", ""))
+def test_image_named_folder_and_broken_link_are_reported_exit_1(script, argv, summary, tmp_path, capsys):
+    # Running as root, chmod 000 reads fine: a folder and a dangling link
+    # named like images are the entries that cannot be read or copied.
+    good = "2025-02-14_10-00-00_a.png"
+    write_image(tmp_path / "src" / good, seed=1)
+    write_image(tmp_path / "other" / good, seed=1)
+    (tmp_path / "src" / "2025-02-18_11-00-00_dir.png").mkdir()
+    (tmp_path / "src" / "2025-02-18_12-00-00_link.png").symlink_to(tmp_path / "gone.png")
+
+    code = script.main(argv)
+    out, err = capsys.readouterr()
+
+    assert code == 1
+    assert "skipped 2025-02-18_11-00-00_dir.png: not a readable file" in err
+    assert "skipped 2025-02-18_12-00-00_link.png: not a readable file" in err
+    assert summary in out
+    assert "Traceback" not in err
+    if "--output" in argv:
+        copied = sorted(entry.name for entry in (tmp_path / "out").iterdir() if not entry.name.startswith("."))
+        assert copied == [good]

@@ -145,17 +145,3 @@ def test_subprocess_run(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "  Processing 2025-02-14: 2 images, selected 2025-02-14_11-00-00_b.png" in done.stdout
     assert names(tmp_path / "daily") == ["2025-02-14_11-00-00_b.png"]
-
-
-def test_image_named_folder_and_broken_link_reported_exit_1(tmp_path, capsys):
-    src = tmp_path / "src"
-    write_image(src / "2025-02-14_10-00-00_a.png", seed=1)
-    (src / "2025-02-14_15-00-00_dir.png").mkdir()
-    (src / "2025-02-14_16-00-00_link.png").symlink_to(tmp_path / "gone.png")
-
-    code, out, err = run(capsys, "--source", str(src), "--output", str(tmp_path / "out"))
-
-    assert code == 1
-    assert "warning: skipped 2025-02-14_16-00-00_link.png: not a readable file" in err
-    assert "Skipped 2 image name(s) that are not readable files" in out
-    assert names(tmp_path / "out") == ["2025-02-14_10-00-00_a.png"]

@@ -70,11 +70,15 @@ def test_output_piped_into_head_ends_without_traceback(tmp_path, make_image):
     assert "Traceback" not in run.stderr and "BrokenPipe" not in run.stderr
 
 
+SKIPPED_NAMES = "Skipped 2 image name(s) that are not readable files"
+
+
 @pytest.mark.parametrize("script, argv, summary", [
-    (check_unique_dates, ["--folders", "src", "other"], "Skipped 2 image name(s) that are not readable files"),
-    (deduplicate_images, ["--source", "src", "--output", "out"], "  Skipped, not a readable file: 2\n"),
-    (extract_one_per_day, ["--source", "src", "--output", "out"], "Skipped 2 image name(s) that are not readable files"),
-], ids=lambda value: getattr(value, "__name__", ""))
+    pytest.param(check_unique_dates, ["--folders", "src", "other"], SKIPPED_NAMES, id="check_unique_dates"),
+    pytest.param(deduplicate_images, ["--source", "src", "--output", "out"], "  Skipped, not a readable file: 2\n",
+                 id="deduplicate_images"),
+    pytest.param(extract_one_per_day, ["--source", "src", "--output", "out"], SKIPPED_NAMES, id="extract_one_per_day"),
+])
 def test_image_named_folder_and_broken_link_are_reported_exit_1(script, argv, summary, tmp_path, capsys):
     # Running as root, chmod 000 reads fine: a folder and a dangling link
     # named like images are the entries that cannot be read or copied.

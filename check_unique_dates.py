@@ -13,10 +13,10 @@ no session is missing), 1 when coverage differs or a name does not parse
 """
 import sys
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 import config
 from discordpicextract import cli, naming
+from discordpicextract.market import nyse_sessions
 
 
 @dataclass
@@ -68,19 +68,6 @@ def plan_coverage(folders, trading_days=False) -> Coverage:
         coverage.uncovered = [day for day in coverage.sessions if day not in every]
         coverage.off_days = sorted(every - set(coverage.sessions))
     return coverage
-
-
-def nyse_sessions(first, last):
-    """Weekdays from `first` to `last` that are not NYSE holidays."""
-    import holidays
-
-    closed = holidays.NYSE(years=range(first.year, last.year + 1))
-    days, day = [], first
-    while day <= last:
-        if day.weekday() < 5 and day not in closed:
-            days.append(day)
-        day += timedelta(days=1)
-    return days
 
 
 def print_report(coverage: Coverage, trading_days, out=None, err=None):

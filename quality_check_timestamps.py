@@ -20,19 +20,18 @@ import os
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import config
 from adjust_timestamps import FolderOutcome
 from discordpicextract import cli, fileops, naming, safe_rename
+from discordpicextract.market import is_outside, reminder_windows, to_market, trading_hours
 from discordpicextract.safe_rename import end_not_before, format_hours, parse_date, parse_hours
 
 RULE = "=" * 60
 THIN = "-" * 60
 SHOW_FIRST_LAST = 5
-REMINDER_DAYS = 3
 WARN_MARK, OK_MARK = "\u26a0", "\u2713"
 
 
@@ -69,37 +68,6 @@ class CheckResult:
     @property
     def hour_counts(self):
         return Counter(item.market_time.hour for item in self.outside)
-
-
-def trading_hours():
-    """(start, end) from config; a malformed value is a usage error."""
-    try:
-        return time.fromisoformat(config.TRADING_START), time.fromisoformat(config.TRADING_END)
-    except ValueError:
-        raise cli.UsageError(f"config.TRADING_START/END must be HH:MM:SS "
-                             f"(got {config.TRADING_START!r}, {config.TRADING_END!r})") from None
-
-
-def zones():
-    try:
-        return ZoneInfo(config.TIMEZONE), ZoneInfo(config.MARKET_TIMEZONE)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise cli.UsageError(f"unknown time zone in config: TIMEZONE={config.TIMEZONE!r}, "
-                             f"MARKET_TIMEZONE={config.MARKET_TIMEZONE!r}") from None
-
-
-def to_market(stamp: datetime) -> datetime:
-    """A naive name time (config.TIMEZONE) as naive market time. fold=0 on
-    a naive datetime: gap times use the pre-transition offset, ambiguous
-    times their first occurrence."""
-    name_zone, market_zone = zones()
-    if config.TIMEZONE == config.MARKET_TIMEZONE:
-        return stamp
-    return stamp.replace(tzinfo=name_zone).astimezone(market_zone).replace(tzinfo=None)
-
-
-def is_outside(moment: time, start: time, end: time) -> bool:
-    return not start <= moment <= end
 
 
 def check_folder(folder) -> CheckResult:
@@ -254,8 +222,9 @@ def _print_reminder(dates):
     print(f"Last date with outside trading hours: {last}")
     print()
     print("Please manually verify timestamps on:")
-    print(f"  - A few days BEFORE the first date (around {first - timedelta(days=REMINDER_DAYS)} to {first})")
-    print(f"  - A few days AFTER the last date (around {last} to {last + timedelta(days=REMINDER_DAYS)})")
+    before, after = reminder_windows(first, last)
+    print(f"  - A few days BEFORE the first date (around {before[0]} to {before[1]})")
+    print(f"  - A few days AFTER the last date (around {after[0]} to {after[1]})")
     print()
     print("REASON: The timestamps represent when signals occurred. If signals don't occur")
     print("until later in the day, timezone issues might not be visible in the data.")

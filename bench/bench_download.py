@@ -7,7 +7,7 @@ The emulator answers every request (API and CDN) after `--latency` seconds and
 limits each API route like Discord (5 requests per second per bucket). Both
 runs download the same channel into fresh folders:
 
-- downloader: discord_downloader.run_download (rate-limit headers followed,
+- downloader: discordpicextract.discord.run_download (rate-limit headers followed,
   `--workers` parallel transfers, archive, image verification);
 - baseline: the straightforward approach: one request at a time, every page
   first, then every image, sleeping `retry_after` on each 429.
@@ -35,7 +35,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from discordpicextract import downloader as dd
+from discordpicextract import discord as dd
 from discordpicextract.emulator import DiscordEmulator
 
 PAGE = 100

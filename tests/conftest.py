@@ -7,7 +7,7 @@ import pytest
 from download_helpers import start_world
 from helpers import write_image
 
-from discordpicextract import downloader as dd
+from discordpicextract.discord import client as discord_client
 from discordpicextract.emulator import DiscordEmulator
 
 
@@ -53,4 +53,4 @@ def world(monkeypatch):
 
 @pytest.fixture
 def fast_retries(monkeypatch):
-    monkeypatch.setattr(dd, "BACKOFF_BASE", 0.01)
+    monkeypatch.setattr(discord_client, "BACKOFF_BASE", 0.01)

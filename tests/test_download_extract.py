@@ -8,7 +8,8 @@ import pytest
 from download_helpers import GUILD, UTC, start_world
 from helpers import image_bytes
 
-from discordpicextract import downloader as dd
+from discordpicextract.discord import client, errors, extract, ratelimit, resolve, transfer
+from discordpicextract.discord import plan as planning
 
 
 @pytest.fixture
@@ -38,7 +39,7 @@ def test_all_three_sources_and_forwarded_without_videos_or_text_files(w):
                 {"type": "video", "url": "https://example.com/v", "thumbnail": {"url": video_thumb}}],
         snapshots=[{"content": f"fwd {fwd}?s=1", "attachments": [("image.png", _png(8), "image/png")],
                     "embeds": []}])
-    items = dd.extract_images(message)
+    items = extract.extract_images(message)
     summary = [(i.source, i.original) for i in items]
     assert summary == [
         ("attachment", "image.png"), ("attachment", "CHART.JPG"),
@@ -56,9 +57,9 @@ def test_all_three_sources_and_forwarded_without_videos_or_text_files(w):
 def test_archive_key_ignores_the_link_signature_but_keeps_other_query():
     a = "http://cdn/attachments/1/2/image.png?ex=65&is=64&hm=abc&"
     b = "http://cdn/attachments/1/2/image.png?ex=99&is=98&hm=def&"
-    assert dd.item_key("7", url=a) == dd.item_key("7", url=b)
-    assert dd.item_key("7", url="http://x/a.png?w=1") != dd.item_key("7", url="http://x/a.png?w=2")
-    assert dd.item_key("7", attachment_id="9") != dd.item_key("8", attachment_id="9")
+    assert extract.item_key("7", url=a) == extract.item_key("7", url=b)
+    assert extract.item_key("7", url="http://x/a.png?w=1") != extract.item_key("7", url="http://x/a.png?w=2")
+    assert extract.item_key("7", attachment_id="9") != extract.item_key("8", attachment_id="9")
 
 
 def test_same_url_in_text_and_embed_is_one_item(w):
@@ -66,13 +67,13 @@ def test_same_url_in_text_and_embed_is_one_item(w):
     message = w.emu.add_message(w.channel["id"], datetime(2026, 1, 5, tzinfo=UTC),
                                 content=f"{url} and again {url}",
                                 embeds=[{"type": "image", "url": url, "thumbnail": {"url": url}}])
-    items = dd.extract_images(message)
+    items = extract.extract_images(message)
     assert len(items) == 1 and items[0].url == url
 
 
 def _item(when, name="image.png", message_id=None, index=0):
     message_id = message_id or str(int(when.timestamp() * 1000))
-    return dd.ImageItem(f"{message_id}/{index}", message_id, "1", when, "http://x/" + name,
+    return extract.ImageItem(f"{message_id}/{index}", message_id, "1", when, "http://x/" + name,
                         name, "attachment", index)
 
 
@@ -87,14 +88,14 @@ def _item(when, name="image.png", message_id=None, index=0):
     (datetime(2026, 11, 2, 15, 0, 0, 999000, tzinfo=UTC), "2026-11-02_10-00-00_image.png"),
 ])
 def test_names_use_new_york_time_with_daylight_saving(utc, expected):
-    [plan] = dd.plan_names([_item(utc)], set(), "America/New_York")
+    [plan] = planning.plan_names([_item(utc)], set(), "America/New_York")
     assert plan.name == expected
 
 
 def test_the_repeated_hour_of_the_november_change_keeps_both_images():
     first = datetime(2026, 11, 1, 5, 30, tzinfo=UTC)   # 01:30 EDT
     second = datetime(2026, 11, 1, 6, 30, tzinfo=UTC)  # 01:30 EST, an hour later
-    plans = dd.plan_names([_item(second), _item(first)], set(), "America/New_York")
+    plans = planning.plan_names([_item(second), _item(first)], set(), "America/New_York")
     assert [p.name for p in plans] == ["2026-11-01_01-30-00_image.png", "2026-11-01_01-30-00_image_2.png"]
     assert plans[0].item.posted == first
 
@@ -106,7 +107,7 @@ def test_collisions_are_numbered_in_posting_order_and_avoid_existing_names():
              _item(when + timedelta(milliseconds=100), message_id="10", index=1),
              _item(when + timedelta(milliseconds=300), name="IMAGE.png", message_id="20")]
     existing = {"2026-02-02_10-00-00_image_2.png"}
-    plans = dd.plan_names(items, existing, "America/New_York")
+    plans = planning.plan_names(items, existing, "America/New_York")
     names = {(p.item.message_id, p.item.index): p.name for p in plans}
     assert names == {
         ("10", 0): "2026-02-02_10-00-00_image.png",
@@ -114,7 +115,7 @@ def test_collisions_are_numbered_in_posting_order_and_avoid_existing_names():
         ("20", 0): "2026-02-02_10-00-00_IMAGE_4.png",      # same name on a case-insensitive disk
         ("30", 0): "2026-02-02_10-00-00_image_5.png",
     }
-    again = dd.plan_names(list(reversed(items)), existing, "America/New_York")
+    again = planning.plan_names(list(reversed(items)), existing, "America/New_York")
     assert [p.name for p in again] == [p.name for p in plans]
 
 
@@ -135,12 +136,12 @@ def test_names_do_not_depend_on_where_pages_break(w, base, repeat_after):
     newest_first = sorted(messages, key=lambda m: int(m["id"]), reverse=True)
     zone = ZoneInfo("America/New_York")
     everything = {p.item.key: p.name for p in
-                  dd.plan_names([i for m in messages for i in dd.extract_images(m)], set(), zone)}
+                  planning.plan_names([i for m in messages for i in extract.extract_images(m)], set(), zone)}
     for split in range(1, len(newest_first)):
         pages = [newest_first[:split], newest_first[split:]]
         taken, names = set(), {}
-        for items, _count in dd.release_batches(pages, zone):
-            for plan in dd.plan_names(items, taken, zone):
+        for items, _count in planning.release_batches(pages, zone):
+            for plan in planning.plan_names(items, taken, zone):
                 taken.add(plan.name)
                 names[plan.item.key] = plan.name
         assert names == everything, f"page break after {split} messages"
@@ -149,28 +150,28 @@ def test_names_do_not_depend_on_where_pages_break(w, base, repeat_after):
 
 def test_channel_and_guild_matching():
     guilds = [{"id": "1", "name": GUILD}, {"id": "2", "name": "Options Desk"}]
-    assert dd.match_guild(guilds, "  数学家炒美股 ")["id"] == "1"
-    assert dd.match_guild(guilds, "options desk")["id"] == "2"
-    with pytest.raises(dd.NotFoundError, match="near names: 数学家炒美股"):
-        dd.match_guild(guilds, "数学家炒美")
+    assert resolve.match_guild(guilds, "  数学家炒美股 ")["id"] == "1"
+    assert resolve.match_guild(guilds, "options desk")["id"] == "2"
+    with pytest.raises(errors.NotFoundError, match="near names: 数学家炒美股"):
+        resolve.match_guild(guilds, "数学家炒美")
     channels = [{"id": "10", "name": "spx-realtime-aws", "type": 0},
                 {"id": "11", "name": "spx-realtime", "type": 0},
                 {"id": "12", "name": "Charts", "type": 4},  # a category: never a match
                 {"id": "13", "name": "charts", "type": 0}, {"id": "14", "name": "charts", "type": 5}]
-    assert dd.match_channel(channels, "#SPX-realtime-aws")["id"] == "10"
-    with pytest.raises(dd.AmbiguousError) as both:
-        dd.match_channel(channels, "charts")
+    assert resolve.match_channel(channels, "#SPX-realtime-aws")["id"] == "10"
+    with pytest.raises(errors.AmbiguousError) as both:
+        resolve.match_channel(channels, "charts")
     assert "ID 13" in str(both.value) and "ID 14" in str(both.value)
-    with pytest.raises(dd.NotFoundError) as missing:
-        dd.match_channel(channels, "spx-realtime-aw", GUILD)
+    with pytest.raises(errors.NotFoundError) as missing:
+        resolve.match_channel(channels, "spx-realtime-aw", GUILD)
     assert "spx-realtime-aws" in str(missing.value) and GUILD in str(missing.value)
 
 
 def test_route_keys_follow_discord_major_parameters():
-    assert dd.route_key("GET", "/channels/123456/messages") == ("GET /channels/{major}/messages", "123456")
-    assert dd.route_key("GET", "/channels/123456/messages/987654") == \
+    assert ratelimit.route_key("GET", "/channels/123456/messages") == ("GET /channels/{major}/messages", "123456")
+    assert ratelimit.route_key("GET", "/channels/123456/messages/987654") == \
         ("GET /channels/{major}/messages/{id}", "123456")
-    assert dd.route_key("GET", "/users/@me/guilds") == ("GET /users/@me/guilds", "")
+    assert ratelimit.route_key("GET", "/users/@me/guilds") == ("GET /users/@me/guilds", "")
 
 
 class FakeClock:
@@ -188,9 +189,9 @@ class FakeClock:
 
 def test_rate_limiter_waits_for_an_empty_bucket_and_caps_absurd_waits():
     clock, capped = FakeClock(), []
-    limiter = dd.RateLimiter(min_delay=1, max_wait=5, clock=clock, sleep=clock.sleep,
+    limiter = ratelimit.RateLimiter(min_delay=1, max_wait=5, clock=clock, sleep=clock.sleep,
                              on_cap=lambda wait, cap, route: capped.append((wait, cap)))
-    route = dd.route_key("GET", "/channels/1/messages")
+    route = ratelimit.route_key("GET", "/channels/1/messages")
     limiter.acquire(route)
     limiter.update(route, {"X-RateLimit-Bucket": "b", "X-RateLimit-Remaining": "1",
                            "X-RateLimit-Reset-After": "2.5"})
@@ -198,7 +199,7 @@ def test_rate_limiter_waits_for_an_empty_bucket_and_caps_absurd_waits():
     assert clock.slept == []
     limiter.acquire(route)          # bucket empty: wait for the reset
     assert sum(clock.slept) == pytest.approx(2.5)
-    other = dd.route_key("GET", "/channels/2/messages")  # another channel: its own bucket
+    other = ratelimit.route_key("GET", "/channels/2/messages")  # another channel: its own bucket
     limiter.update(other, {"X-RateLimit-Bucket": "b", "X-RateLimit-Remaining": "0",
                            "X-RateLimit-Reset-After": "3600"})
     clock.slept.clear()
@@ -208,8 +209,8 @@ def test_rate_limiter_waits_for_an_empty_bucket_and_caps_absurd_waits():
 
 def test_rate_limiter_spaces_calls_when_the_api_sends_no_headers():
     clock = FakeClock()
-    limiter = dd.RateLimiter(min_delay=1, max_wait=60, clock=clock, sleep=clock.sleep)
-    route = dd.route_key("GET", "/users/@me")
+    limiter = ratelimit.RateLimiter(min_delay=1, max_wait=60, clock=clock, sleep=clock.sleep)
+    route = ratelimit.route_key("GET", "/users/@me")
     for _ in range(3):
         limiter.acquire(route)
         limiter.update(route, {})
@@ -217,9 +218,9 @@ def test_rate_limiter_spaces_calls_when_the_api_sends_no_headers():
 
 
 def test_parse_time_accepts_discord_timestamps():
-    assert dd.parse_time("2026-01-05T15:00:00.123+00:00") == datetime(2026, 1, 5, 15, 0, 0, 123000, tzinfo=UTC)
-    assert dd.parse_time("2026-01-05T15:00:00Z") == datetime(2026, 1, 5, 15, tzinfo=timezone.utc)
-    assert dd.parse_time("2026-01-05T10:00:00.5-05:00") == datetime(2026, 1, 5, 15, 0, 0, 500000, tzinfo=UTC)
+    assert extract.parse_time("2026-01-05T15:00:00.123+00:00") == datetime(2026, 1, 5, 15, 0, 0, 123000, tzinfo=UTC)
+    assert extract.parse_time("2026-01-05T15:00:00Z") == datetime(2026, 1, 5, 15, tzinfo=timezone.utc)
+    assert extract.parse_time("2026-01-05T10:00:00.5-05:00") == datetime(2026, 1, 5, 15, 0, 0, 500000, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "WEBP"])
@@ -227,21 +228,21 @@ def test_only_complete_decodable_images_pass_verification(tmp_path, fmt):
     whole = image_bytes(21, size=(300, 200), fmt=fmt)
     good = tmp_path / "good"
     good.write_bytes(whole)
-    dd._verify_image(good)  # no exception
+    transfer.verify_image(good)  # no exception
     cut = tmp_path / "cut"
     cut.write_bytes(whole[: len(whole) * 2 // 3])
-    with pytest.raises(dd.BadBody, match="not a decodable image"):
-        dd._verify_image(cut)
+    with pytest.raises(transfer.BadBody, match="not a decodable image"):
+        transfer.verify_image(cut)
     page = tmp_path / "page"
     page.write_bytes(b"<!DOCTYPE html><html><body>Something went wrong</body></html>")
-    with pytest.raises(dd.BadBody, match="text/html"):
-        dd._verify_image(page, "text/html")
+    with pytest.raises(transfer.BadBody, match="text/html"):
+        transfer.verify_image(page, "text/html")
 
 
 def test_scrub_masks_the_token_also_as_a_repr_shows_it():
     token = "tok-\nsecret\\x"
     text = f"Invalid header value: {token!r} / raw {token}"
-    scrubbed = dd.scrub(text, token)
+    scrubbed = client.scrub(text, token)
     assert "secret" not in scrubbed and scrubbed.count("[token]") == 2
 
 
@@ -276,9 +277,9 @@ def test_rate_limit_values_that_are_no_number_fall_back_instead_of_crashing():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        client = dd.DiscordClient("tok-" + "x" * 8, "user", api_base=f"http://127.0.0.1:{server.server_port}/api")
-        assert client.request("/users/@me") == {"id": "1"}  # after the 429, waited the 1 s fallback
-        assert client.request("/users/@me") == {"id": "2"}  # the "nan" reset was ignored
+        api = client.DiscordClient("tok-" + "x" * 8, "user", api_base=f"http://127.0.0.1:{server.server_port}/api")
+        assert api.request("/users/@me") == {"id": "1"}  # after the 429, waited the 1 s fallback
+        assert api.request("/users/@me") == {"id": "2"}  # the "nan" reset was ignored
         assert answers == []
     finally:
         server.shutdown()
@@ -293,4 +294,4 @@ def test_rate_limit_values_that_are_no_number_fall_back_instead_of_crashing():
     ("unknown", None, "", "unknown.png"),
 ])
 def test_names_always_end_in_an_image_extension(name, content_type, url, expected):
-    assert dd.with_image_extension(name, content_type, url) == expected
+    assert extract.with_image_extension(name, content_type, url) == expected

@@ -1,0 +1,86 @@
+"""The demo's pieces (no printing: main.py prints): its folders, which a
+later demo may replace only when they hold nothing but what a demo wrote,
+and a local emulated Discord with a generated channel."""
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import config
+from discordpicextract.errors import UsageError
+
+DEMO_ROOT = "demo-output"
+DEMO_DAYS = 30
+# Written into every folder the demo fills, so that a later demo may replace
+# them; a folder without it is never deleted.
+DEMO_MARKER = ".discordpicextract-demo"
+
+
+@dataclass(frozen=True)
+class DemoDiscord:
+    """A running emulator's address, its made-up token and the generated channel."""
+
+    api_base: str
+    token: str = field(repr=False)
+    guild: str
+    channel: str
+
+
+@contextmanager
+def demo_discord(days=DEMO_DAYS) -> Iterator[DemoDiscord]:
+    """A local Discord emulator on 127.0.0.1 with a channel of `days` of
+    generated posts, stopped on exit. No account, no network."""
+    from discordpicextract.emulator import DiscordEmulator, build_demo_channel
+
+    token = "demo-" + secrets.token_hex(16)  # made up at run time, valid only for this emulator
+    with DiscordEmulator(token=token, token_kind="user") as emu:
+        generated = build_demo_channel(emu, days=days)
+        yield DemoDiscord(emu.api_base, token, generated.guild["name"], generated.channel["name"])
+
+
+def demo_folders(root):
+    """The demo's download, clean and one-per-day folders, inside `root`."""
+    return [Path(root) / name for name in config.PIPELINE_FOLDERS]
+
+
+def prepare_demo_folders(folders):
+    """Each demo generates a new channel (new IDs, times up to now): mixed
+    with an earlier demo's files it would look like a channel posting every
+    image twice. So an earlier demo's folder is replaced, but only when it
+    holds nothing but what that demo wrote (its DEMO_MARKER lists it); any
+    other non-empty folder is refused, never deleted. Returns the folders
+    replaced."""
+    for folder in folders:
+        if folder.is_file() or (folder.is_dir() and not _only_demo_files(folder)):
+            raise UsageError(f"{folder} holds files the demo did not make: "
+                             f"pass --output NEW_FOLDER for the demo's files (or delete it yourself)")
+    replaced = []
+    for folder in folders:
+        if folder.is_dir():
+            shutil.rmtree(folder)
+            replaced.append(folder)
+        folder.mkdir(parents=True)
+        (folder / DEMO_MARKER).write_text("[]\n")
+    return replaced
+
+
+def record_demo_files(folders):
+    """After a demo: list in each folder's marker what the demo wrote there."""
+    for folder in folders:
+        names = sorted(name for name in os.listdir(folder) if name != DEMO_MARKER)
+        (folder / DEMO_MARKER).write_text(json.dumps(names, ensure_ascii=False, indent=0) + "\n")
+
+
+def _only_demo_files(folder):
+    present = set(os.listdir(folder)) - {DEMO_MARKER}
+    if not present:
+        return True
+    try:
+        recorded = set(json.loads((folder / DEMO_MARKER).read_text()))
+    except (OSError, ValueError, TypeError):
+        return False  # no marker, or an unfinished or foreign one
+    return present <= recorded

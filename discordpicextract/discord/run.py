@@ -1,0 +1,262 @@
+"""One download run: fetch the message pages, plan the names, transfer the
+images with a pool of workers, record each saved file in the folder's
+download archive, and return what happened (nothing is printed here)."""
+import concurrent.futures
+import time
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable, Optional
+from zoneinfo import ZoneInfo
+
+import config
+from discordpicextract import download_archive, fileops, naming
+from discordpicextract.discord.errors import AccessError, AuthError, DiscordError
+from discordpicextract.discord.extract import extract_images
+from discordpicextract.discord.plan import SECOND, name_family, plan_names, release_batches
+from discordpicextract.discord.transfer import Transfer
+
+# Archive rows are committed in batches of this many, or this often.
+ARCHIVE_BATCH = 100
+ARCHIVE_FLUSH_SECONDS = 2.0
+
+# progress(found, done): images newly found, images newly finished
+Progress = Callable[[int, int], None]
+
+
+def _no_progress(found: int, done: int) -> None:
+    pass
+
+
+@dataclass
+class DownloadResult:
+    downloaded: list = field(default_factory=list)   # file names saved
+    skipped: int = 0          # items already in the archive
+    present: int = 0          # identical file already on disk (not in archive)
+    errors: list = field(default_factory=list)       # (description, reason)
+    warnings: list = field(default_factory=list)
+    messages: int = 0
+    images: int = 0
+    channels: list = field(default_factory=list)     # (name, id) fetched
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.errors)
+
+
+def describe_item(item) -> str:
+    when = item.posted.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"{item.original} ({item.source}, message {item.message_id}, {when})"
+
+
+class _Run:
+    """State of one download run; every method runs in the main thread."""
+
+    def __init__(self, client, folder, tz, workers, progress):
+        self.client = client
+        self.folder = Path(folder)
+        self.zone = ZoneInfo(tz) if isinstance(tz, str) else tz
+        self.result = DownloadResult()
+        self.archive = download_archive.DownloadArchive(self.folder)
+        self.known = self.archive.keys()
+        on_disk = {p.name for p in self.folder.iterdir()}
+        self.taken = set(on_disk)
+        # Files on disk no archive row names, by their first 19 characters:
+        # a name's collision family all starts with its YYYY-MM-DD_HH-MM-SS,
+        # so each item is compared with its own second's files, not with
+        # every file (quadratic in a big folder whose archive was lost).
+        self.unclaimed: dict[str, set[str]] = {}
+        for name in on_disk - self.archive.filenames():
+            if not name.startswith(".") and naming.is_image_name(name):
+                self.unclaimed.setdefault(name[:SECOND], set()).add(name)
+        self.pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="download")
+        self.transfer = Transfer(self.folder, client.max_retries, client.timeout, client.scrub)
+        self.pending = {}
+        self.rows, self.flushed = [], time.monotonic()
+        self.progress = progress or _no_progress
+
+    def submit(self, plan):
+        self.pending[self.pool.submit(self.transfer, plan)] = plan
+
+    def dispatch(self, items):
+        self.result.images += len(items)
+        fresh = [i for i in items if i.key not in self.known]
+        self.result.skipped += len(items) - len(fresh)
+        self.progress(len(items), len(items) - len(fresh))
+        for plan in plan_names(fresh, self.taken, self.zone):
+            self.taken.add(plan.name)
+            same_second = self.unclaimed.get(plan.base[:SECOND])
+            family = name_family(plan.base, same_second) if same_second else []
+            self.submit(replace(plan, compare_with=tuple(self.folder / n for n in family)))
+
+    def drain(self, block):
+        if not self.pending:
+            return
+        done, _ = concurrent.futures.wait(
+            list(self.pending), timeout=None if block else 0,
+            return_when=concurrent.futures.FIRST_COMPLETED)
+        for future in done:
+            self.pending.pop(future)
+            self.finish(future.result())
+
+    def finish(self, outcome):
+        handler = getattr(self, f"_on_{outcome.status}")
+        handler(outcome)
+
+    def _record(self, item, filename, size, sha256):
+        """Queue an archive row (the file is already in place); rows are
+        written in batches, and a row lost to a crash is recovered on the next
+        run, which finds the identical file on disk and claims it."""
+        self.rows.append((item.key, item.message_id, filename, size, sha256))
+        self.known.add(item.key)
+        if len(self.rows) >= ARCHIVE_BATCH or time.monotonic() - self.flushed > ARCHIVE_FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self):
+        if self.rows:
+            self.archive.add_many(self.rows)
+            self.rows = []
+        self.flushed = time.monotonic()
+
+    def _on_saved(self, outcome):
+        self._record(outcome.plan.item, outcome.filename, outcome.size, outcome.sha256)
+        self.result.downloaded.append(outcome.filename)
+        self.progress(0, 1)
+
+    def _on_maybe_present(self, outcome):
+        free = [n for n in outcome.matches if n in self.unclaimed.get(n[:SECOND], ())]
+        if not free:  # all identical files already belong to other items
+            self._publish_here(outcome, outcome.plan.name)
+            return
+        outcome.temp.unlink(missing_ok=True)
+        self.unclaimed[free[0][:SECOND]].discard(free[0])
+        self._record(outcome.plan.item, free[0], outcome.size, outcome.sha256)
+        self.result.present += 1
+        self.progress(0, 1)
+
+    def _publish_here(self, outcome, name):
+        while True:
+            try:
+                fileops.publish_no_clobber(outcome.temp, self.folder / name)
+                break
+            except FileExistsError:
+                self.taken.add(name)
+                name = naming.unique_name(name, lambda n: n in self.taken)
+        self.taken.add(name)
+        self._on_saved(replace(outcome, status="saved", filename=name))
+
+    def _on_conflict(self, outcome):
+        # a file appeared under the reserved name while we downloaded (the temp
+        # file is gone): fetch again under the next free name
+        plan = outcome.plan
+        self.taken.add(plan.name)
+        folded = {t.casefold() for t in self.taken}
+        name = naming.unique_name(plan.base, lambda n: n.casefold() in folded)
+        self.taken.add(name)
+        self.submit(replace(plan, name=name))
+
+    def _on_expired(self, outcome):
+        plan = outcome.plan
+        if plan.refreshed:
+            self._fail(plan, f"{outcome.reason}; still failing after refreshing the link")
+            return
+        fresh = self._refreshed_url(plan.item)
+        if fresh is None:
+            self._fail(plan, f"{outcome.reason}; the message no longer holds it")
+            return
+        self.submit(replace(plan, item=replace(plan.item, url=fresh), refreshed=True))
+
+    def _refreshed_url(self, item):
+        try:
+            message = self.client.fetch_message(item.channel_id, item.message_id)
+        except DiscordError:
+            return None
+        for candidate in extract_images(message):
+            if candidate.key == item.key:
+                return candidate.url
+        return None
+
+    def _on_failed(self, outcome):
+        self._fail(outcome.plan, outcome.reason)
+
+    def _fail(self, plan, reason):
+        self.result.errors.append((describe_item(plan.item), reason))
+        self.progress(0, 1)
+
+    def close(self):
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        try:
+            self.flush()
+        finally:
+            self.archive.close()
+
+
+def run_download(client, channels, folder, cutoff, *, tz=config.TIMEZONE,
+                 workers=config.DEFAULT_WORKERS, progress: Optional[Progress] = None):
+    """Download the images posted after `cutoff` in `channels` (channel
+    objects: the channel, then its threads) into `folder`.
+
+    Items already in the folder's archive are skipped; every saved file is
+    recorded there. Failures are counted in the result, never raised,
+    except an invalid token or lost access on the first page.
+    `progress(found, done)` hears of images found and images finished.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    run = _Run(client, folder, tz, workers, progress)
+    try:
+        for channel in channels:
+            run.result.channels.append((channel.get("name", ""), channel["id"]))
+            _fetch_channel(run, channel, cutoff)
+        while run.pending:
+            run.drain(block=True)
+    finally:
+        run.close()
+    run.result.warnings.extend(client.warnings)
+    return run.result
+
+
+def _fetch_channel(run, channel, cutoff):
+    pages = run.client.fetch_messages(channel["id"], cutoff)
+    try:
+        for items, count in release_batches(pages, run.zone):
+            run.result.messages += count
+            run.dispatch(items)
+            run.drain(block=False)
+    except AuthError:
+        raise
+    except AccessError as exc:
+        if len(run.result.channels) == 1 and run.result.messages == 0:
+            raise
+        run.result.errors.append((f"channel #{channel.get('name', channel['id'])}", str(exc)))
+    except DiscordError as exc:
+        run.result.errors.append((f"fetching messages of #{channel.get('name', channel['id'])}",
+                                  f"{exc}; later messages were not fetched"))
+
+
+def list_threads(client, channel, cutoff):
+    """The threads of `channel` active after `cutoff`, sorted by ID."""
+    threads = {}
+    for page in client.fetch_threads(channel, cutoff):
+        for thread in page:
+            threads[thread["id"]] = thread
+    return [threads[k] for k in sorted(threads, key=int)]
+
+
+def cutoff_for(days, now=None) -> datetime:
+    now = now or datetime.now(timezone.utc)
+    return now - timedelta(days=days)
+
+
+def channels_with_threads(client, channel, cutoff, include):
+    """([channel] plus its threads when `include`, error items): a thread
+    listing that fails is an error item, and the channel itself is still read;
+    only an invalid token is raised."""
+    if not include:
+        return [channel], []
+    try:
+        return [channel, *list_threads(client, channel, cutoff)], []
+    except AuthError:
+        raise
+    except DiscordError as exc:  # 403, 404, a server error
+        return [channel], [("listing threads", client.scrub(exc))]

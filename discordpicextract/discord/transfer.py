@@ -1,0 +1,164 @@
+"""Image transfers: fetch one planned image from the CDN (no token, ever)
+into a temp file, check it is a complete image, and publish it under its
+planned name without overwriting anything."""
+import hashlib
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import requests
+from PIL import Image
+
+import config
+from discordpicextract import fileops
+from discordpicextract.discord.client import backoff, thread_session
+from discordpicextract.discord.plan import PlannedDownload
+
+CHUNK = 64 * 1024
+
+
+@dataclass
+class Outcome:
+    plan: PlannedDownload
+    status: str                 # saved | expired | failed | conflict | maybe_present
+    filename: str = ""
+    size: int = 0
+    sha256: str = ""
+    reason: str = ""
+    temp: Optional[Path] = None
+    matches: tuple = ()         # for maybe_present: identical files on disk
+
+
+class BadBody(Exception):
+    """A response body that is not the complete image it should be."""
+
+
+class Transfer:
+    """Downloads image bytes (no token, ever) into `folder`, one session per thread."""
+
+    def __init__(self, folder, max_retries=config.MAX_RETRIES, timeout=config.REQUEST_TIMEOUT,
+                 scrubber=str):
+        self.folder = Path(folder)
+        self.max_retries = max_retries
+        self.timeout = timeout
+        self.scrub = scrubber
+        # saved images get the user's usual mode, not the temp file's 0o600
+        self.file_mode = fileops.new_file_mode()
+        self._local = threading.local()
+
+    def session(self):
+        return thread_session(self._local)
+
+    def __call__(self, plan):
+        reason = ""
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                time.sleep(backoff(attempt - 1))
+            try:
+                temp = fileops.temp_path_beside(self.folder / plan.name)
+            except OSError as exc:
+                return Outcome(plan, "failed", reason=f"cannot write in {self.folder}: {exc.strerror or exc}")
+            try:
+                size, digest, kind = self._fetch(plan.item.url, temp)
+                verify_image(temp, kind)
+                os.chmod(temp, self.file_mode)
+            except _Expired as exc:
+                temp.unlink(missing_ok=True)
+                return Outcome(plan, "expired", reason=str(exc))
+            except (BadBody, requests.RequestException, OSError) as exc:
+                temp.unlink(missing_ok=True)
+                reason = self.scrub(_describe(exc))
+                continue
+            except Exception as exc:  # a surprise must not end the whole run
+                temp.unlink(missing_ok=True)
+                return Outcome(plan, "failed", reason=self.scrub(f"{type(exc).__name__}: {exc}"))
+            except BaseException:
+                temp.unlink(missing_ok=True)
+                raise
+            try:
+                return self._publish(plan, temp, size, digest)
+            except OSError as exc:
+                temp.unlink(missing_ok=True)
+                return Outcome(plan, "failed", reason=f"saving failed: {exc.strerror or exc}")
+        tries = self.max_retries + 1
+        return Outcome(plan, "failed", reason=f"{reason} (after {tries} attempts)")
+
+    def _fetch(self, url, temp):
+        """Stream `url` into `temp`: (size, sha256, content type)."""
+        with self.session().get(url, stream=True, timeout=self.timeout) as response:
+            status = response.status_code
+            if status in (403, 404):
+                raise _Expired(f"HTTP {status} from the CDN (link expired or removed)")
+            if status != 200:
+                raise BadBody(f"HTTP {status}")
+            digest, size = hashlib.sha256(), 0
+            with open(temp, "wb") as out:
+                for chunk in response.iter_content(CHUNK):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+            expected = response.headers.get("Content-Length", "")
+            if expected.isdigit() and not response.headers.get("Content-Encoding") and int(expected) != size:
+                raise BadBody(f"body shorter than its Content-Length ({size} of {expected} bytes)")
+            kind = response.headers.get("Content-Type", "").split(";")[0].strip()
+        if size == 0:
+            raise BadBody("empty body")
+        return size, digest.hexdigest(), kind
+
+    def _publish(self, plan, temp, size, digest):
+        matches = tuple(p.name for p in plan.compare_with if _same_content(temp, p))
+        if matches:
+            return Outcome(plan, "maybe_present", size=size, sha256=digest, temp=temp, matches=matches)
+        try:
+            fileops.publish_no_clobber(temp, self.folder / plan.name)
+        except FileExistsError:
+            # publish_no_clobber removed the temp file; the main thread picks a new name
+            return Outcome(plan, "conflict", size=size, sha256=digest)
+        return Outcome(plan, "saved", filename=plan.name, size=size, sha256=digest)
+
+
+def _same_content(temp, path):
+    """False also when `path` went away meanwhile (moved by the user)."""
+    try:
+        return fileops.same_content(temp, path)
+    except FileNotFoundError:
+        return False
+
+
+class _Expired(Exception):
+    pass
+
+
+def _describe(exc):
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return "connection closed before the body was complete"
+    if isinstance(exc, requests.ConnectionError):
+        return f"connection failed ({type(exc).__name__})"
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    return str(exc)
+
+
+def verify_image(path, kind=""):
+    """Raise BadBody unless `path` is a complete, decodable image.
+
+    verify() checks a PNG's every chunk (a cut PNG fails); other formats
+    are decoded too, a JPEG at 1/8 scale (enough to reach its end) so that a
+    big screenshot does not cost its full pixel memory in each worker.
+    """
+    try:
+        with Image.open(path) as image:
+            found = image.format
+            image.verify()
+        if found != "PNG":
+            with Image.open(path) as image:
+                if found == "JPEG":
+                    image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
+                image.load()
+    except Exception as exc:  # Pillow raises many types for bad data
+        sent = f"{kind} body" if kind else "body"
+        detail = str(exc).replace(f" '{path}'", "").replace(str(path), "file")
+        raise BadBody(f"not a decodable image ({sent}; {type(exc).__name__}: {detail})") from None

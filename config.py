@@ -44,6 +44,8 @@ DEFAULT_ADJUST_HOURS = -5
 # Hidden bookkeeping files kept inside image folders.
 ARCHIVE_FILE = ".discordpicextract-archive.sqlite3"
 JOURNAL_FILE = ".discordpicextract-renames.jsonl"
+# The zone the folder's names are written in (JSON, {"names_zone": ...}).
+FOLDER_INFO_FILE = ".discordpicextract-folder.json"
 
 
 def api_base():

@@ -1,0 +1,313 @@
+"""When each file was really posted: a Discord snowflake encodes its
+message's post time to the millisecond, and a download archive row ties a
+file to its message, by name in the folder's own archive, or by content
+(sha256) in any archive, so that a file saved by another tool, or renamed
+since, still finds its message after a fresh download of the same window.
+
+Matching by content is exact only when the content was posted once. Bytes
+posted more than once (a re-post a minute later) are resolved, in order:
+a message whose post time is the name's time; else one whose offset is the
+one the other files of that date (then of the folder) show; else, when the
+files and the messages are equally many, in time order (a shift keeps
+order). A file still undecided is unknown, never guessed.
+"""
+import hashlib
+import os
+import sqlite3
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Optional
+
+import config
+from discordpicextract.errors import UsageError
+from discordpicextract.timestamps.convert import to_wall
+
+DISCORD_EPOCH_MS = 1420070400000
+BY_NAME, BY_CONTENT = "archive", "sha256"
+_CHUNK = 1 << 20
+
+
+def snowflake_time(message_id) -> Optional[datetime]:
+    """The aware UTC post time of a message ID: ((id >> 22) + epoch) ms.
+    None for anything that is not a snowflake."""
+    try:
+        value = int(str(message_id))
+    except ValueError:
+        return None
+    if value <= 0 or value >= 1 << 64:
+        return None
+    ms = (value >> 22) + DISCORD_EPOCH_MS
+    return datetime.fromtimestamp(ms // 1000, timezone.utc) + timedelta(milliseconds=ms % 1000)
+
+
+# --- archives -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ArchiveRow:
+    item_key: str
+    message_id: str
+    filename: str
+    size: int
+    sha256: str
+
+
+def archive_file_for(path) -> Path:
+    """The archive file `path` names: a folder holding one, or the file
+    itself. UsageError when there is none."""
+    path = Path(path)
+    if path.is_dir():
+        found = path / config.ARCHIVE_FILE
+        if not found.is_file():
+            raise UsageError(f"no download archive in {path} (expected {found}); "
+                             f"--archive takes a downloaded folder or its archive file")
+        return found
+    if not path.is_file():
+        raise UsageError(f"--archive: not found: {path}")
+    return path
+
+
+def read_archive_rows(path) -> list:
+    """Every row of the archive file at `path`, opened read-only (a
+    download running meanwhile is not disturbed, nothing is created)."""
+    uri = Path(path).resolve().as_uri() + "?mode=ro"
+    try:
+        db = sqlite3.connect(uri, uri=True)
+        try:
+            rows = db.execute("SELECT item_key, message_id, filename, size, sha256 FROM downloads").fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise UsageError(f"cannot read the download archive {path}: {exc}") from None
+    return [ArchiveRow(str(key), str(mid), str(name), int(size), str(digest).lower())
+            for key, mid, name, size, digest in rows]
+
+
+def own_archive_rows(folder) -> list:
+    path = Path(folder) / config.ARCHIVE_FILE
+    return read_archive_rows(path) if path.is_file() else []
+
+
+def sha256_of(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while True:
+            chunk = handle.read(_CHUNK)
+            if not chunk:
+                return digest.hexdigest()
+            digest.update(chunk)
+
+
+# --- matching files to messages ---------------------------------------------------
+
+@dataclass(frozen=True)
+class Known:
+    message_id: str
+    posted: datetime   # aware UTC
+    via: str           # BY_NAME or BY_CONTENT
+
+
+@dataclass
+class Matches:
+    known: dict = field(default_factory=dict)     # name -> Known
+    ambiguous: list = field(default_factory=list)  # names whose content several messages posted
+    unreadable: list = field(default_factory=list)  # (name, reason) files that could not be hashed
+
+
+def match_messages(images, own_rows, other_rows, zone, digest=sha256_of) -> Matches:
+    """Tie each image (naming.ImageFile) to its message: by name through
+    `own_rows` (the folder's archive), else by content through both row
+    lists. `zone` is the names' zone (for the tie-breaks); `digest(path)`
+    hashes a file, called only for files whose size some row has."""
+    out = Matches()
+    by_name: dict = {}
+    for row in own_rows:
+        posted = snowflake_time(row.message_id)
+        if posted is not None:
+            by_name.setdefault(row.filename, []).append((posted, row))
+    claimed = set()
+    rest = []
+    for image in images:
+        found = by_name.get(image.name)
+        if found:
+            posted, row = min(found, key=lambda pair: pair[0])
+            out.known[image.name] = Known(row.message_id, posted, BY_NAME)
+            claimed.add(row.item_key)
+        else:
+            rest.append(image)
+    if rest:
+        undecided = _match_by_content(rest, [*own_rows, *other_rows], claimed, zone, digest, out)
+        if undecided:
+            _pair_by_neighbours(undecided, images, zone, out)
+    return out
+
+
+def _match_by_content(images, rows, claimed, zone, digest, out):
+    candidates: dict = defaultdict(dict)  # (size, sha256) -> {item_key: (wall time, posted, row)}
+    for row in rows:
+        posted = snowflake_time(row.message_id)
+        if posted is not None and row.item_key not in claimed:
+            candidates[(row.size, row.sha256)][row.item_key] = (to_wall(posted, zone), posted, row)
+    sizes = {size for size, _digest in candidates}
+    groups = defaultdict(list)  # (size, sha256) -> [image]
+    for image in images:
+        try:
+            size = os.stat(image.path).st_size
+            if size in sizes:
+                groups[(size, digest(image.path))].append(image)
+        except OSError as exc:
+            out.unreadable.append((image.name, exc.strerror or str(exc)))
+    undecided = []
+    for key, members in groups.items():
+        pool = sorted(candidates.get(key, {}).values(), key=lambda c: (c[1], c[2].item_key))
+        if pool:
+            undecided += _pair_exact(members, pool, out)
+    return undecided
+
+
+def _pair_exact(members, pool, out):
+    """Files of one content whose message is certain: a single post time,
+    or a post time equal to the name's. Returns (files, pool left) pairs."""
+    if len({wall for wall, _posted, _row in pool}) == 1:
+        for image in members:  # one post time: every copy was posted then
+            wall, posted, row = pool[0]
+            out.known[image.name] = Known(row.message_id, posted, BY_CONTENT)
+        return []
+    left, rest = list(pool), []
+    for image in sorted(members, key=lambda i: (i.timestamp, i.name)):
+        hit = next((c for c in left if c[0] == image.timestamp), None)
+        if hit is None:
+            rest.append(image)
+        else:
+            left.remove(hit)
+            out.known[image.name] = Known(hit[2].message_id, hit[1], BY_CONTENT)
+    return [(rest, left)] if rest else []
+
+
+def _pair_by_neighbours(undecided, images, zone, out):
+    """Repeated content, no exact hit: the message whose offset the other
+    known files of the date (then of the folder) show; else time order when
+    the counts match; else unknown (ambiguous)."""
+    by_date: dict = defaultdict(Counter)
+    overall: Counter = Counter()
+    for image in images:
+        known = out.known.get(image.name)
+        if known is not None:
+            offset = image.timestamp - to_wall(known.posted, zone)
+            by_date[image.timestamp.date()][offset] += 1
+            overall[offset] += 1
+    usual = overall.most_common(1)[0][0] if overall else None
+    for files, left in undecided:
+        rest = []
+        for image in files:
+            day = by_date.get(image.timestamp.date())
+            wanted = [offset for offset in (day.most_common(1)[0][0] if day else None, usual)
+                      if offset is not None]
+            hit = next((c for offset in wanted for c in left if image.timestamp - c[0] == offset), None)
+            if hit is None:
+                rest.append(image)
+            else:
+                left.remove(hit)
+                out.known[image.name] = Known(hit[2].message_id, hit[1], BY_CONTENT)
+        if rest and len(rest) == len(left):
+            for image, (_wall, posted, row) in zip(sorted(rest, key=lambda i: (i.timestamp, i.name)), left):
+                out.known[image.name] = Known(row.message_id, posted, BY_CONTENT)
+        else:
+            out.ambiguous += [image.name for image in rest]
+
+
+# --- verification -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Checked:
+    """A file whose message is known: its name's time against the post time
+    in the names' zone."""
+
+    name: str
+    original: str
+    named: datetime    # the name's naive time
+    posted: datetime   # naive post time in the names' zone, whole seconds
+    instant: datetime  # aware UTC post time (orders equal names)
+    via: str
+
+    @property
+    def offset(self) -> timedelta:
+        return self.named - self.posted
+
+    @property
+    def agrees(self) -> bool:
+        return self.named == self.posted
+
+    @property
+    def date(self) -> date:
+        return self.named.date()
+
+
+@dataclass
+class Verification:
+    folder: str
+    zone: str
+    checked: list = field(default_factory=list)    # [Checked], in name order
+    unknown: list = field(default_factory=list)    # names whose message is not known
+    ambiguous: list = field(default_factory=list)  # of those, content several messages posted
+    unreadable: list = field(default_factory=list)  # (name, reason)
+    unparsed: list = field(default_factory=list)   # names that are no pipeline name
+    other_archive: str = ""
+
+    @property
+    def agree(self) -> list:
+        return [item for item in self.checked if item.agrees]
+
+    @property
+    def differ(self) -> list:
+        return [item for item in self.checked if not item.agrees]
+
+
+def plan_verification(listing, matches, zone, folder="") -> Verification:
+    """Pure: compare each image of `listing` (naming.FolderListing) with
+    its message's post time (`matches`)."""
+    out = Verification(str(folder), str(zone), unparsed=[path.name for path in listing.unparsed])
+    for image in listing.images:
+        known = matches.known.get(image.name)
+        if known is None:
+            out.unknown.append(image.name)
+            continue
+        out.checked.append(Checked(image.name, image.parsed.original, image.timestamp,
+                                   to_wall(known.posted, zone), known.posted, known.via))
+    out.ambiguous = sorted(set(matches.ambiguous))
+    out.unreadable = list(matches.unreadable)
+    return out
+
+
+def fetch_verification(folder, zone, archive=None) -> Verification:
+    """Read `folder` and its archive (and the archive at `archive`, a folder
+    holding one or the file) and verify every image against its post time."""
+    from discordpicextract import naming
+
+    other_path = archive_file_for(archive) if archive else None
+    own = own_archive_rows(folder)
+    other = read_archive_rows(other_path) if other_path else []
+    listing = naming.list_images(folder)
+    matches = match_messages(listing.images, own, other, zone)
+    result = plan_verification(listing, matches, zone, folder)
+    result.other_archive = str(other_path or "")
+    return result
+
+
+def post_time_targets(verification, staying):
+    """New names for the files of `verification` whose name is not their
+    post time (convert.plan_targets: no two files ever get one name).
+    `staying` is every name in the folder that is not checked."""
+    from discordpicextract.timestamps.convert import Wanted, plan_targets
+
+    wanted = [Wanted(item.name, item.original, item.posted, item.instant) for item in verification.checked]
+    return plan_targets(wanted, staying)
+
+
+def format_offset(offset) -> str:
+    """A timedelta (or seconds) as +H:MM:SS / -H:MM:SS."""
+    seconds = int(offset.total_seconds()) if isinstance(offset, timedelta) else int(offset)
+    sign = "-" if seconds < 0 else "+"
+    seconds = abs(seconds)
+    return f"{sign}{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"

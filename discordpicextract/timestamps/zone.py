@@ -1,0 +1,128 @@
+"""The zone a folder's names are written in, recorded beside them.
+
+A name says `2025-03-10_14-30-00`; in which zone is known only to the tool
+that wrote it. The downloader records it in `config.FOLDER_INFO_FILE`
+(`{"names_zone": "America/New_York"}`), the copy steps carry it to their
+outputs, a zone conversion updates it, and every step reads names in it.
+A folder without a record is read in `config.TIMEZONE` (what every folder
+written before the record existed was named in, unless told otherwise).
+"""
+import json
+import os
+from pathlib import Path
+from typing import Optional
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import config
+from discordpicextract import fileops
+from discordpicextract.errors import UsageError
+
+KEY = "names_zone"
+
+
+def info_path(folder) -> Path:
+    return Path(folder) / config.FOLDER_INFO_FILE
+
+
+def check_zone_name(name) -> str:
+    """`name` if it is an IANA zone zoneinfo knows; ValueError otherwise."""
+    try:
+        ZoneInfo(str(name))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone: {name!r} (use an IANA name like America/New_York)") from None
+    return str(name)
+
+
+def _read_info(folder) -> dict:
+    path = info_path(folder)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc} "
+                         f"(fix or remove it; it records the zone of the names)") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"cannot read {path}: not a JSON object (fix or remove it)")
+    return data
+
+
+def read_zone(folder) -> Optional[str]:
+    """The zone recorded for `folder`'s names, or None when none is."""
+    recorded = _read_info(folder).get(KEY)
+    if recorded is None:
+        return None
+    try:
+        return check_zone_name(recorded)
+    except ValueError as exc:
+        raise UsageError(f"{info_path(folder)}: {exc}") from None
+
+
+def record_zone(folder, zone) -> None:
+    """Record `zone` for `folder`'s names (other keys kept), written through
+    a temp file so a crash never leaves half a record."""
+    zone = check_zone_name(zone)
+    data = _read_info(folder)
+    if data.get(KEY) == zone:
+        return
+    data[KEY] = zone
+    path = info_path(folder)
+    temp = fileops.temp_path_beside(path)
+    try:
+        temp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+        os.chmod(temp, fileops.new_file_mode())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def folder_zone(folder, override=None) -> str:
+    """The zone to read `folder`'s names in: `override` (a --timezone flag),
+    else the recorded one, else config.TIMEZONE."""
+    return override or read_zone(folder) or config.TIMEZONE
+
+
+def common_zone(folders, override=None) -> str:
+    """The one zone the names of every folder in `folders` are in. A rename
+    batch over folders named in different zones would shift one of them
+    wrongly: a UsageError naming each folder and its zone."""
+    if override:
+        return override
+    zones = {str(folder): folder_zone(folder) for folder in folders}
+    distinct = sorted(set(zones.values()))
+    if len(distinct) > 1:
+        listed = ", ".join(f"{folder} ({zone})" for folder, zone in zones.items())
+        raise UsageError(f"the folders' names are recorded in different zones: {listed}; convert them to "
+                         f"one zone first (adjust_timestamps.py --folders F --from-zone Z) or pass --timezone")
+    return distinct[0] if distinct else config.TIMEZONE
+
+
+def has_named_images(folder) -> bool:
+    """Whether `folder` already holds a pipeline-named image (a zone record
+    may then only confirm what those names are in)."""
+    from discordpicextract import naming
+
+    try:
+        with os.scandir(folder) as entries:
+            return any(not entry.name.startswith(".") and naming.is_image_name(entry.name)
+                       and naming.try_parse_name(entry.name) is not None for entry in entries)
+    except FileNotFoundError:
+        return False
+
+
+def claim_zone(folder, zone, *, source="") -> None:
+    """Record `zone` for a folder about to receive names in it (a download,
+    a copy step's output). A folder whose names are in another zone (its
+    record, or config.TIMEZONE for unrecorded names) would end with two
+    zones under one record: a UsageError, nothing written."""
+    zone = check_zone_name(zone)
+    present = read_zone(folder)
+    if present is None and has_named_images(folder):
+        present = config.TIMEZONE
+    if present is not None and present != zone:
+        origin = f" ({source})" if source else ""
+        raise UsageError(f"{folder} holds names written in {present}; adding names in {zone}{origin} would "
+                         f"mix two zones in one folder. Convert it first (adjust_timestamps.py --folders "
+                         f"{folder} --from-zone {present} --to-zone {zone}) or use another folder")
+    record_zone(folder, zone)

@@ -3,7 +3,7 @@ matching files to messages, verified and estimated periods."""
 from datetime import date, datetime, time, timedelta, timezone
 
 import pytest
-from conftest import fill, n
+from helpers import fill, n
 
 import config
 from discordpicextract import naming

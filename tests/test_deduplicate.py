@@ -3,13 +3,15 @@ import csv
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import imagehash
 import pytest
-from helpers import ROOT, chart_image, write_image
+from helpers import ROOT, chart_image, image_bytes, write_image
 from PIL import Image, ImageDraw, PngImagePlugin
 
 import deduplicate_images as dedupe
@@ -231,7 +233,7 @@ def test_rerun_is_idempotent_and_uses_the_cache(tmp_path, capsys):
 
     os.utime(first, ns=(first.stat().st_atime_ns, first.stat().st_mtime_ns + 10**9))
     code3, out3, _ = run(capsys, "--source", str(src), "--output", str(out_dir))
-    assert "Files read: 1," in out3          # a changed file is read again
+    assert code3 == 0 and "Files read: 1," in out3          # a changed file is read again
     code4, out4, _ = run(capsys, "--source", str(src), "--output", str(out_dir), "--no-cache")
     assert "Files read: 4," in out4 and code4 == 0
 
@@ -283,13 +285,45 @@ def test_fast_path_gives_the_same_plan_as_hashing_every_file(tmp_path, max_dista
         {r.name for r in fast_plan.corrupt}
 
 
-def test_no_fast_path_flag_selects_the_same_files(tmp_path, capsys):
+def write_damaged_behind_checksums(path, seed):
+    """A PNG whose compressed pixels are damaged but whose chunk CRCs are right
+    (what a broken encoder writes): the structure check passes it, only a
+    decode finds it."""
+    data = bytearray(image_bytes(seed=seed, size=(64, 48)))
+    offset = 8
+    while data[offset + 4:offset + 8] != b"IDAT":
+        offset += 12 + struct.unpack(">I", data[offset:offset + 4])[0]
+    length = struct.unpack(">I", data[offset:offset + 4])[0]
+    body = bytearray(data[offset + 8:offset + 8 + length])
+    middle = len(body) // 2
+    body[middle:middle + 16] = bytes(byte ^ 0xFF for byte in body[middle:middle + 16])
+    data[offset + 8:offset + 8 + length] = body
+    data[offset + 8 + length:offset + 12 + length] = struct.pack(">I", zlib.crc32(b"IDAT" + bytes(body)))
+    Path(path).write_bytes(bytes(data))
+    return Path(path)
+
+
+def test_no_fast_path_decodes_every_file_and_finds_damage_behind_checksums(tmp_path, capsys):
     src = tmp_path / "src"
     build_mixed_folder(src)
-    run(capsys, "--source", str(src), "--output", str(tmp_path / "fast"), "--workers", "2")
-    run(capsys, "--source", str(src), "--output", str(tmp_path / "full"), "--no-fast-path",
-        "--workers", "2")
-    assert names(tmp_path / "fast") == names(tmp_path / "full")
+    write_damaged_behind_checksums(src / "2025-02-19_10-00-00_crc.png", seed=21)
+    listed = len(naming.list_images(src).images)
+
+    fast_code, fast_out, fast_err = run(capsys, "--source", str(src), "--output", str(tmp_path / "fast"),
+                                        "--workers", "2")
+    full_code, full_out, full_err = run(capsys, "--source", str(src), "--output", str(tmp_path / "full"),
+                                        "--no-fast-path", "--workers", "2")
+
+    assert fast_code == full_code == 1                  # the cut PNGs are corrupt either way
+    # the fast path decodes only what a comparison needs and trusts the CRCs ...
+    assert "Unreadable/corrupt images (kept as unique): 2" in fast_out
+    assert "crc.png" not in fast_err
+    assert f"decoded for pHash: {listed - 2}," not in fast_out
+    # ... --no-fast-path decodes every file that passed the check, and so finds it
+    assert f"Files read: {listed}, decoded for pHash: {listed - 2}, answered from cache: 0" in full_out
+    assert "Unreadable/corrupt images (kept as unique): 3" in full_out
+    assert "warning: 2025-02-19_10-00-00_crc.png: cannot decode: broken data stream" in full_err
+    assert names(tmp_path / "fast") == names(tmp_path / "full")   # corrupt images are copied too
 
 
 def test_max_distance_groups_near_images_to_the_earliest_kept(tmp_path, capsys):
@@ -343,11 +377,12 @@ def test_dry_run_changes_nothing(tmp_path, capsys):
     assert "  2025-02-14_10-01-00_a.png duplicates 2025-02-14_10-00-00_a.png (+1.0m (60.0s)" in out
     assert "Unique images to copy: 1" in out
 
-    run(capsys, "--source", str(src), "--output", str(tmp_path / "out"))
+    assert run(capsys, "--source", str(src), "--output", str(tmp_path / "out"))[0] == 0
     cache = tmp_path / "out" / image_hashes.CACHE_FILE
     first.touch()                                   # the cache row is now stale
     before = (cache.read_bytes(), cache.stat().st_mtime_ns)
     code, out, _ = run(capsys, "--source", str(src), "--output", str(tmp_path / "out"), "--dry-run")
+    assert code == 0
     assert "Files read: 1, decoded for pHash: 0, answered from cache: 1" in out
     assert (cache.read_bytes(), cache.stat().st_mtime_ns) == before   # read, never written
 

@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Optional
 
 import config
-from discordpicextract import cli, fileops, image_hashes, naming
+from discordpicextract import cli, fileops, image_hashes, logs, messages, naming
+from discordpicextract import records as derived
 from discordpicextract.errors import RunError
 
 PERCENTILES = (25, 75, 90, 95)
@@ -310,11 +311,22 @@ def apply_copies(records, output) -> fileops.CopyResult:
     return fileops.copy_files_into([record.image.path for record in records], output)
 
 
-def stale_duplicates(plan, output):
-    """Removed images that an earlier run copied into `output` (the source
-    has since gained an earlier copy): never deleted, but reported."""
-    return [(item.record.name, group.kept.name) for group in plan.groups
-            for item in group.removed if (Path(output) / item.record.name).exists()]
+def fetch_output_state(image_records, plan, output):
+    """The output folder and its record, against the names a fresh run
+    would copy (the digests already computed spare reading sources again)."""
+    sources = {r.name: r.image.path for r in image_records}
+    known = {r.name: r.digest for r in image_records if r.digest}
+    return derived.fetch_state(output, sources, {r.name for r in plan.keep}, known)
+
+
+def apply_sync(state, plan, source, output) -> derived.SyncResult:
+    """Bring `output` to exactly the kept images: copy what is missing,
+    remove an earlier copy of ours that is now a duplicate (or whose source
+    is gone), leave the user's files alone; then the messages' rows."""
+    sync_plan = derived.plan_sync(state, {r.name for r in plan.keep})
+    result = derived.apply_sync(output, state, sync_plan)
+    messages.sync_rows(source, output, result.current)
+    return result
 
 
 def report_rows(plan):
@@ -363,21 +375,37 @@ class DedupeRun:
     scanned: int
     plan: DedupePlan
     unparsed: list
-    copies: Optional[fileops.CopyResult]
+    copies: Optional[derived.SyncResult]
     scan: ScanStats
     warnings: list = field(default_factory=list)
     report_file: Optional[str] = None
     report_outcome: Optional[str] = None
     not_files: list = field(default_factory=list)   # image-named folders, broken links
-    stale: list = field(default_factory=list)       # (removed name, kept name) found in output
+    sync_plan: Optional[derived.SyncPlan] = None    # dry run: what the output would undergo
 
     @property
     def failed(self):
         copies = self.copies
         report_failed = self.report_outcome and self.report_outcome not in ("written", "identical")
         return bool(self.unparsed or self.not_files or self.plan.corrupt or report_failed
-                    or self.stale
-                    or (copies and (copies.conflicts or copies.failed)))
+                    or (copies and (copies.conflicts or copies.failed or copies.changed)))
+
+    def note(self):
+        """The one-line summary (--quiet, main.py --pipeline)."""
+        copies = self.copies
+        did = f"{self.scanned} scanned, {len(self.plan.removed)} duplicates skipped"
+        if copies is not None:
+            did += f", {len(copies.copied)} copied, {len(copies.removed)} removed"
+        look = []
+        if self.plan.corrupt:
+            look.append(f"{len(self.plan.corrupt)} corrupt")
+        if self.unparsed or self.not_files:
+            look.append(f"{len(self.unparsed) + len(self.not_files)} skipped names")
+        if copies and (copies.conflicts or copies.failed):
+            look.append(f"{len(copies.conflicts) + len(copies.failed)} not copied")
+        if copies and copies.changed:
+            look.append(f"{len(copies.changed)} changed copies left")
+        return did, ", ".join(look)
 
 
 def print_report(run: DedupeRun, out=None, err=None):
@@ -390,6 +418,7 @@ def print_report(run: DedupeRun, out=None, err=None):
         print(f"warning: {record.name}: {record.error}; kept as unique", file=err)
     if run.dry_run:
         _print_plan(run.plan, out)
+        _print_sync_plan(run.sync_plan, out)
     _print_summary(run, out)
     _print_statistics(run.plan, out)
     _print_outcome(run, out, err)
@@ -406,6 +435,16 @@ def _print_plan(plan, out):
     print(file=out)
 
 
+def _print_sync_plan(sync_plan, out):
+    if sync_plan is None or not sync_plan.remove:
+        return
+    print("Earlier copies that would be removed from the output (now duplicates, or their "
+          "source is gone):", file=out)
+    for name in sync_plan.remove:
+        print(f"  {name}", file=out)
+    print(file=out)
+
+
 def _print_summary(run, out):
     plan, copies = run.plan, run.copies
     rule = "=" * 60
@@ -416,6 +455,8 @@ def _print_summary(run, out):
         lines.append(f"  Unique images copied: {len(copies.copied)}")
         if copies.identical:
             lines.append(f"  Already in output (identical, skipped): {len(copies.identical)}")
+        if copies.removed:
+            lines.append(f"  Earlier copies removed (now duplicates, or source gone): {len(copies.removed)}")
     lines += [f"  Duplicates skipped: {len(plan.removed)}",
               f"  Duplicate groups found: {len(plan.groups)}"]
     if plan.corrupt:
@@ -463,9 +504,14 @@ def _print_outcome(run, out, err):
     if run.copies:
         for line in run.copies.error_lines(run.output):
             print(line, file=err)
-    for name, kept in run.stale:
-        print(f"warning: {run.output} also holds {name}, now a duplicate of {kept} "
-              "(an earlier run's copy; not removed)", file=err)
+        for name in run.copies.removed:
+            print(f"Removed {name}: an earlier copy of ours, now a duplicate or gone from the source",
+                  file=out)
+        for name in run.copies.changed:
+            print(f"warning: {run.output}: {name} was copied here earlier but has changed since; "
+                  "left alone (now counted as your file)", file=err)
+        for name in run.copies.user_files:
+            print(f"Left alone: {name} (not written by this step)", file=out)
     if run.report_outcome == "conflict":
         print(f"error: report not written: {run.report_file} exists with different content",
               file=err)
@@ -544,16 +590,17 @@ def dedupe(args) -> DedupeRun:
     ignore_size = args.ignore_size
     try:
         with image_hashes.Workers(args.workers) as workers:
-            records, scan = fetch_records(listing.images, cache, workers,
+            image_records, scan = fetch_records(listing.images, cache, workers,
                                           fast=not args.no_fast_path, ignore_size=ignore_size)
     except image_hashes.WorkerDied as exc:
         raise RunError(f"{exc}; nothing was copied") from None
     warnings = [w for w in (cache.warning, cache.save()) if w]
-    plan = plan_dedupe(records, args.max_distance, ignore_size)
-    copies = None if args.dry_run else apply_copies(plan.keep, args.output)
-    run = DedupeRun(args.source, args.output, args.dry_run, len(records), plan,
+    plan = plan_dedupe(image_records, args.max_distance, ignore_size)
+    state = fetch_output_state(image_records, plan, args.output)
+    copies = None if args.dry_run else apply_sync(state, plan, args.source, args.output)
+    run = DedupeRun(args.source, args.output, args.dry_run, len(image_records), plan,
                     listing.unparsed, copies, scan, warnings, not_files=listing.not_files,
-                    stale=[] if args.dry_run else stale_duplicates(plan, args.output))
+                    sync_plan=derived.plan_sync(state, {r.name for r in plan.keep}) if args.dry_run else None)
     if args.report:
         run.report_file = args.report
         try:
@@ -569,6 +616,7 @@ def _main(argv):
     _validate(args)
     run = dedupe(args)
     print_report(run)
+    logs.note("deduplicate_images.py", *run.note())
     return cli.EXIT_ITEMS_FAILED if run.failed else cli.EXIT_OK
 
 

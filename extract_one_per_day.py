@@ -7,6 +7,11 @@ For each date in the names, the image with the latest timestamp is copied
 file that already exists with the same bytes is skipped (a re-run), one with
 other bytes is an error for that file and is never overwritten. A pick
 that fails the integrity check is still copied, with a warning (exit 1).
+
+A re-run keeps the output exact: an earlier pick of ours that is no longer
+its day's latest (or whose source is gone) is removed, once checked to be
+byte-identical to what was copied; a file the user put there is left alone
+and reported (see discordpicextract/records.py).
 """
 import sys
 from collections import OrderedDict
@@ -14,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import config
-from discordpicextract import cli, fileops, image_hashes, naming
+from discordpicextract import cli, image_hashes, logs, messages, naming
+from discordpicextract import records as derived
 
 
 @dataclass
@@ -44,26 +50,33 @@ def plan_one_per_day(listing: naming.FolderListing) -> OnePerDayPlan:
 
 
 @dataclass
-class ExtractResult(fileops.CopyResult):
-    others: dict = field(default_factory=dict)   # date -> other images already in output
+class ExtractResult(derived.SyncResult):
+    others: dict = field(default_factory=dict)   # date -> the user's images of a picked date
     corrupt: list = field(default_factory=list)  # (name, message): copied, but damaged
 
 
-def apply_one_per_day(plan: OnePerDayPlan, output) -> ExtractResult:
+def apply_one_per_day(plan: OnePerDayPlan, listing: naming.FolderListing, source, output) -> ExtractResult:
     output = Path(cli.make_output_folder(output))
-    result = fileops.copy_files_into([pick.selected.path for pick in plan.picks], output, ExtractResult())
+    result = ExtractResult()
+    digests = {}
     # The day's pick is what users look at: say so when it is damaged.
     for pick in plan.picks:
         check = image_hashes.check_file(pick.selected.path)
+        if check.digest:
+            digests[pick.selected.name] = check.digest
         if not check.ok:
             result.corrupt.append((pick.selected.name, check.error))
+    wanted = {pick.selected.name for pick in plan.picks}
+    state = derived.fetch_state(output, {image.name: image.path for image in listing.images}, wanted, digests)
+    derived.apply_sync(output, state, derived.plan_sync(state, wanted), result)
+    messages.sync_rows(source, output, result.current)
     result.others = _other_images_per_date(plan, output)
     return result
 
 
 def _other_images_per_date(plan, output):
-    # An earlier run may have picked an image that is no longer the last of
-    # its day; it is never deleted, but the folder is then not one per day.
+    # The user's own image of a picked date is never deleted, but the
+    # folder is then not one per day.
     selected = {pick.date: pick.selected.name for pick in plan.picks}
     others = {}
     for image in naming.list_images(output).images:
@@ -95,11 +108,19 @@ def print_report(source, output, plan, result, dry_run, out=None, err=None):
     print(f"Extracted {done} images (one per day){note}", file=out)
     for line in result.error_lines(output):
         print(line, file=err)
+    for name in result.removed:
+        print(f"Removed {name}: an earlier pick of ours, no longer its day's latest "
+              "(or gone from the source)", file=out)
+    for name in result.user_files:
+        print(f"Left alone: {name} (not written by this step)", file=out)
+    for name in result.changed:
+        print(f"warning: {output}: {name} was copied here earlier but has changed since; "
+              "left alone (now counted as your file)", file=err)
     for name, message in result.corrupt:
         print(f"warning: {name}: {message} (copied as the day's image all the same)", file=err)
     for day, names in sorted(result.others.items()):
         print(f"warning: {output} also holds {', '.join(names)} for {day} "
-              "(an earlier pick; not removed)", file=err)
+              "(not written by this step; not removed)", file=err)
     print(f"Results saved to: {output}", file=out)
 
 
@@ -121,12 +142,33 @@ def build_parser():
 def _main(argv):
     args = build_parser().parse_args(argv)
     cli.check_output_folder(args.source, args.output)
-    plan = plan_one_per_day(naming.list_images(args.source))
-    result = None if args.dry_run else apply_one_per_day(plan, args.output)
+    listing = naming.list_images(args.source)
+    plan = plan_one_per_day(listing)
+    result = None if args.dry_run else apply_one_per_day(plan, listing, args.source, args.output)
     print_report(args.source, args.output, plan, result, args.dry_run)
     failed = plan.unparsed or plan.not_files or (result and (result.conflicts or result.failed or result.others
-                                          or result.corrupt))
+                                          or result.corrupt or result.changed))
+    logs.note("extract_one_per_day.py", *_note(plan, result))
     return cli.EXIT_ITEMS_FAILED if failed else cli.EXIT_OK
+
+
+def _note(plan, result):
+    did = f"{len(plan.picks)} dates"
+    if result is not None:
+        did += f", {len(result.copied)} new picks, {len(result.removed)} earlier picks removed"
+    look = []
+    if plan.unparsed or plan.not_files:
+        look.append(f"{len(plan.unparsed) + len(plan.not_files)} skipped names")
+    if result is not None:
+        if result.conflicts or result.failed:
+            look.append(f"{len(result.conflicts) + len(result.failed)} not copied")
+        if result.others:
+            look.append(f"{len(result.others)} dates with another image")
+        if result.corrupt:
+            look.append(f"{len(result.corrupt)} damaged picks")
+        if result.changed:
+            look.append(f"{len(result.changed)} changed copies left")
+    return did, ", ".join(look)
 
 
 def main(argv=None):

@@ -7,7 +7,8 @@ import os
 import sys
 from pathlib import Path
 
-from discordpicextract import __version__
+import config
+from discordpicextract import __version__, logs, settings
 from discordpicextract.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, DPEError, UsageError
 
 EXIT_ITEMS_FAILED = EXIT_FAILED
@@ -21,14 +22,44 @@ INTERACTIVE_ENV = "DISCORDPICEXTRACT_INTERACTIVE"
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that raises UsageError instead of printing usage and exiting,
     so that `main(argv)` can return an exit code. Every script answers
-    `--version`."""
+    `--version`, `--config`, `-q/--quiet` and `-v/--verbose` (which `run`
+    has already acted on before the script parses its flags)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.add_argument("--version", action="version", version=f"discordpicextract {__version__}")
+        add_common_arguments(self)
 
     def error(self, message):
         raise UsageError(f"{self.prog}: {message}")
+
+
+def add_common_arguments(parser):
+    parser.add_argument("--config", metavar="PATH",
+                        help=f"settings file (default: {settings.DEFAULT_FILE} in the working folder, if any); "
+                             "flags override it")
+    volume = parser.add_mutually_exclusive_group()
+    volume.add_argument("-q", "--quiet", action="store_true",
+                        help="print only warnings, errors and the final summary")
+    volume.add_argument("-v", "--verbose", action="store_true", help="print details too")
+
+
+class _Prescan(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def prescan(argv):
+    """--config, --quiet and --verbose, read before the script's own parser
+    runs: the settings file sets that parser's defaults. A malformed use
+    is left for the script's parser to report."""
+    parser = _Prescan(add_help=False)
+    add_common_arguments(parser)
+    try:
+        options, _rest = parser.parse_known_args(argv)
+    except UsageError:
+        options = argparse.Namespace(config=None, quiet=False, verbose=False)
+    return options
 
 
 def is_interactive(stdin=None) -> bool:
@@ -88,10 +119,22 @@ def run(main_body, argv=None):
     1 for a run that failed); Ctrl-C -> 130; `--help`/`--version` -> 0.
     """
     _printable_output()
+    words = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    options = prescan(words)
     try:
-        return main_body(argv)
+        found = settings.find(options.config)
+        loaded = settings.load(found) if found else None
+        with logs.configured(options.quiet, options.verbose), settings.applied(loaded, config):
+            if found:
+                logs.log.debug("settings from %s", found)
+            logs.clear_notes()
+            code = main_body(argv)
+            if options.quiet:
+                _print_note(logs.last_note())
+            return code
     except DPEError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        logs.note_error(str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
@@ -104,6 +147,12 @@ def run(main_body, argv=None):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_ITEMS_FAILED
+
+
+def _print_note(note):
+    """Under --quiet, a step's one-line summary is its whole report."""
+    if note is not None:
+        logs.summary(f"{note.step}: {note.did}" + (f"; needs a look: {note.look}" if note.look else ""))
 
 
 def _printable_output():

@@ -479,20 +479,39 @@ def test_a_file_gone_after_the_listing_is_reported_not_a_traceback(tmp_path, cap
     assert [name for name, _ in result.failed] == ["2025-02-14_11-00-00_b.png"]
 
 
-def test_an_earlier_copy_that_is_now_a_duplicate_is_reported(tmp_path, capsys):
+def test_an_earlier_copy_that_is_now_a_duplicate_is_removed_a_user_file_is_not(tmp_path, capsys):
     # A first download window began mid-day: the 10:01 re-post was kept.
     # A wider download then brought the 10:00 original.
-    src = tmp_path / "src"
+    src, out_dir = tmp_path / "src", tmp_path / "out"
     repost = write_image(src / "2025-02-14_10-01-00_a.png", seed=1)
-    run(capsys, "--source", str(src), "--output", str(tmp_path / "out"))
+    run(capsys, "--source", str(src), "--output", str(out_dir))
+    copy_as(repost, "2025-02-14_10-00-00_a.png")
+    mine = write_image(out_dir / "2025-02-14_09-00-00_mine.png", seed=7)
+    before = mine.read_bytes()
+
+    code, out, err = run(capsys, "--source", str(src), "--output", str(out_dir), "--dry-run")
+    assert code == 0 and "would be removed" in out and "  2025-02-14_10-01-00_a.png" in out
+    code, out, err = run(capsys, "--source", str(src), "--output", str(out_dir))
+
+    assert code == 0, err
+    assert "Earlier copies removed (now duplicates, or source gone): 1" in out
+    assert "Left alone: 2025-02-14_09-00-00_mine.png (not written by this step)" in out
+    assert names(out_dir) == ["2025-02-14_09-00-00_mine.png", "2025-02-14_10-00-00_a.png"]
+    assert mine.read_bytes() == before
+
+
+def test_an_earlier_copy_changed_since_is_left_alone(tmp_path, capsys):
+    src, out_dir = tmp_path / "src", tmp_path / "out"
+    repost = write_image(src / "2025-02-14_10-01-00_a.png", seed=1)
+    run(capsys, "--source", str(src), "--output", str(out_dir))
+    write_image(out_dir / repost.name, seed=8)           # the user edited our copy
     copy_as(repost, "2025-02-14_10-00-00_a.png")
 
-    code, out, err = run(capsys, "--source", str(src), "--output", str(tmp_path / "out"))
+    code, out, err = run(capsys, "--source", str(src), "--output", str(out_dir))
 
     assert code == 1
-    assert (f"warning: {tmp_path / 'out'} also holds 2025-02-14_10-01-00_a.png, now a duplicate "
-            "of 2025-02-14_10-00-00_a.png") in err
-    assert names(tmp_path / "out") == ["2025-02-14_10-00-00_a.png", "2025-02-14_10-01-00_a.png"]
+    assert f"{repost.name} was copied here earlier but has changed since; left alone" in err
+    assert names(out_dir) == ["2025-02-14_10-00-00_a.png", repost.name]
 
 
 def without_root_file_powers():

@@ -84,17 +84,31 @@ def test_rerun_is_idempotent_and_conflicts_never_overwritten(tmp_path, capsys):
     assert "error: 2025-02-18_10-00-00_b.png: a different file already has this name" in err
 
 
-def test_an_earlier_pick_left_in_output_is_reported(tmp_path, capsys):
-    src = tmp_path / "src"
+def test_an_earlier_pick_is_replaced_by_the_day_s_latest_a_user_file_is_not(tmp_path, capsys):
+    src, out_dir = tmp_path / "src", tmp_path / "out"
     write_image(src / "2025-02-14_10-00-00_a.png", seed=1)
-    run(capsys, "--source", str(src), "--output", str(tmp_path / "out"))
+    run(capsys, "--source", str(src), "--output", str(out_dir))
     write_image(src / "2025-02-14_15-00-00_later.png", seed=2)   # the day went on
+    mine = write_image(out_dir / "2025-02-16_09-00-00_mine.png", seed=3)
 
-    code, out, err = run(capsys, "--source", str(src), "--output", str(tmp_path / "out"))
+    code, out, err = run(capsys, "--source", str(src), "--output", str(out_dir))
+
+    assert code == 0, err
+    assert "Removed 2025-02-14_10-00-00_a.png: an earlier pick of ours" in out
+    assert "Left alone: 2025-02-16_09-00-00_mine.png (not written by this step)" in out
+    assert names(out_dir) == ["2025-02-14_15-00-00_later.png", mine.name]
+
+
+def test_a_user_image_of_a_picked_date_is_reported_not_removed(tmp_path, capsys):
+    src, out_dir = tmp_path / "src", tmp_path / "out"
+    write_image(src / "2025-02-14_10-00-00_a.png", seed=1)
+    mine = write_image(out_dir / "2025-02-14_09-00-00_mine.png", seed=3)
+
+    code, out, err = run(capsys, "--source", str(src), "--output", str(out_dir))
 
     assert code == 1
-    assert "also holds 2025-02-14_10-00-00_a.png for 2025-02-14" in err
-    assert names(tmp_path / "out") == ["2025-02-14_10-00-00_a.png", "2025-02-14_15-00-00_later.png"]
+    assert f"also holds {mine.name} for 2025-02-14 (not written by this step; not removed)" in err
+    assert names(out_dir) == [mine.name, "2025-02-14_10-00-00_a.png"]
 
 
 def test_unparsed_names_reported_and_exit_1(tmp_path, capsys):

@@ -1,0 +1,121 @@
+"""`messages.csv`: each saved image's message, beside the images.
+
+One row per image file: the file name, the message ID, when it was posted
+(UTC, ISO 8601), the author's name and ID, the message text, the jump link
+and where in the message the image was (attachment, embed, text link,
+forward, component). The downloader adds the rows of what it saves; the
+copy steps write the rows of the files they copy into their own folders;
+the timestamp tools rename rows with their files. The file is always
+rewritten whole through a temp file, so a reader never sees half of it.
+"""
+import csv
+import io
+import os
+from datetime import timezone
+from pathlib import Path
+
+from discordpicextract import fileops
+
+MESSAGES_FILE = "messages.csv"
+FIELDS = ("file", "message_id", "posted_at", "author", "author_id", "text", "link", "source")
+JUMP_LINK = "https://discord.com/channels/{guild}/{channel}/{message}"
+
+
+def messages_path(folder) -> Path:
+    return Path(folder) / MESSAGES_FILE
+
+
+def source_label(source: str) -> str:
+    """The downloader's item source ("attachment", "text (forwarded)", ...)
+    as the column says it."""
+    if "forward" in source:
+        return "forward"
+    if source.startswith("component"):
+        return "component"
+    if source.startswith("text"):
+        return "text link"
+    return source.split(" ", 1)[0]
+
+
+def jump_link(guild_id, channel_id, message_id) -> str:
+    """Discord's link to a message (`@me` for a DM, which has no guild)."""
+    return JUMP_LINK.format(guild=guild_id or "@me", channel=channel_id, message=message_id)
+
+
+def posted_at(moment) -> str:
+    """An aware datetime as UTC ISO 8601 with milliseconds (a snowflake's precision)."""
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def row(filename, *, message_id, posted, author, author_id, text, guild_id, channel_id, source) -> dict:
+    return {"file": filename, "message_id": str(message_id), "posted_at": posted_at(posted),
+            "author": author or "", "author_id": str(author_id or ""), "text": text or "",
+            "link": jump_link(guild_id, channel_id, message_id), "source": source_label(source)}
+
+
+def read_rows(folder) -> list:
+    """The rows of `folder`'s messages.csv, in file order ([] when there is none)."""
+    try:
+        with open(messages_path(folder), encoding="utf-8", newline="", errors="surrogateescape") as handle:
+            return [{name: entry.get(name) or "" for name in FIELDS} for entry in csv.DictReader(handle)]
+    except FileNotFoundError:
+        return []
+
+
+def render(rows) -> bytes:
+    text = io.StringIO()
+    writer = csv.DictWriter(text, FIELDS, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return text.getvalue().encode("utf-8", errors="surrogateescape")
+
+
+def write_rows(folder, rows) -> bool:
+    """Write `rows` as `folder`'s messages.csv, atomically; False (nothing
+    written) when the file already holds exactly them."""
+    path = messages_path(folder)
+    data = render(rows)
+    try:
+        if path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    temp = fileops.temp_path_beside(path)
+    try:
+        temp.write_bytes(data)
+        os.chmod(temp, fileops.new_file_mode())
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+    return True
+
+
+def add_rows(folder, new_rows) -> None:
+    """Add the rows of newly saved files (a row for a name already listed
+    replaces it: the name now holds that file)."""
+    new_rows = list(new_rows)
+    if not new_rows:
+        return
+    names = {entry["file"] for entry in new_rows}
+    kept = [entry for entry in read_rows(folder) if entry["file"] not in names]
+    write_rows(folder, kept + sorted(new_rows, key=lambda e: (e["posted_at"], e["file"])))
+
+
+def record_renames(folder, mapping) -> None:
+    """Files of `folder` were renamed ({old: new}, at once): rows follow."""
+    if not messages_path(folder).exists():
+        return
+    rows = read_rows(folder)
+    if any(entry["file"] in mapping for entry in rows):
+        write_rows(folder, [{**entry, "file": mapping.get(entry["file"], entry["file"])} for entry in rows])
+
+
+def sync_rows(source, output, names) -> bool:
+    """Make `output`'s messages.csv hold the source's rows of `names` (the
+    files a copy step has in `output`), in the source's order. Nothing
+    happens when the source has no messages.csv (downloaded with
+    --no-messages, or by an older version)."""
+    if not messages_path(source).exists():
+        return False
+    names = set(names)
+    return write_rows(output, [entry for entry in read_rows(source) if entry["file"] in names])

@@ -1,0 +1,124 @@
+"""Messages as Discord's JSON, with signed, expiring CDN links (`ex`/`is`/`hm`)."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import struct
+import threading
+from typing import Any, Callable, Optional
+from urllib.parse import quote
+
+from .snowflakes import iso
+from .store import Blob, Message
+
+
+def image_dimensions(data: bytes) -> Optional[tuple[int, int]]:
+    """(width, height) of PNG, GIF, JPEG or WebP bytes, read from the header."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        return struct.unpack(">II", data[16:24])
+    if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
+        return struct.unpack("<HH", data[6:10])
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and len(data) >= 30:
+        return _webp_dimensions(data)
+    if data[:2] == b"\xff\xd8":
+        return _jpeg_dimensions(data)
+    return None
+
+
+def _webp_dimensions(data: bytes) -> Optional[tuple[int, int]]:
+    if data[12:16] == b"VP8 ":
+        w, h = struct.unpack("<HH", data[26:30])
+        return w & 0x3FFF, h & 0x3FFF
+    if data[12:16] == b"VP8L":
+        bits = int.from_bytes(data[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    return None
+
+
+def _jpeg_dimensions(data: bytes) -> Optional[tuple[int, int]]:
+    pos = 2
+    while pos + 9 < len(data):
+        if data[pos] != 0xFF:
+            pos += 1
+            continue
+        marker = data[pos + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            pos += 2
+            continue
+        length = struct.unpack(">H", data[pos + 2:pos + 4])[0]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            h, w = struct.unpack(">HH", data[pos + 5:pos + 9])
+            return w, h
+        pos += 2 + length
+    return None
+
+
+def attachment_path(blob: Blob) -> str:
+    return f"/attachments/{blob.channel_id}/{blob.id}/{quote(blob.filename, safe='')}"
+
+
+class CdnLinks:
+    """Signs attachment links; `expire_all()` invalidates every link issued so far."""
+
+    def __init__(self, ttl: float, cdn_base: Callable[[], str]):
+        self.ttl = float(ttl)
+        self._cdn_base = cdn_base
+        self._secret = secrets.token_bytes(32)
+        self._generation = 0
+        self._lock = threading.Lock()
+
+    def _sign(self, path: str, issued: int, expires: int) -> str:
+        msg = f"{self._generation}|{path}|{expires:x}|{issued:x}".encode()
+        return hmac.new(self._secret, msg, hashlib.sha256).hexdigest()
+
+    def signed_url(self, blob: Blob, now: float) -> str:
+        path = attachment_path(blob)
+        issued = int(now)
+        expires = int(now + self.ttl)
+        return f"{self._cdn_base()}{path}?ex={expires:x}&is={issued:x}&hm={self._sign(path, issued, expires)}&"
+
+    def is_valid(self, blob: Blob, query: dict[str, str], now: float) -> bool:
+        """True when the query's ex/is/hm sign this blob's path in this generation and `ex` is not past."""
+        try:
+            expires, issued, hm = int(query["ex"], 16), int(query["is"], 16), query["hm"]
+        except (KeyError, ValueError):
+            return False
+        good = self._sign(attachment_path(blob), issued, expires)
+        return hmac.compare_digest(good, hm) and expires >= now
+
+    def expire_all(self) -> None:
+        with self._lock:
+            self._generation += 1
+
+
+def render_attachment(blob: Blob, links: CdnLinks, now: float) -> dict:
+    url = links.signed_url(blob, now)
+    out: dict[str, Any] = {"id": str(blob.id), "filename": blob.filename, "size": len(blob.data),
+                           "url": url, "proxy_url": url}
+    if blob.content_type:
+        out["content_type"] = blob.content_type
+    # Discord gives width/height for images, also when it could not name the type
+    is_image = blob.content_type is None or blob.content_type.startswith("image/")
+    dims = image_dimensions(blob.data) if is_image else None
+    if dims:
+        out["width"], out["height"] = dims
+    return out
+
+
+def render_message(msg: Message, links: CdnLinks, now: float) -> dict:
+    out: dict[str, Any] = {
+        "type": 0, "id": str(msg.id), "channel_id": str(msg.channel_id), "author": msg.author,
+        "content": msg.content, "timestamp": iso(msg.when), "edited_timestamp": None,
+        "tts": False, "mention_everyone": False, "mentions": [], "mention_roles": [],
+        "attachments": [render_attachment(b, links, now) for b in msg.attachments],
+        "embeds": msg.embeds, "pinned": False, "flags": 0, "components": []}
+    if msg.snapshots:
+        out["flags"] = 1 << 14          # HAS_SNAPSHOT, as Discord marks forwards
+        out["message_reference"] = msg.reference
+        out["message_snapshots"] = [{"message": {
+            "type": 0, "content": s.content, "timestamp": iso(s.when), "edited_timestamp": None,
+            "flags": 0, "mentions": [], "mention_roles": [], "components": [],
+            "attachments": [render_attachment(b, links, now) for b in s.attachments],
+            "embeds": s.embeds}} for s in msg.snapshots]
+    return out

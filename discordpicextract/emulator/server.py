@@ -1,0 +1,346 @@
+"""The HTTP side: two loopback servers (API and CDN), the request log, and `DiscordEmulator`.
+
+`DiscordEmulator` is the public face: it starts and stops the servers, builds
+the world (add_guild, add_channel, add_thread, add_message, host_image), takes
+faults (inject, expire_links) and answers inspection (requests, count_status,
+connections_opened). The work is done by the store, routes and faults modules.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, NamedTuple, Optional
+from urllib.parse import parse_qs, quote, urlsplit
+
+from .faults import FaultInjector, RateLimiter
+from .render import CdnLinks, render_message
+from .responses import Response
+from .routes import API_PREFIX, ApiRouter, ApiRoutes, CdnRoutes
+from .snowflakes import UTC, message_time
+from .store import FileSpec, Id, World, make_user
+
+
+class Request(NamedTuple):
+    server: str                 # "api" or "cdn"
+    method: str
+    path: str
+    query: dict[str, str]
+    authorization: Optional[str]
+    user_agent: Optional[str]
+
+
+class RequestRecord(NamedTuple):
+    server: str                 # "api" or "cdn"
+    method: str
+    path: str
+    query: dict[str, str]
+    authorization: Optional[str]
+    status: int
+    at: float
+    user_agent: Optional[str] = None
+
+
+class RequestLog:
+    """Every request answered, with a count per status."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: list[RequestRecord] = []
+        self._status_counts: dict[int, int] = {}
+
+    def add(self, request: Request, status: int) -> None:
+        record = RequestRecord(request.server, request.method, request.path, request.query,
+                               request.authorization, status, time.time(), request.user_agent)
+        with self._lock:
+            self._records.append(record)
+            self._status_counts[status] = self._status_counts.get(status, 0) + 1
+
+    def records(self) -> list[RequestRecord]:
+        with self._lock:
+            return list(self._records)
+
+    def count(self, status: int) -> int:
+        with self._lock:
+            return self._status_counts.get(int(status), 0)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._records.clear()
+            self._status_counts.clear()
+
+
+App = Callable[[Request], Response]
+
+
+class LoopbackServer(ThreadingHTTPServer):
+    """A threaded HTTP/1.1 server on 127.0.0.1 (a free port) answering every request with `app`."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, kind: str, app: App):
+        self.kind = kind
+        self.app = app
+        self._connections: set[socket.socket] = set()
+        self._conn_lock = threading.Lock()
+        self.opened = 0
+        super().__init__(("127.0.0.1", 0), _Handler)
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    def track(self, conn: socket.socket, alive: bool) -> None:
+        with self._conn_lock:
+            if alive:
+                self._connections.add(conn)
+                self.opened += 1
+            else:
+                self._connections.discard(conn)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client hanging up mid-answer is normal (timeouts, truncate faults);
+        # anything else is an emulator bug and must stay visible.
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
+    def close_connections(self) -> None:
+        # Keep-alive handler threads block reading their socket; shutting the
+        # sockets down lets stop() actually end every connection.
+        with self._conn_lock:
+            conns = list(self._connections)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"     # keep-alive: requests.Session reuses connections
+    server_version = "DiscordEmulator/1.0"
+    sys_version = ""
+    timeout = 60                      # an idle keep-alive connection is closed after this
+    server: LoopbackServer
+
+    def version_string(self) -> str:
+        return self.server_version
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in two writes; without NODELAY, Nagle plus
+        # delayed ACK would add ~40 ms to every keep-alive response.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.track(self.connection, True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.track(self.connection, False)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _dispatch(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        split = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
+        request = Request(self.server.kind, self.command, split.path, query,
+                          self.headers.get("Authorization"), self.headers.get("User-Agent"))
+        self._send(self.server.app(request))
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _dispatch
+
+    def _send(self, response: Response) -> None:
+        body = response.body
+        try:
+            self.send_response(response.status)
+            self.send_header("Content-Type", response.content_type)
+            self.send_header("Content-Length", str(len(body)))
+            for name, value in response.headers.items():
+                self.send_header(name, value)
+            if response.truncate:
+                self.send_header("Connection", "close")
+                self.close_connection = True
+                body = body[:len(body) // 2]
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+
+class DiscordEmulator:
+    """Loopback Discord API v10 subset + CDN. See the package docstring."""
+
+    def __init__(self, token: str, token_kind: str = "user", latency: float = 0.0,
+                 rate_limits: bool = True, route_limit: tuple[int, float] = (5, 1.0),
+                 link_ttl: float = 86400.0, username: str = "chart_watcher",
+                 global_limit: Optional[tuple[int, float]] = None):
+        """global_limit: optional (requests, seconds) across all API routes (Discord's
+        is 50 per second); exceeding it answers a global 429."""
+        if token_kind not in ("user", "bot"):
+            raise ValueError("token_kind must be 'user' or 'bot'")
+        self.token = token
+        self.token_kind = token_kind
+        self.latency = float(latency)
+        self.world = World()
+        self.links = CdnLinks(link_ttl, lambda: self.cdn_base)
+        self.limiter = RateLimiter(rate_limits, route_limit, global_limit)
+        self.faults = FaultInjector(self.limiter)
+        self.log = RequestLog()
+        self._servers: dict[str, LoopbackServer] = {}
+        self._threads: list[threading.Thread] = []
+        now = datetime.now(UTC) - timedelta(days=900)
+        self.me = make_user(self.world.new_id(now), username, bot=(token_kind == "bot"))
+        self.poster = make_user(self.world.new_id(now), "spx_poster")
+        expected_auth = token if token_kind == "user" else "Bot " + token
+        self.api = ApiRouter(ApiRoutes(self.world, self.links, self.me, token_kind), self.limiter, expected_auth)
+        self.cdn = CdnRoutes(self.world, self.links)
+
+    # ---- lifecycle -------------------------------------------------------
+    def start(self) -> DiscordEmulator:
+        if self._servers:
+            return self
+        for kind in ("api", "cdn"):
+            server = self._servers[kind] = LoopbackServer(kind, self._answer)
+            thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
+                                      name=f"discord-emulator-{kind}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        for server in self._servers.values():
+            server.shutdown()
+            server.close_connections()
+            server.server_close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._threads = []
+
+    def __enter__(self) -> DiscordEmulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _port(self, kind: str) -> int:
+        if kind not in self._servers:
+            raise RuntimeError("call start() first")
+        return self._servers[kind].port
+
+    @property
+    def api_base(self) -> str:
+        return f"http://127.0.0.1:{self._port('api')}{API_PREFIX}"
+
+    @property
+    def cdn_base(self) -> str:
+        return f"http://127.0.0.1:{self._port('cdn')}"
+
+    # ---- building the world ------------------------------------------------
+    def add_guild(self, name: str, member: bool = True) -> dict:
+        """A guild; `member=False` makes one the token's user is not in
+        (not listed; its channels answer 403)."""
+        return dict(self.world.add_guild(name, member))
+
+    def guilds(self) -> list[dict]:
+        """Every guild added so far, member or not, oldest first (copies)."""
+        with self.world.lock:
+            return [dict(g) for g in self.world.guilds.values()]
+
+    def add_channel(self, guild_id: Id, name: str, accessible: bool = True, topic: Optional[str] = None,
+                    position: Optional[int] = None) -> dict:
+        """A GUILD_TEXT channel (type 0). `accessible=False`: it exists, 403 Missing Access."""
+        return dict(self.world.add_channel(guild_id, name, accessible, topic, position))
+
+    def add_thread(self, channel_id: Id, name: str, archived: bool = False,
+                   archive_time: Optional[datetime] = None) -> dict:
+        """A PUBLIC_THREAD (type 11) of a channel; messages can be added to it like a channel."""
+        return dict(self.world.add_thread(channel_id, name, self.poster["id"], archived, archive_time))
+
+    def add_message(self, channel_id: Id, when: datetime, content: str = "", attachments: Iterable[FileSpec] = (),
+                    embeds: Iterable[dict] = (), snapshots: Iterable[dict] = (),
+                    author: Optional[dict] = None) -> dict:
+        """Post a message at `when` (aware); returns its Discord JSON (fresh signed links).
+
+        attachments: (filename, bytes, content_type or None) tuples.
+        snapshots: forwarded messages, dicts with content/attachments/embeds
+        (and optionally "timestamp", the original's aware datetime)."""
+        when = message_time(when)       # refuse a naive time before taking the lock
+        with self.world.lock:
+            msg = self.world.add_message(channel_id, when, content, attachments, embeds, snapshots,
+                                         author or self.poster)
+            # a copy: callers may change what they get without touching the stored message
+            return json.loads(json.dumps(render_message(msg, self.links, time.time())))
+
+    def host_image(self, filename: str, data: bytes, content_type: str = "image/png") -> str:
+        """Put bytes on the CDN at an unsigned external URL (for text URLs and embeds)."""
+        blob = self.world.add_external(filename, data, content_type)
+        return f"{self.cdn_base}/external/{blob.id}/{quote(filename, safe='')}"
+
+    # ---- faults --------------------------------------------------------------
+    def inject(self, kind: str, path_contains: str = "", times: int = 1, **params: Any) -> None:
+        """Make the next `times` requests whose path contains `path_contains` fail.
+
+        kinds: "status" (status=500), "rate_limit" (retry_after=1.0, is_global=False),
+        "rate_limit_absurd" (reset_after=3600.0; a 429 whose Retry-After/retry_after/
+        X-RateLimit-Reset-After ask for that wait; status=200 sends those headers on a
+        normal answer instead), "truncate" (body cut to half, connection closed),
+        "html" (200 text/html error page), "slow" (delay=1.0 before the normal answer)."""
+        self.faults.add(kind, path_contains, times, params)
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
+
+    def expire_links(self) -> None:
+        """Every CDN link issued so far now answers 404; re-read messages for fresh ones."""
+        self.links.expire_all()
+
+    def reset_rate_limits(self) -> None:
+        self.limiter.reset()
+
+    # ---- inspection ------------------------------------------------------------
+    @property
+    def requests(self) -> list[RequestRecord]:
+        return self.log.records()
+
+    @property
+    def connections_opened(self) -> dict[str, int]:
+        """TCP connections accepted so far per server ({"api": n, "cdn": m}):
+        a client reusing keep-alive connections keeps these small."""
+        return {kind: server.opened for kind, server in self._servers.items()}
+
+    def count_status(self, status: int) -> int:
+        return self.log.count(status)
+
+    def clear_log(self) -> None:
+        self.log.clear()
+
+    # ---- answering -----------------------------------------------------------------
+    def _normal(self, request: Request) -> Response:
+        if request.server == "api":
+            return self.api.handle(request.method, request.path, request.query, request.authorization)
+        return self.cdn.handle(request.method, request.path, request.query)
+
+    def _answer(self, request: Request) -> Response:
+        if self.latency > 0:
+            time.sleep(self.latency)
+        fault = self.faults.take(request.path)
+        response = None
+        if fault is not None:
+            response = self.faults.respond(fault, request.server, lambda: self._normal(request))
+        if response is None:
+            response = self._normal(request)
+        self.log.add(request, response.status)
+        return response

@@ -6,6 +6,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -570,6 +571,74 @@ def test_report_never_overwrites_a_different_file(tmp_path, capsys):
     assert "error: report not written: r.json exists with different content" in err
     assert names(tmp_path / "out") == ["2025-03-03_09-00-00_k0.png"]   # the copy still ran
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+
+
+_REAL_CHECK_FILE = image_hashes.check_file
+
+
+def _check_file_in_a_worker(path):
+    """image_hashes.check_file as the --workers tests run it (set up by
+    watch_workers, settings in a file beside the source folder: a worker
+    started by a fork server sees no environment variable set by the test).
+    A file named *crash* ends the worker process that checks it (os._exit: a
+    real crash). Every other call leaves the id of its process in pids/ and
+    waits (up to the deadline) for `wanted` processes to have taken a file
+    each: a busy worker takes no other file, so every worker of the pool is seen."""
+    watch = Path(path).parent.parent / "watch"
+    settings = json.loads((watch / "settings.json").read_text())
+    if "crash" in Path(path).name:
+        if os.getpid() == settings["test_pid"]:
+            raise RuntimeError("asked to crash a worker, but the file is checked in the test's own process")
+        os._exit(3)
+    (watch / "pids" / str(os.getpid())).touch()
+    while len(os.listdir(watch / "pids")) < settings["wanted"] and time.time() < settings["deadline"]:
+        time.sleep(0.005)
+    return _REAL_CHECK_FILE(path)
+
+
+def watch_workers(monkeypatch, tmp_path, wanted):
+    """Run every file check of images in tmp_path/src through _check_file_in_a_worker,
+    in the pool from the first file. Returns the folder of the pid files."""
+    (tmp_path / "watch" / "pids").mkdir(parents=True)
+    (tmp_path / "watch" / "settings.json").write_text(json.dumps(
+        {"wanted": wanted, "deadline": time.time() + 10, "test_pid": os.getpid()}))
+    monkeypatch.setattr(image_hashes, "check_file", _check_file_in_a_worker)
+    monkeypatch.setattr(image_hashes, "PARALLEL_MIN_CHECKS", 1)
+    return tmp_path / "watch" / "pids"
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_workers_flag_sets_how_many_processes_read_the_files(tmp_path, capsys, monkeypatch, workers):
+    pids = watch_workers(monkeypatch, tmp_path, wanted=workers)
+    src = tmp_path / "src"
+    for seed in range(12):
+        write_image(src / f"2025-02-14_10-{seed:02d}-00_w.png", seed=seed, size=(40, 30))
+
+    code, out, err = run(capsys, "--source", str(src), "--output", str(tmp_path / "out"),
+                         "--workers", str(workers))
+
+    assert code == 0, err
+    assert "Files read: 12," in out
+    seen = {int(entry.name) for entry in pids.iterdir()}
+    if workers == 1:
+        assert seen == {os.getpid()}                    # no pool: read in this process
+    else:
+        assert len(seen) == workers and os.getpid() not in seen
+
+
+def test_a_worker_that_dies_ends_the_run_with_a_one_line_error(tmp_path, capsys, monkeypatch):
+    watch_workers(monkeypatch, tmp_path, wanted=1)
+    src = tmp_path / "src"
+    for seed in range(6):
+        write_image(src / f"2025-02-14_10-{seed:02d}-00_w.png", seed=seed, size=(40, 30))
+    write_image(src / "2025-02-14_11-00-00_crash.png", seed=9, size=(40, 30))
+
+    code, out, err = run(capsys, "--source", str(src), "--output", str(tmp_path / "out"), "--workers", "2")
+
+    assert code == 1
+    assert err == ("error: a worker process stopped without an answer (out of memory?); "
+                   "try again with fewer --workers; nothing was copied\n")
+    assert names(tmp_path / "out") == []
 
 
 def test_a_worker_process_that_dies_is_a_clear_error():

@@ -16,7 +16,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import config
-from discordpicextract import cli, download_archive
+from discordpicextract import cli, download_archive, logs
 from discordpicextract.discord import (
     AuthError,
     DiscordClient,
@@ -93,6 +93,7 @@ def _common_options(args):
         threads=args.threads,
         max_wait=args.max_wait or config.MAX_RATE_LIMIT_WAIT,
         progress=not args.no_progress and sys.stderr.isatty(),
+        messages=not args.no_messages,
     )
 
 
@@ -113,7 +114,7 @@ def run_job(job, api_base=None):
         _make_folder(folder)  # only now: a bad token or channel leaves no empty folder behind
         with _progress_bar(job.progress) as progress:
             result = run_download(client, channels, folder, cutoff, tz=job.tz,
-                                  workers=job.workers, progress=progress)
+                                  workers=job.workers, progress=progress, keep_messages=job.messages)
     except AuthError as exc:
         raise UsageError(f"invalid token ({_status_text(exc)}): check {TOKEN_VARIABLES}"
                          f"{'' if job.kind == 'bot' else ' (or pass --bot for a bot token)'}") from None
@@ -123,6 +124,9 @@ def run_job(job, api_base=None):
         raise UsageError(str(exc)) from None
     result.errors[:0] = thread_errors
     print_summary(result, folder)
+    logs.note("discord_downloader.py",
+              f"{len(result.downloaded)} new images, {result.skipped + result.present} already there",
+              f"{len(result.errors)} errors" if result.errors else "")
     return cli.EXIT_ITEMS_FAILED if result.failed else cli.EXIT_OK
 
 

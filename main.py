@@ -3,10 +3,14 @@
     python main.py                      # asks for what it needs
     python main.py --channel spx-realtime-aws --guild 数学家炒美股 --days 14
     python main.py --demo               # no account: a local emulated Discord
+    python main.py --pipeline -q        # download, then every later step, per channel
 
 The pipeline's entry: without --demo it runs the download step
 (discord_downloader.py, same flags and prompts); with --demo it downloads a
-generated channel from a local emulator, then runs the later steps on it.
+generated channel from a local emulator, then runs the later steps on it;
+with --pipeline it syncs each channel (--channel, or every [[channel]] of
+the settings file) into its folder set and runs every later step, ending
+with one summary table and one exit code (0 fine, 1 needs a look, 2 bad input).
 Files are saved as `YYYY-MM-DD_HH-MM-SS_originalname.ext` (time in
 config.TIMEZONE). A re-run into the same folder fetches only what is missing.
 Exit codes: 0 every image saved or skipped, 1 some failed, 2 bad input.
@@ -18,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import config
-from discordpicextract import cli, demo
+from discordpicextract import cli, demo, logs, pipeline, settings
 from discordpicextract.demo import DEMO_DAYS, DEMO_ROOT
 from discordpicextract.discord.job import (
     PROMPT_CHANNEL,
@@ -99,16 +103,72 @@ def print_demo_prompts(job):
 
 # --- entry point ------------------------------------------------------------------
 
+# --- the pipeline ---------------------------------------------------------------
+
+def run_pipeline(args):
+    """Download each channel, then dedupe, one per day, the date-coverage and
+    the market-hours checks on its folders; one summary table at the end."""
+    found = settings.find(args.config)
+    loaded = settings.load(found) if found else settings.Settings()
+    targets = pipeline.plan_targets(
+        args.channel, args.guild, args.output, loaded.channels,
+        lambda folder: loaded.folder_set(settings.Channel(folder)), config.PIPELINE_FOLDERS,
+        config.DEFAULT_DAYS, config.PLOT_FILE)
+    options = pipeline.Options(days=args.days, config=args.config, quiet=args.quiet, verbose=args.verbose,
+                               no_messages=args.no_messages, bot=args.bot, threads=args.threads,
+                               workers=args.workers, timezone=args.timezone,
+                               verify=_market_check_verifies())
+    summary = pipeline.Summary()
+    for target in targets:
+        steps = pipeline.plan_steps(target, options)
+        for number, step in enumerate(steps):
+            summary.rows.append(_run_step(step))
+            if step.step == "download" and summary.rows[-1].code not in (cli.EXIT_OK, cli.EXIT_FAILED):
+                # no download (bad token, unknown channel): the later steps would check stale folders
+                summary.rows += [pipeline.Row(target.label, later.step, None) for later in steps[number + 1:]]
+                break
+    logs.summary(pipeline.render_summary(summary))
+    return summary.exit_code
+
+
+def _run_step(step):
+    print(f"\n{'#' * 70}\n# {step.target.label}: {pipeline.STEP_TITLES[step.step]}\n"
+          f"#   python {step.script}.py {' '.join(step.argv)}\n{'#' * 70}")
+    code = importlib.import_module(step.script).main(list(step.argv))
+    note, error = logs.last_note(), logs.last_error()
+    look = note.look if note else ""
+    if code and not look:
+        look = error or "see the step's report"
+    return pipeline.Row(step.target.label, step.step, code, note.did if note else "", look)
+
+
+def _market_check_verifies():
+    """The market-hours check verifies names against post times where it can."""
+    import quality_check_timestamps
+
+    return "--verify" in quality_check_timestamps.build_parser()._option_string_actions
+
+
+# --- entry point ------------------------------------------------------------------
+
 def build_main_parser():
-    """discord_downloader.py's flags, plus --demo."""
-    parser = build_parser("main.py", output_note=f"; with --demo: the demo's own folder, default {DEMO_ROOT}")
+    """discord_downloader.py's flags, plus --demo and --pipeline."""
+    parser = build_parser("main.py", output_note=f"; with --demo: the demo's own folder, default {DEMO_ROOT}; "
+                                                 "with --pipeline: the folder set's name")
     parser.add_argument("--demo", action="store_true",
                         help="run against a local emulated Discord with a generated channel (no account)")
+    parser.add_argument("--pipeline", action="store_true",
+                        help="download, then dedupe, one per day, date coverage and market hours, for "
+                             "--channel or every [[channel]] of the settings file; one summary, one exit code")
     return parser
 
 
 def _main(argv):
     args = parse_args(build_main_parser(), argv)
+    if args.demo and args.pipeline:
+        raise cli.UsageError("--demo and --pipeline cannot be used together")
+    if args.pipeline:
+        return run_pipeline(args)
     if args.demo:
         progress = False if args.no_progress else None
         return run_demo(args.output or DEMO_ROOT, tz=args.timezone, workers=args.workers,

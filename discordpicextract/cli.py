@@ -26,6 +26,8 @@ class ArgumentParser(argparse.ArgumentParser):
     has already acted on before the script parses its flags)."""
 
     def __init__(self, *args, **kwargs):
+        # a script may give -v/--verbose a meaning of its own: its flag wins
+        kwargs.setdefault("conflict_handler", "resolve")
         super().__init__(*args, **kwargs)
         self.add_argument("--version", action="version", version=f"discordpicextract {__version__}")
         add_common_arguments(self)

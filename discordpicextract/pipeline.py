@@ -43,7 +43,8 @@ class Options:
     bot: bool = False
     threads: bool = False
     workers: Optional[int] = None
-    verify: bool = False     # the market-hours check knows --verify
+    timezone: Optional[str] = None
+    verify: bool = False     # the market-hours check knows --verify (and --archive)
 
 
 def plan_targets(channel, guild, output, configured, folder_set, default_folders, default_days, plot_file):
@@ -75,6 +76,7 @@ def plan_steps(target: Target, options: Options) -> list:
              "--days", str(options.days or target.days), "--output", download, "--no-progress",
              *(["--bot"] if options.bot else []), *(["--threads"] if options.threads else []),
              *(["--workers", str(options.workers)] if options.workers else []),
+             *(["--timezone", options.timezone] if options.timezone else []),
              *(["--no-messages"] if options.no_messages else [])]
     steps = [
         ("download", "discord_downloader", fetch),
@@ -83,7 +85,7 @@ def plan_steps(target: Target, options: Options) -> list:
         ("coverage", "check_unique_dates", ["--folders", download, clean, daily, "--trading-days"]),
         ("market_hours", "quality_check_timestamps",
          ["--folder", clean, "--folders", download, clean, daily, "--no-adjust", "--plot", target.plot,
-          *(["--verify"] if options.verify else [])]),
+          *(["--verify", "--archive", download] if options.verify else [])]),
     ]
     return [StepRun(target, step, script, tuple(argv + common)) for step, script, argv in steps]
 

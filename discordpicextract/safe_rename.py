@@ -27,7 +27,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import config
-from discordpicextract import cli, download_archive, naming
+from discordpicextract import cli, download_archive, messages, naming, records
 from discordpicextract.errors import BusyError
 from discordpicextract.fileops import move_no_clobber
 
@@ -561,9 +561,22 @@ def _finish(folder, journal, batch_id, moves, failed_moves, update_archive, resu
         except sqlite3.Error as exc:  # e.g. locked by a running download: the renames stand
             print(f"warning: {folder}: the download archive still lists the old names of "
                   f"{len(mapping)} renamed file(s): {exc}", file=sys.stderr)
+        _follow_renames(folder, mapping)
     journal.write({"event": "end", "batch": batch_id, "status": "completed",
                    "skipped": [[s.name, s.target, s.reason] for s in new_skips]}, sync=True)
     _sync_dir(folder)
+
+
+def _follow_renames(folder, mapping):
+    """messages.csv rows and a copy step's record of what it wrote follow
+    the files to their new names."""
+    for what, follow in (("messages.csv", messages.record_renames),
+                         ("the copy record", records.record_renames)):
+        try:
+            follow(folder, mapping)
+        except OSError as exc:
+            print(f"warning: {folder}: {what} still lists the old names of {len(mapping)} renamed "
+                  f"file(s): {exc.strerror or exc}", file=sys.stderr)
 
 
 def _sync_dir(folder):

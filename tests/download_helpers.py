@@ -68,8 +68,10 @@ def ago(**delta):
 
 
 def images_in(folder):
-    """Sorted names of the image files in `folder` (hidden files excluded)."""
-    return sorted(p.name for p in Path(folder).iterdir() if not p.name.startswith("."))
+    """Sorted names of the image files in `folder` (hidden files and the
+    messages.csv beside the images excluded)."""
+    return sorted(p.name for p in Path(folder).iterdir()
+                  if not p.name.startswith(".") and p.name != "messages.csv")
 
 
 def sha256_of(path):

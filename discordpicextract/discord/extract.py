@@ -43,6 +43,10 @@ class ImageItem:
     original: str       # sanitised original file name
     source: str         # "attachment", "embed" or "text" (+ " (forwarded)")
     index: int          # position within the message
+    # for messages.csv: who posted it and the text around the image
+    author: str = ""
+    author_id: str = ""
+    text: str = ""
 
 
 def strip_signature(url) -> str:
@@ -131,6 +135,8 @@ def extract_images(message):
     seen: set[str] = set()
     message_id, channel_id = str(message["id"]), str(message.get("channel_id", ""))
     posted = message_time(message)
+    author = message.get("author") or {}
+    holder: dict = message
 
     def add(key, url, original, source, content_type=None):
         unsigned = strip_signature(url)
@@ -138,7 +144,9 @@ def extract_images(message):
             return
         seen.update((key, unsigned))
         original = naming.sanitize_original(with_image_extension(original, content_type, url))
-        items.append(ImageItem(key, message_id, channel_id, posted, url, original, source, len(items)))
+        items.append(ImageItem(key, message_id, channel_id, posted, url, original, source, len(items),
+                               str(author.get("username") or ""), str(author.get("id") or ""),
+                               str(holder.get("content") or "")))
 
     for label, holder in _sources(message):
         for attachment in holder.get("attachments") or []:

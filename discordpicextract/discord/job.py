@@ -34,6 +34,7 @@ class Job:
     threads: bool = False
     max_wait: float = config.MAX_RATE_LIMIT_WAIT
     progress: bool = False
+    messages: bool = True   # write messages.csv
 
 
 # --- flag values ------------------------------------------------------------------
@@ -111,6 +112,8 @@ def build_parser(prog, output_note=""):
     parser.add_argument("--max-wait", type=cli.argparse_type(positive_number),
                         help=f"cap in seconds on a rate-limit wait (default {config.MAX_RATE_LIMIT_WAIT})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-messages", action="store_true",
+                        help="do not write messages.csv (each image's message: text, author, link)")
     return parser
 
 

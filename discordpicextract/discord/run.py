@@ -10,7 +10,7 @@ from typing import Callable, Optional
 from zoneinfo import ZoneInfo
 
 import config
-from discordpicextract import download_archive, fileops, naming
+from discordpicextract import download_archive, fileops, messages, naming
 from discordpicextract.discord.errors import AccessError, AuthError, DiscordError
 from discordpicextract.discord.extract import extract_images
 from discordpicextract.discord.plan import SECOND, name_family, plan_names, release_batches
@@ -52,7 +52,7 @@ def describe_item(item) -> str:
 class _Run:
     """State of one download run; every method runs in the main thread."""
 
-    def __init__(self, client, folder, tz, workers, progress):
+    def __init__(self, client, folder, tz, workers, progress, keep_messages=True):
         self.client = client
         self.folder = Path(folder)
         self.zone = ZoneInfo(tz) if isinstance(tz, str) else tz
@@ -74,6 +74,11 @@ class _Run:
         self.pending = {}
         self.rows, self.flushed = [], time.monotonic()
         self.progress = progress or _no_progress
+        # messages.csv: rows of the files saved (or claimed) in this run, and
+        # of archived files still without one (a folder from before messages.csv)
+        self.message_rows: Optional[list] = [] if keep_messages else None
+        self.listed = {row["file"] for row in messages.read_rows(self.folder)} if keep_messages else set()
+        self.guild_of: dict[str, str] = {}
 
     def submit(self, plan):
         self.pending[self.pool.submit(self.transfer, plan)] = plan
@@ -83,6 +88,8 @@ class _Run:
         fresh = [i for i in items if i.key not in self.known]
         self.result.skipped += len(items) - len(fresh)
         self.progress(len(items), len(items) - len(fresh))
+        if self.message_rows is not None and len(fresh) < len(items):
+            self._backfill_rows(i for i in items if i.key in self.known)
         for plan in plan_names(fresh, self.taken, self.zone):
             self.taken.add(plan.name)
             same_second = self.unclaimed.get(plan.base[:SECOND])
@@ -103,12 +110,28 @@ class _Run:
         handler = getattr(self, f"_on_{outcome.status}")
         handler(outcome)
 
+    def _backfill_rows(self, items):
+        for item in items:
+            name = self.archive.filename_of(item.key)
+            if name and name not in self.listed and (self.folder / name).is_file():
+                self._add_message_row(item, name)
+
+    def _add_message_row(self, item, filename):
+        if self.message_rows is None:
+            return
+        self.listed.add(filename)
+        self.message_rows.append(messages.row(
+            filename, message_id=item.message_id, posted=item.posted, author=item.author,
+            author_id=item.author_id, text=item.text, guild_id=self.guild_of.get(item.channel_id),
+            channel_id=item.channel_id, source=item.source))
+
     def _record(self, item, filename, size, sha256):
         """Queue an archive row (the file is already in place); rows are
         written in batches, and a row lost to a crash is recovered on the next
         run, which finds the identical file on disk and claims it."""
         self.rows.append((item.key, item.message_id, filename, size, sha256))
         self.known.add(item.key)
+        self._add_message_row(item, filename)
         if len(self.rows) >= ARCHIVE_BATCH or time.monotonic() - self.flushed > ARCHIVE_FLUSH_SECONDS:
             self.flush()
 
@@ -189,10 +212,22 @@ class _Run:
             self.flush()
         finally:
             self.archive.close()
+            self._write_messages()
+
+    def _write_messages(self):
+        """messages.csv once per run, whole and atomic (also after Ctrl-C or
+        an error: the rows of what was saved are not lost)."""
+        if not self.message_rows:
+            return
+        try:
+            messages.add_rows(self.folder, self.message_rows)
+        except OSError as exc:
+            self.result.warnings.append(f"{messages.MESSAGES_FILE} not written: {exc.strerror or exc}")
 
 
 def run_download(client, channels, folder, cutoff, *, tz=config.TIMEZONE,
-                 workers=config.DEFAULT_WORKERS, progress: Optional[Progress] = None):
+                 workers=config.DEFAULT_WORKERS, progress: Optional[Progress] = None,
+                 keep_messages=True):
     """Download the images posted after `cutoff` in `channels` (channel
     objects: the channel, then its threads) into `folder`.
 
@@ -200,13 +235,16 @@ def run_download(client, channels, folder, cutoff, *, tz=config.TIMEZONE,
     recorded there. Failures are counted in the result, never raised,
     except an invalid token or lost access on the first page.
     `progress(found, done)` hears of images found and images finished.
+    With `keep_messages`, each saved image's message goes into the folder's
+    messages.csv.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    run = _Run(client, folder, tz, workers, progress)
+    run = _Run(client, folder, tz, workers, progress, keep_messages)
     try:
         for channel in channels:
             run.result.channels.append((channel.get("name", ""), channel["id"]))
+            run.guild_of[str(channel["id"])] = str(channel.get("guild_id") or "")
             _fetch_channel(run, channel, cutoff)
         while run.pending:
             run.drain(block=True)

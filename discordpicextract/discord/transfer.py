@@ -6,6 +6,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Optional
 
@@ -65,6 +66,8 @@ class Transfer:
                 size, digest, kind = self._fetch(plan.item.url, temp)
                 verify_image(temp, kind)
                 os.chmod(temp, self.file_mode)
+                # the file's time is the message's: a folder sorted by date sorts by post
+                os.utime(temp, ns=(time.time_ns(), posted_ns(plan.item.posted)))
             except _Expired as exc:
                 temp.unlink(missing_ok=True)
                 return Outcome(plan, "expired", reason=str(exc))
@@ -130,6 +133,14 @@ def _same_content(temp, path):
 
 class _Expired(Exception):
     pass
+
+
+def posted_ns(posted) -> int:
+    """An aware datetime as nanoseconds since the epoch, exactly (no float)."""
+    return (posted - _EPOCH) // timedelta(microseconds=1) * 1000
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def _describe(exc):

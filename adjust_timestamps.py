@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 import config
-from discordpicextract import cli, safe_rename
+from discordpicextract import cli, logs, safe_rename
 from discordpicextract.safe_rename import format_hours, parse_hours
 
 RULE = "=" * 60
@@ -124,6 +124,9 @@ def report_adjustments(outcomes, dry_run, show_matched=False) -> int:
     if unparsed:
         print(f"  Total unparsed names left alone: {unparsed}")
     print(RULE)
+    logs.note("renames", f"{renamed} {'would be renamed' if dry_run else 'renamed'}",
+              ", ".join(filter(None, [f"{skipped} skipped" if skipped else "",
+                                      f"{unparsed} unparsed" if unparsed else ""])))
     return cli.EXIT_ITEMS_FAILED if skipped or unparsed else cli.EXIT_OK
 
 

@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass, field
 
 import config
-from discordpicextract import cli, naming
+from discordpicextract import cli, logs, naming
 from discordpicextract.market import nyse_sessions
 
 
@@ -156,7 +156,22 @@ def _main(argv):
     coverage = plan_coverage([fetch_folder_dates(f) for f in args.folders], args.trading_days)
     print_report(coverage, args.trading_days)
     unparsed = any(entry.unparsed or entry.not_files for entry in coverage.folders)
+    logs.note("check_unique_dates.py", *_note(coverage, unparsed))
     return cli.EXIT_OK if coverage.matches and not unparsed else cli.EXIT_ITEMS_FAILED
+
+
+def _note(coverage, unparsed):
+    counts = "/".join(str(len(entry.dates)) for entry in coverage.folders)
+    did = f"{len(coverage.folders)} folders, {counts} dates"
+    look = []
+    lacking = sum(len(days) for days in coverage.missing.values())
+    if lacking:
+        look.append(f"coverage differs ({lacking} missing folder dates)")
+    if coverage.uncovered:
+        look.append(f"{len(coverage.uncovered)} NYSE sessions without an image")
+    if unparsed:
+        look.append("skipped names")
+    return did, ", ".join(look)
 
 
 def main(argv=None):

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import config
 from adjust_timestamps import FolderOutcome
-from discordpicextract import cli, fileops, naming, safe_rename
+from discordpicextract import cli, fileops, logs, naming, safe_rename
 from discordpicextract.market import is_outside, reminder_windows, to_market, trading_hours
 from discordpicextract.safe_rename import end_not_before, format_hours, parse_date, parse_hours
 
@@ -498,6 +498,11 @@ def _main(argv):
             plot_error = f"{args.plot}: {exc.strerror or exc}"
     print_check(result, plot_path, plot_error)
     failed = bool(result.unparsed or plot_error)
+    logs.note("quality_check_timestamps.py",
+              f"{result.total_files} files, {len(result.outside)} outside trading hours "
+              f"on {len(result.outside_dates)} dates",
+              ", ".join(filter(None, [f"{len(result.unparsed)} skipped names" if result.unparsed else "",
+                                      f"plot not written: {plot_error}" if plot_error else ""])))
     dialogue = (not args.adjust and not args.no_adjust and result.outside and cli.is_interactive())
     if args.adjust or dialogue:
         safe_rename.check_folders(folders)

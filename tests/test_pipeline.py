@@ -1,0 +1,193 @@
+"""main.py --pipeline as a repeatable sync, against the emulator, through
+main(argv) and once as a subprocess: download, dedupe, one per day, checks;
+re-runs after more messages, renames and undo; several configured channels;
+messages.csv; file times; settings errors."""
+import csv
+import os
+import subprocess
+import sys
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from download_helpers import CHANNEL, GUILD, ROOT, UTC, images_in, run_main
+
+import adjust_timestamps
+import config
+import deduplicate_images
+from discordpicextract import records
+from discordpicextract.market import nyse_sessions
+
+NY = ZoneInfo("America/New_York")
+DOWNLOAD, CLEAN, DAILY = config.PIPELINE_FOLDERS
+
+
+def two_sessions():
+    """The last two NYSE sessions before today (both inside --days 14)."""
+    today = date.today()
+    return nyse_sessions(today - timedelta(days=12), today - timedelta(days=1))[-2:]
+
+
+def at(day, clock):
+    """An aware UTC moment from a New York date and HH:MM."""
+    hour, minute = map(int, clock.split(":"))
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=NY).astimezone(UTC)
+
+
+def local_name(moment, original):
+    return f"{moment.astimezone(NY):%Y-%m-%d_%H-%M-%S}_{original}"
+
+
+def rows(folder):
+    with open(Path(folder) / "messages.csv", encoding="utf-8", newline="") as handle:
+        return {row["file"]: row for row in csv.DictReader(handle)}
+
+
+def pipeline(capsys, *extra):
+    return run_main(capsys, "--pipeline", *extra)
+
+
+def test_nightly_sync_keeps_one_latest_image_per_date_through_renames_and_undo(world, capsys, make_image):
+    s1, s2 = two_sessions()
+    w = world
+    first = w.post(at(s1, "10:00"), "a.png", seed=1, content="long SPX 5800C")
+    w.post(at(s1, "10:05"), "a.png", seed=1, content="same chart again")     # a repost: a duplicate
+    lunch = w.post(at(s1, "11:00"), "b.png", seed=2, content="adding here")
+
+    code, out, err = pipeline(capsys, "--channel", w.channel["id"])
+    assert code == 0, out + err
+    assert "Pipeline Summary" in out and "Exit 0: all fine" in out
+    table = out[out.index("Pipeline Summary"):]
+    for step in ("download", "dedupe", "one per day", "date coverage", "market hours"):
+        assert f"\n{w.channel['id']}  {step} " in table
+    assert images_in(DAILY) == [local_name(at(s1, "11:00"), "b.png")]
+    assert len(images_in(DOWNLOAD)) == 3 and len(images_in(CLEAN)) == 2
+
+    # messages.csv: one row per image, matching the emulator's messages
+    by_file = rows(DOWNLOAD)
+    row = by_file[local_name(at(s1, "10:00"), "a.png")]
+    assert row["message_id"] == first["id"] and row["text"] == "long SPX 5800C"
+    assert row["author"] == first["author"]["username"] and row["author_id"] == first["author"]["id"]
+    assert row["link"] == f"https://discord.com/channels/{w.guild['id']}/{w.channel['id']}/{first['id']}"
+    assert row["source"] == "attachment" and row["posted_at"].startswith(f"{at(s1, '10:00'):%Y-%m-%dT%H:%M}")
+    assert set(rows(DAILY)) == {local_name(at(s1, "11:00"), "b.png")}
+    # file times are post times, in the download and in every copy
+    for folder in (DOWNLOAD, CLEAN, DAILY):
+        for name in images_in(folder):
+            posted = datetime.fromisoformat(rows(DOWNLOAD)[name]["posted_at"].replace("Z", "+00:00"))
+            assert os.stat(Path(folder) / name).st_mtime == posted.timestamp(), (folder, name)
+
+    mine = make_image(Path(CLEAN) / local_name(at(s1, "10:45"), "mine.png"), seed=42)  # the user's own
+    mine_bytes = mine.read_bytes()
+
+    # later the same day, and a new day
+    later = w.post(at(s1, "15:30"), "e.png", seed=5, content="closing it")
+    w.post(at(s2, "10:00"), "c.png", seed=3)
+    w.post(at(s2, "12:00"), "d.png", seed=4)
+    code, out, err = pipeline(capsys, "--channel", w.channel["id"])
+    expected = [local_name(at(s1, "15:30"), "e.png"), local_name(at(s2, "12:00"), "d.png")]
+    assert code == 0, out + err
+    assert images_in(DAILY) == expected
+    assert f"Removed {local_name(at(s1, '11:00'), 'b.png')}: an earlier pick of ours" in out
+    assert f"Left alone: {mine.name} (not written by this step)" in out
+    assert mine.read_bytes() == mine_bytes
+    assert lunch["id"] in rows(DOWNLOAD)[local_name(at(s1, "11:00"), "b.png")]["link"]
+
+    # names shifted by the timestamp tool: records and rows follow, the sync stays exact
+    assert adjust_timestamps.main(["--hours", "-1", "--yes", "--folders", DOWNLOAD, CLEAN, DAILY]) == 0
+    shifted = [local_name(at(s1, "14:30"), "e.png"), local_name(at(s2, "11:00"), "d.png")]
+    assert images_in(DAILY) == shifted
+    assert set(records.read_record(DAILY)) == set(shifted)      # the copy record followed
+    assert rows(DAILY)[shifted[0]]["message_id"] == later["id"]
+    assert rows(DOWNLOAD)[shifted[0]]["text"] == "closing it"
+    code, out, err = pipeline(capsys, "--channel", w.channel["id"])
+    assert images_in(DAILY) == shifted
+    assert "0 new picks, 0 earlier picks removed" in out and "0 copied, 0 removed" in out
+    assert (Path(CLEAN) / local_name(at(s1, "09:45"), "mine.png")).read_bytes() == mine_bytes  # renamed too
+
+    assert adjust_timestamps.main(["--undo", "--folders", DOWNLOAD, CLEAN, DAILY]) == 0
+    code, out, err = pipeline(capsys, "--channel", w.channel["id"])
+    assert code == 0, out + err
+    assert images_in(DAILY) == expected and mine.read_bytes() == mine_bytes
+    assert set(rows(DAILY)) == set(expected)
+
+
+SETTINGS = """\
+days = 5
+
+[[channel]]
+id = "{signals}"
+folder = "signals"
+
+[[channel]]
+name = "{name}"
+guild = "{guild}"
+folder = "spx"
+
+[folder_template]
+one_per_day = "{{folder}}-daily"
+"""
+
+
+def two_channels(w):
+    signals = w.emu.add_channel(w.guild["id"], "signals")
+    s1, s2 = two_sessions()
+    w.post(at(s1, "10:00"), "sig.png", channel=signals, content="signal one")
+    w.post(at(s2, "11:00"), "sig.png", channel=signals, content="signal two")
+    w.post(at(s2, "12:00"), "spx.png", content="spx chart")
+    Path("discordpicextract.toml").write_text(
+        SETTINGS.format(signals=signals["id"], name=CHANNEL, guild=GUILD), encoding="utf-8")
+    return s1, s2
+
+
+def test_two_configured_channels_each_into_its_own_folder_set_quietly(world, capsys):
+    s1, s2 = two_channels(world)
+
+    code, out, err = pipeline(capsys, "-q")
+
+    assert code == 0, out + err
+    assert images_in("signals") == images_in("signals-clean") == [
+        local_name(at(s1, "10:00"), "sig.png"), local_name(at(s2, "11:00"), "sig.png")]
+    assert images_in("signals-daily") == images_in("signals")
+    assert images_in("spx") == images_in("spx-daily") == [local_name(at(s2, "12:00"), "spx.png")]
+    assert rows("spx")[images_in("spx")[0]]["text"] == "spx chart"
+    assert not Path(DOWNLOAD).exists()
+    # quiet: the summary table is the whole output
+    assert out.startswith("=" * 70) and "Pipeline Summary" in out and "Download Summary" not in out
+    assert out.count("\nsignals  ") == 5 and out.count("\nspx  ") == 5
+
+
+def test_pipeline_as_a_subprocess_from_cron(world):
+    two_channels(world)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, str(ROOT / "main.py"), "--pipeline", "-q"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Exit 0: all fine" in done.stdout and done.stderr == ""
+    assert len(images_in("signals-daily")) == 2
+
+
+def test_settings_errors_are_one_line_exit_2_on_every_script(capsys, tmp_path):
+    Path("bad.toml").write_text('days = 3\n\n[folders]\ndownlaod = "x"\n', encoding="utf-8")
+    code, out, err = run_main(capsys, "--pipeline", "--config", "bad.toml")
+    assert code == 2
+    assert err.strip() == ("error: bad.toml:4: unknown key 'downlaod' in [folders] "
+                           "(known: download, clean, one_per_day)")
+    Path("discordpicextract.toml").write_text('workers = "many"\n', encoding="utf-8")
+    assert deduplicate_images.main([]) == 2
+    assert "discordpicextract.toml:1: workers: expected a whole number, got a string ('many')" in \
+        capsys.readouterr().err
+    code, out, err = run_main(capsys, "--pipeline")
+    assert code == 2 and "discordpicextract.toml:1: workers" in err
+
+
+def test_a_configured_folder_name_is_every_step_s_default(capsys, tmp_path, make_image):
+    Path("discordpicextract.toml").write_text('[folders]\ndownload = "in"\nclean = "in-unique"\n',
+                                              encoding="utf-8")
+    make_image(Path("in") / "2025-02-14_10-00-00_a.png", seed=1)
+    assert deduplicate_images.main([]) == 0
+    assert images_in("in-unique") == ["2025-02-14_10-00-00_a.png"]
+    capsys.readouterr()
+    assert deduplicate_images.main(["-q", "--output", "elsewhere"]) == 0   # a flag wins
+    out = capsys.readouterr().out
+    assert out == "deduplicate_images.py: 1 scanned, 0 duplicates skipped, 1 copied, 0 removed\n"

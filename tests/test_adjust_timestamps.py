@@ -110,7 +110,8 @@ def test_bad_input_exits_2(tmp_path, capsys):
     for argv, message in ((["--hours", "five"], "hours must be a number"),
                           (["--hours", "0"], "must not be 0"),
                           (["--folders", str(folder), str(tmp_path / "gone")], "folder not found"),
-                          (["--folders", str(folder), os.path.join(str(tmp_path), ".", "f")], "the same folder is given twice"),
+                          (["--folders", str(folder), os.path.join(str(tmp_path), ".", "f")],
+                           "the same folder is given twice"),
                           (["--undo", "--recover", "complete"], "not allowed with")):
         assert adjust_timestamps.main(["--folders", str(folder), *argv] if "--folders" not in argv else argv) == 2
         assert message in capsys.readouterr().err

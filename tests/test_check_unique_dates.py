@@ -138,8 +138,8 @@ def test_unreadable_folder_is_exit_2_one_line(tmp_path):
     fill(tmp_path / "b", ["2025-02-14"])
     (tmp_path / "b").chmod(0)
     try:
-        done = subprocess.run([*prefix, sys.executable, str(ROOT / "check_unique_dates.py"), "--folders", "a", "b"], cwd=tmp_path, capture_output=True,
-                              text=True, timeout=60)
+        done = subprocess.run([*prefix, sys.executable, str(ROOT / "check_unique_dates.py"), "--folders", "a", "b"],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=60)
     finally:
         (tmp_path / "b").chmod(0o755)
     assert done.returncode == 2

@@ -352,11 +352,12 @@ def test_report_files_csv_and_json(tmp_path, capsys):
     src = tmp_path / "src"
     make_pairs(src, [45, 75])
 
-    run(capsys, "--source", str(src), "--output", str(tmp_path / "out"), "--report", "r.csv")
+    assert run(capsys, "--source", str(src), "--output", str(tmp_path / "out"), "--report", "r.csv")[0] == 0
     code, out, _ = run(capsys, "--source", str(src), "--output", str(tmp_path / "out"),
                        "--report", "r.json", "--dry-run")
 
-    rows = list(csv.DictReader(open("r.csv", newline="")))
+    with open("r.csv", newline="") as report:
+        rows = list(csv.DictReader(report))
     assert [(r["kept"], r["removed"], float(r["difference_seconds"])) for r in rows] == [
         ("2025-03-03_09-00-00_k0.png", "2025-03-03_09-00-45_k0.png", 45.0),
         ("2025-03-03_09-10-00_k1.png", "2025-03-03_09-11-15_k1.png", 75.0)]
@@ -535,8 +536,8 @@ def test_unreadable_source_folder_is_a_one_line_error(tmp_path, script):
     write_image(src / "2025-02-14_10-00-00_a.png", seed=1)
     src.chmod(0)
     try:
-        done = subprocess.run([*prefix, sys.executable, str(ROOT / script), "--source", "src", "--output", "out"], cwd=tmp_path, capture_output=True,
-                              text=True, timeout=60)
+        done = subprocess.run([*prefix, sys.executable, str(ROOT / script), "--source", "src", "--output", "out"],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=60)
     finally:
         src.chmod(0o755)
     assert done.returncode == 2

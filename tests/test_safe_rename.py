@@ -48,7 +48,8 @@ def test_swap_and_three_cycle_go_through_temporary_names(tmp_path):
 
 def test_target_held_outside_the_batch_is_skipped_along_the_chain(tmp_path):
     # x shifts onto y's name, y onto an outsider's name: y stays, so x stays too
-    x, y, outsider = n("2025-01-02T10:00:00", "x.png"), n("2025-01-02T11:00:00", "x.png"), n("2025-01-02T12:00:00", "x.png")
+    x, y = n("2025-01-02T10:00:00", "x.png"), n("2025-01-02T11:00:00", "x.png")
+    outsider = n("2025-01-02T12:00:00", "x.png")
     folder = fill(tmp_path / "f", [x, y, outsider])
     before = contents(folder)
     plan = safe_rename.plan_mapping({x: y, y: outsider}, set(os.listdir(folder)))
@@ -61,7 +62,8 @@ def test_target_held_outside_the_batch_is_skipped_along_the_chain(tmp_path):
 
 
 def test_two_files_never_collapse_into_one_name(tmp_path):
-    a, b, target = n("2025-01-02T10:00:00", "a.png"), n("2025-01-02T11:00:00", "b.png"), n("2025-01-02T12:00:00", "c.png")
+    a, b = n("2025-01-02T10:00:00", "a.png"), n("2025-01-02T11:00:00", "b.png")
+    target = n("2025-01-02T12:00:00", "c.png")
     folder = fill(tmp_path / "f", [a, b])
     before = contents(folder)
     plan = safe_rename.plan_mapping({a: target, b: target}, set(os.listdir(folder)))
@@ -468,7 +470,10 @@ def test_names_that_are_not_utf8_are_journaled_and_undone(tmp_path):
         handle.write(b"chart")
     result = safe_rename.apply_plan(folder, safe_rename.plan_folder(folder, plus("1")))
     assert len(result.done) == 1
-    visible = lambda: [name for name in os.listdir(os.fsencode(folder)) if not name.startswith(b".")]
+
+    def visible():
+        return [name for name in os.listdir(os.fsencode(folder)) if not name.startswith(b".")]
+
     assert visible() == [b"2025-01-02_11-00-00_\xff.png"]
     safe_rename.undo_last(folder)
     assert visible() == [b"2025-01-02_10-00-00_\xff.png"]

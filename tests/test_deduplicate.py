@@ -339,8 +339,8 @@ def test_max_distance_groups_near_images_to_the_earliest_kept(tmp_path, capsys):
                                     str(imagehash.phash(Image.open(near))))
     assert 0 < distance <= 20
 
-    run(capsys, "--source", str(src), "--output", str(tmp_path / "o1"), "--ignore-size",
-        "--max-distance", str(distance - 1))
+    assert run(capsys, "--source", str(src), "--output", str(tmp_path / "o1"), "--ignore-size",
+               "--max-distance", str(distance - 1))[0] == 0
     code, out, _ = run(capsys, "--source", str(src), "--output", str(tmp_path / "o2"),
                        "--ignore-size", "--max-distance", str(distance))
 
@@ -486,7 +486,7 @@ def test_an_earlier_copy_that_is_now_a_duplicate_is_removed_a_user_file_is_not(t
     # A wider download then brought the 10:00 original.
     src, out_dir = tmp_path / "src", tmp_path / "out"
     repost = write_image(src / "2025-02-14_10-01-00_a.png", seed=1)
-    run(capsys, "--source", str(src), "--output", str(out_dir))
+    assert run(capsys, "--source", str(src), "--output", str(out_dir))[0] == 0
     copy_as(repost, "2025-02-14_10-00-00_a.png")
     mine = write_image(out_dir / "2025-02-14_09-00-00_mine.png", seed=7)
     before = mine.read_bytes()
@@ -505,7 +505,7 @@ def test_an_earlier_copy_that_is_now_a_duplicate_is_removed_a_user_file_is_not(t
 def test_an_earlier_copy_changed_since_is_left_alone(tmp_path, capsys):
     src, out_dir = tmp_path / "src", tmp_path / "out"
     repost = write_image(src / "2025-02-14_10-01-00_a.png", seed=1)
-    run(capsys, "--source", str(src), "--output", str(out_dir))
+    assert run(capsys, "--source", str(src), "--output", str(out_dir))[0] == 0
     write_image(out_dir / repost.name, seed=8)           # the user edited our copy
     copy_as(repost, "2025-02-14_10-00-00_a.png")
 
@@ -549,7 +549,7 @@ def test_cache_works_in_a_folder_named_with_uri_characters(tmp_path, capsys):
     src = tmp_path / "src"
     write_image(src / "2025-02-14_10-00-00_a.png", seed=1)
     out_dir = "clean #2?x%41"
-    run(capsys, "--source", str(src), "--output", out_dir)
+    assert run(capsys, "--source", str(src), "--output", out_dir)[0] == 0
     before = sorted(os.listdir(tmp_path))
 
     code, out, err = run(capsys, "--source", str(src), "--output", out_dir)

@@ -69,7 +69,7 @@ def test_rerun_is_idempotent_and_conflicts_never_overwritten(tmp_path, capsys):
     write_image(src / "2025-02-14_10-00-00_a.png", seed=1)
     write_image(src / "2025-02-18_10-00-00_b.png", seed=2)
     out_dir = tmp_path / "out"
-    run(capsys, "--source", str(src), "--output", str(out_dir))
+    assert run(capsys, "--source", str(src), "--output", str(out_dir))[0] == 0
 
     code, out, _ = run(capsys, "--source", str(src), "--output", str(out_dir))
     assert code == 0 and "Extracted 2 images (one per day) (2 already in output, identical)" in out
@@ -87,7 +87,7 @@ def test_rerun_is_idempotent_and_conflicts_never_overwritten(tmp_path, capsys):
 def test_an_earlier_pick_is_replaced_by_the_day_s_latest_a_user_file_is_not(tmp_path, capsys):
     src, out_dir = tmp_path / "src", tmp_path / "out"
     write_image(src / "2025-02-14_10-00-00_a.png", seed=1)
-    run(capsys, "--source", str(src), "--output", str(out_dir))
+    assert run(capsys, "--source", str(src), "--output", str(out_dir))[0] == 0
     write_image(src / "2025-02-14_15-00-00_later.png", seed=2)   # the day went on
     mine = write_image(out_dir / "2025-02-16_09-00-00_mine.png", seed=3)
 

@@ -10,11 +10,12 @@ overwriting, undoable (`--undo`).
 import sys
 from dataclasses import dataclass
 from datetime import date, time
+from typing import Optional
 
 import config
-from adjust_timestamps import run_batches
-from discordpicextract import cli, safe_rename
-from discordpicextract.safe_rename import end_not_before, format_hours, parse_date, parse_hours
+from discordpicextract import cli
+from discordpicextract.renames import command, report
+from discordpicextract.renames.values import end_not_before, format_hours, parse_date, parse_hours, shift_by
 
 
 def parse_clock(text) -> time:
@@ -35,8 +36,8 @@ class Selection:
 
     start: date
     end: date
-    before: time = None
-    after: time = None
+    before: Optional[time] = None
+    after: Optional[time] = None
 
     def __post_init__(self):
         end_not_before(self.start, self.end)
@@ -75,7 +76,7 @@ def build_parser():
     parser.add_argument("--hours", type=cli.argparse_type(parse_hours),
                         help="hours to add, negative subtracts (required; asked on a terminal)")
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation on a terminal")
-    safe_rename.add_rename_arguments(parser, f"folders (default: {' '.join(config.PIPELINE_FOLDERS)})")
+    command.add_rename_arguments(parser, f"folders (default: {' '.join(config.PIPELINE_FOLDERS)})")
     return parser
 
 
@@ -98,18 +99,18 @@ def selection_from(args) -> Selection:
 def _main(argv):
     args = build_parser().parse_args(argv)
     folders = args.folders or list(config.PIPELINE_FOLDERS)
-    code = safe_rename.run_undo_or_recover(args, folders)
-    if code is not None:
-        return code
-    safe_rename.check_folders(folders)
+    undone = command.run_undo_or_recover(args, folders)
+    if undone is not None:
+        return cli.show(undone)
+    command.check_folders(folders)
     selection = selection_from(args)
     hours = args.hours if args.hours is not None else cli.ask(
         "Add how many hours? (can be negative to subtract): ", flag="--hours", parse=parse_hours)
+    run = command.plan_shift(folders, shift_by(hours, selection.matches), args.dry_run)
     subtitle = f"Adding {format_hours(hours)} hours to {selection.describe()}"
+    cli.show(report.banner("Specific Timestamp Adjustment", subtitle, run.warnings))
     label = f"adjust_specific_timestamp {selection.describe()} --hours {format_hours(hours)}"
-    return run_batches(folders, safe_rename.shift_by(hours, selection.matches),
-                       label=label, title="Specific Timestamp Adjustment", subtitle=subtitle,
-                       yes=args.yes, dry_run=args.dry_run, show_matched=True)
+    return cli.show(command.apply_shift(run, label=label, yes=args.yes, dry_run=args.dry_run, show_matched=True))
 
 
 def main(argv=None):

@@ -15,7 +15,7 @@ check (PNG: chunk CRCs; formats without checksums are decoded, a JPEG at
 1/8 scale), so a damaged copy is never collapsed unseen. One crafted case
 differs: a PNG whose CRCs are right over bad compressed data is only found
 by --no-fast-path. Results are cached in the output folder (see
-image_hashes.py).
+discordpicextract/images/cache.py).
 
 `--max-distance N` / `--ignore-size`: an image joins the group of the
 earliest already-kept image of its bucket whose pHash is within N bits
@@ -36,9 +36,13 @@ from pathlib import Path
 from typing import Optional
 
 import config
-from discordpicextract import cli, fileops, image_hashes, logs, messages, naming
+from discordpicextract import cli, fileops, logs, messages, naming
 from discordpicextract import records as derived
 from discordpicextract.errors import RunError
+from discordpicextract.images.cache import HashCache, NoCache, file_stamp
+from discordpicextract.images.integrity import FileCheck, check_file
+from discordpicextract.images.phash import compute_phash, hamming
+from discordpicextract.images.workers import PARALLEL_MIN_CHECKS, PARALLEL_MIN_DECODES, WorkerDied, Workers
 
 PERCENTILES = (25, 75, 90, 95)
 
@@ -50,7 +54,7 @@ class ImageRecord:
 
     image: naming.ImageFile
     size: int
-    stamp: str                    # image_hashes.file_stamp: the cache's freshness key
+    stamp: str                    # images.cache.file_stamp: the cache's freshness key
     digest: Optional[str] = None
     error: Optional[str] = None   # not None: unreadable or corrupt
     phash: Optional[str] = None   # hex; only computed when it can matter
@@ -114,7 +118,7 @@ def match_of(a, b, max_distance):
         return "identical bytes"
     if a.phash is None or b.phash is None:
         raise ValueError(f"no pHash to compare {a.name} and {b.name}")
-    distance = image_hashes.hamming(a.phash, b.phash)
+    distance = hamming(a.phash, b.phash)
     return f"phash distance {distance}" if distance <= max_distance else None
 
 
@@ -213,13 +217,13 @@ def fetch_records(images, cache, workers, fast=True, ignore_size=False):
             # Gone or unreachable since the listing: check_file reports why.
             records.append(ImageRecord(image, -1, ""))
             continue
-        records.append(ImageRecord(image, stat.st_size, image_hashes.file_stamp(stat)))
+        records.append(ImageRecord(image, stat.st_size, file_stamp(stat)))
     keys = _cache_keys(records)
     _fill_checks(records, keys, cache, workers, stats)
     _fill_phashes(records, workers, fast, ignore_size, stats)
     for record in records:
         cache.put(keys[id(record)], record.size, record.stamp,
-                  image_hashes.FileCheck(record.digest, record.error), record.phash)
+                  FileCheck(record.digest, record.error), record.phash)
     stats.cached = len(records) - stats.checked
     return records, stats
 
@@ -249,8 +253,8 @@ def _fill_checks(records, keys, cache, workers, stats):
         else:
             record.digest, record.error = check.digest, check.error
             record.phash = cache.get_phash(keys[id(record)], record.size, record.stamp)
-    results = workers.map(image_hashes.check_file, [str(r.image.path) for r in todo],
-                          image_hashes.PARALLEL_MIN_CHECKS)
+    results = workers.map(check_file, [str(r.image.path) for r in todo],
+                          PARALLEL_MIN_CHECKS)
     for record, check in zip(todo, results):
         record.digest, record.error = check.digest, check.error
     stats.checked = len(todo)
@@ -282,8 +286,8 @@ def _fill_phashes(records, workers, fast, ignore_size, stats):
     # A pHash known for one copy (from the cache) serves all byte-identical ones.
     known = {r.digest: r.phash for r in records if r.ok and r.phash}
     todo = [r for r in needed if r.phash is None and not (fast and r.digest in known)]
-    results = workers.map(image_hashes.compute_phash, [str(r.image.path) for r in todo],
-                          image_hashes.PARALLEL_MIN_DECODES)
+    results = workers.map(compute_phash, [str(r.image.path) for r in todo],
+                          PARALLEL_MIN_DECODES)
     for record, result in zip(todo, results):
         record.phash, record.error = result.phash, result.error
         if result.phash:
@@ -585,14 +589,14 @@ def dedupe(args) -> DedupeRun:
     listing = naming.list_images(args.source)
     if not args.dry_run:
         cli.make_output_folder(args.output)
-    cache = image_hashes.NoCache() if args.no_cache else \
-        image_hashes.HashCache(args.output, readonly=args.dry_run)
+    cache = NoCache() if args.no_cache else \
+        HashCache(args.output, readonly=args.dry_run)
     ignore_size = args.ignore_size
     try:
-        with image_hashes.Workers(args.workers) as workers:
+        with Workers(args.workers) as workers:
             image_records, scan = fetch_records(listing.images, cache, workers,
                                           fast=not args.no_fast_path, ignore_size=ignore_size)
-    except image_hashes.WorkerDied as exc:
+    except WorkerDied as exc:
         raise RunError(f"{exc}; nothing was copied") from None
     warnings = [w for w in (cache.warning, cache.save()) if w]
     plan = plan_dedupe(image_records, args.max_distance, ignore_size)

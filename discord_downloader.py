@@ -16,7 +16,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import config
-from discordpicextract import cli, download_archive, logs
+from discordpicextract import cli, logs
+from discordpicextract.archive import ArchiveError
 from discordpicextract.discord import (
     AuthError,
     DiscordClient,
@@ -120,7 +121,7 @@ def run_job(job, api_base=None):
                          f"{'' if job.kind == 'bot' else ' (or pass --bot for a bot token)'}") from None
     except DiscordError as exc:  # its class carries the exit code: 2 for no access or no such channel
         raise type(exc)(client.scrub(exc), status=exc.status, code=exc.code) from None
-    except download_archive.ArchiveError as exc:
+    except ArchiveError as exc:
         raise UsageError(str(exc)) from None
     result.errors[:0] = thread_errors
     print_summary(result, folder)

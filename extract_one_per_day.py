@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import config
-from discordpicextract import cli, image_hashes, logs, messages, naming
+from discordpicextract import cli, logs, messages, naming
 from discordpicextract import records as derived
+from discordpicextract.images.integrity import check_file
 
 
 @dataclass
@@ -61,7 +62,7 @@ def apply_one_per_day(plan: OnePerDayPlan, listing: naming.FolderListing, source
     digests = {}
     # The day's pick is what users look at: say so when it is damaged.
     for pick in plan.picks:
-        check = image_hashes.check_file(pick.selected.path)
+        check = check_file(pick.selected.path)
         if check.digest:
             digests[pick.selected.name] = check.digest
         if not check.ok:

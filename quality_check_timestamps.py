@@ -24,10 +24,19 @@ from datetime import date, datetime
 from pathlib import Path
 
 import config
-from adjust_timestamps import FolderOutcome
-from discordpicextract import cli, fileops, logs, naming, safe_rename
+from discordpicextract import cli, fileops, logs, naming
 from discordpicextract.market import is_outside, reminder_windows, to_market, trading_hours
-from discordpicextract.safe_rename import end_not_before, format_hours, parse_date, parse_hours
+from discordpicextract.renames import command
+from discordpicextract.renames.apply import FolderOutcome, apply_plan
+from discordpicextract.renames.plan import new_batch_id, plan_folder
+from discordpicextract.renames.values import (
+    end_not_before,
+    format_hours,
+    parse_date,
+    parse_hours,
+    parse_yes_no,
+    shift_by,
+)
 
 RULE = "=" * 60
 THIN = "-" * 60
@@ -275,7 +284,7 @@ def parse_period_count(text) -> int:
 
 def ask_adjust() -> bool:
     return cli.ask("\nDo you want to adjust timestamps? (Yes/No): ", flag="--adjust",
-                   parse=safe_rename.parse_yes_no)
+                   parse=parse_yes_no)
 
 
 def ask_period(number) -> Period:
@@ -307,7 +316,7 @@ def plan_period(number, period, folders, adjusted) -> PeriodOutcome:
     """Plan one period over every folder. Files already renamed by an
     earlier period of this run (`adjusted`: folder -> names) are left out,
     so no file is shifted twice."""
-    batch_id = safe_rename.new_batch_id()
+    batch_id = new_batch_id()
     outcomes = []
     for folder in folders:
         done = adjusted.setdefault(folder, set())
@@ -316,8 +325,8 @@ def plan_period(number, period, folders, adjusted) -> PeriodOutcome:
             return (parsed.name not in done
                     and period.start <= to_market(parsed.timestamp).date() <= period.end)
 
-        shift = safe_rename.shift_by(period.hours, select)
-        outcomes.append(FolderOutcome(folder, safe_rename.plan_folder(folder, shift, batch_id)))
+        shift = shift_by(period.hours, select)
+        outcomes.append(FolderOutcome(folder, plan_folder(folder, shift, batch_id)))
     return PeriodOutcome(number, period, outcomes)
 
 
@@ -325,8 +334,7 @@ def apply_period(outcome: PeriodOutcome, adjusted, dry_run):
     label = f"quality_check_timestamps period {outcome.number}: {outcome.period.label()}"
     for folder_outcome in outcome.folders:
         if not dry_run:
-            folder_outcome.result = safe_rename.apply_plan(folder_outcome.folder, folder_outcome.plan,
-                                                           label=label)
+            folder_outcome.result = apply_plan(folder_outcome.folder, folder_outcome.plan, label=label)
         # A dry run leaves files under their old names: exclude those too,
         # so the later periods' plans match what a real run would do.
         adjusted[folder_outcome.folder].update(
@@ -335,6 +343,9 @@ def apply_period(outcome: PeriodOutcome, adjusted, dry_run):
 
 
 def print_period(outcome: PeriodOutcome, dry_run):
+    for folder_outcome in outcome.folders:
+        for warning in folder_outcome.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
     period = outcome.period
     print(f"\nAdjusting timestamps for period {outcome.number}{' (DRY RUN, no changes)' if dry_run else ''}:")
     print(f"  Date range: {period.start} to {period.end}")
@@ -472,7 +483,7 @@ def build_parser():
                         metavar="START:END:HOURS",
                         help="shift names dated START..END (market dates) by HOURS; repeatable")
     parser.add_argument("--no-adjust", action="store_true", help="only check, never ask")
-    safe_rename.add_rename_arguments(
+    command.add_rename_arguments(
         parser, f"folders to adjust (default: {' '.join(config.PIPELINE_FOLDERS)})")
     return parser
 
@@ -482,9 +493,9 @@ def _main(argv):
     if args.adjust and args.no_adjust:
         raise cli.UsageError("--adjust and --no-adjust cannot be used together")
     folders = args.folders or list(config.PIPELINE_FOLDERS)
-    code = safe_rename.run_undo_or_recover(args, folders)
-    if code is not None:
-        return code
+    undone = command.run_undo_or_recover(args, folders)
+    if undone is not None:
+        return cli.show(undone)
     cli.check_folder(args.folder, hint="choose it with --folder")
     try:
         result = check_folder(args.folder)
@@ -505,8 +516,9 @@ def _main(argv):
                                       f"plot not written: {plot_error}" if plot_error else ""])))
     dialogue = (not args.adjust and not args.no_adjust and result.outside and cli.is_interactive())
     if args.adjust or dialogue:
-        safe_rename.check_folders(folders)
-        safe_rename.refuse_if_pending(folders, args.dry_run)
+        command.check_folders(folders)
+        for warning in command.refuse_if_pending(folders, args.dry_run):
+            print(f"warning: {warning}", file=sys.stderr)
         outcomes, stopped = run_adjustment(args.adjust, folders, args.dry_run)
         failed = failed or any(outcome.skipped for outcome in outcomes)
         if outcomes and not args.dry_run:

@@ -157,6 +157,16 @@ def _print_note(note):
         logs.summary(f"{note.step}: {note.did}" + (f"; needs a look: {note.look}" if note.look else ""))
 
 
+def show(report) -> int:
+    """Print a report a library call returned (e.g. renames.report.Report):
+    its warnings on stderr, then its lines on stdout; return its exit code."""
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    for line in report.lines:
+        print(line)
+    return report.exit_code
+
+
 def _printable_output():
     """A file name the output encoding cannot show (undecodable bytes on
     Linux, 图表 on a cp1252 Windows console) is printed escaped instead of

@@ -8,7 +8,10 @@ from helpers import ROOT, contents, fill, n
 
 import adjust_timestamps
 import config
-from discordpicextract import download_archive, safe_rename
+from discordpicextract.archive import DownloadArchive
+from discordpicextract.renames.apply import apply_plan
+from discordpicextract.renames.plan import plan_folder
+from discordpicextract.renames.values import shift_by
 
 NAMES = [n("2025-01-01T02:00:00"), n("2025-01-01T07:00:00"), n("2025-03-01T03:00:00", "b.png"),
          n("2025-06-15T14:37:02", "c.png")]
@@ -63,25 +66,25 @@ def test_collision_is_skipped_reported_and_exit_1(tmp_path, capsys):
 
 def test_undo_restores_every_name_and_the_archive(tmp_path, capsys):
     folders = three_folders(tmp_path)
-    with download_archive.DownloadArchive(folders[0]) as archive:
+    with DownloadArchive(folders[0]) as archive:
         archive.add("m:1", 1, NAMES[0], 1, "x")
     before = [contents(f) for f in folders]
     assert adjust_timestamps.main([]) == 0
-    with download_archive.DownloadArchive(folders[0]) as archive:
+    with DownloadArchive(folders[0]) as archive:
         assert archive.filename_of("m:1") == SHIFTED[0]
     code = adjust_timestamps.main(["--undo"])
     out = capsys.readouterr().out
     assert code == 0 and "Undo" in out
     assert [contents(f) for f in folders] == before
-    with download_archive.DownloadArchive(folders[0]) as archive:
+    with DownloadArchive(folders[0]) as archive:
         assert archive.filename_of("m:1") == NAMES[0]
 
 
 def test_unfinished_batch_blocks_new_runs_until_recovered(tmp_path, capsys):
     folder = fill(tmp_path / "f", NAMES)
     before = contents(folder)
-    plan = safe_rename.plan_folder(folder, safe_rename.shift_by(-5))
-    safe_rename.apply_plan(folder, plan, label="adjust_timestamps --hours -5", stop_after=2)
+    plan = plan_folder(folder, shift_by(-5))
+    apply_plan(folder, plan, label="adjust_timestamps --hours -5", stop_after=2)
     capsys.readouterr()
     code = adjust_timestamps.main(["--folders", str(folder)])
     err = capsys.readouterr().err
@@ -139,8 +142,8 @@ def test_undo_refuses_while_a_batch_is_unfinished(tmp_path, capsys):
     folder = fill(tmp_path / "f", NAMES)
     assert adjust_timestamps.main(["--folders", str(folder), "--hours", "1"]) == 0
     after_first = contents(folder)
-    plan = safe_rename.plan_folder(folder, safe_rename.shift_by(-5))
-    safe_rename.apply_plan(folder, plan, stop_after=2)
+    plan = plan_folder(folder, shift_by(-5))
+    apply_plan(folder, plan, stop_after=2)
     capsys.readouterr()
     assert adjust_timestamps.main(["--folders", str(folder), "--undo"]) == 2
     assert "--recover" in capsys.readouterr().err

@@ -16,7 +16,11 @@ from helpers import ROOT, chart_image, image_bytes, write_image
 from PIL import Image, ImageDraw, PngImagePlugin
 
 import deduplicate_images as dedupe
-from discordpicextract import image_hashes, naming
+from discordpicextract import naming
+from discordpicextract.images.cache import CACHE_FILE, NoCache
+from discordpicextract.images.integrity import check_file
+from discordpicextract.images.phash import hamming
+from discordpicextract.images.workers import WorkerDied, Workers
 
 
 def copy_as(source, name):
@@ -228,7 +232,7 @@ def test_rerun_is_idempotent_and_uses_the_cache(tmp_path, capsys):
     assert "Files read: 0, decoded for pHash: 0, answered from cache: 4" in out2
     assert "Unique images copied: 0\n  Already in output (identical, skipped): 2" in out2
     assert {k: v for k, v in snapshot(out_dir).items() if not k.startswith(".")} == output_before
-    assert (out_dir / image_hashes.CACHE_FILE).exists()
+    assert (out_dir / CACHE_FILE).exists()
     assert snapshot(src) == source_before
     assert naming.list_images(out_dir).unparsed == []     # the cache is invisible downstream
 
@@ -266,10 +270,10 @@ def test_fast_path_gives_the_same_plan_as_hashing_every_file(tmp_path, max_dista
     build_mixed_folder(src)
     images = naming.list_images(src).images
 
-    with image_hashes.Workers(1) as workers:
-        fast, fast_stats = dedupe.fetch_records(images, image_hashes.NoCache(), workers,
+    with Workers(1) as workers:
+        fast, fast_stats = dedupe.fetch_records(images, NoCache(), workers,
                                                 fast=True, ignore_size=ignore_size)
-        full, full_stats = dedupe.fetch_records(images, image_hashes.NoCache(), workers,
+        full, full_stats = dedupe.fetch_records(images, NoCache(), workers,
                                                 fast=False, ignore_size=ignore_size)
     fast_plan = dedupe.plan_dedupe(fast, max_distance, ignore_size)
     full_plan = dedupe.plan_dedupe(full, max_distance, ignore_size)
@@ -335,7 +339,7 @@ def test_max_distance_groups_near_images_to_the_earliest_kept(tmp_path, capsys):
     image.save(src / "2025-02-14_13-00-00_v.png")
     ImageDraw.Draw(image).rectangle([40, 20, 60, 40], fill=(0, 0, 0))
     image.save(near)
-    distance = image_hashes.hamming(str(imagehash.phash(Image.open(src / "2025-02-14_13-00-00_v.png"))),
+    distance = hamming(str(imagehash.phash(Image.open(src / "2025-02-14_13-00-00_v.png"))),
                                     str(imagehash.phash(Image.open(near))))
     assert 0 < distance <= 20
 
@@ -380,7 +384,7 @@ def test_dry_run_changes_nothing(tmp_path, capsys):
     assert "Unique images to copy: 1" in out
 
     assert run(capsys, "--source", str(src), "--output", str(tmp_path / "out"))[0] == 0
-    cache = tmp_path / "out" / image_hashes.CACHE_FILE
+    cache = tmp_path / "out" / CACHE_FILE
     first.touch()                                   # the cache row is now stale
     before = (cache.read_bytes(), cache.stat().st_mtime_ns)
     code, out, _ = run(capsys, "--source", str(src), "--output", str(tmp_path / "out"), "--dry-run")
@@ -451,9 +455,9 @@ def test_damage_only_a_decode_finds_is_caught_by_the_fast_path(tmp_path, capsys)
         (src / f"2025-02-14_{stamp}_j.jpg").write_bytes(bytes(jpeg))
     images = naming.list_images(src).images
 
-    with image_hashes.Workers(1) as workers:
-        fast, _ = dedupe.fetch_records(images, image_hashes.NoCache(), workers, fast=True)
-        full, _ = dedupe.fetch_records(images, image_hashes.NoCache(), workers, fast=False)
+    with Workers(1) as workers:
+        fast, _ = dedupe.fetch_records(images, NoCache(), workers, fast=True)
+        full, _ = dedupe.fetch_records(images, NoCache(), workers, fast=False)
     assert dedupe.plan_dedupe(fast).signature() == dedupe.plan_dedupe(full).signature()
 
     code, out, err = run(capsys, "--source", str(src), "--output", str(tmp_path / "out"))
@@ -469,8 +473,8 @@ def test_a_file_gone_after_the_listing_is_reported_not_a_traceback(tmp_path, cap
     images = naming.list_images(src).images
     gone.unlink()
 
-    with image_hashes.Workers(1) as workers:
-        records, _ = dedupe.fetch_records(images, image_hashes.NoCache(), workers)
+    with Workers(1) as workers:
+        records, _ = dedupe.fetch_records(images, NoCache(), workers)
     plan = dedupe.plan_dedupe(records)
 
     assert [r.name for r in plan.corrupt] == ["2025-02-14_11-00-00_b.png"]
@@ -574,11 +578,11 @@ def test_report_never_overwrites_a_different_file(tmp_path, capsys):
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
 
 
-_REAL_CHECK_FILE = image_hashes.check_file
+_REAL_CHECK_FILE = check_file
 
 
 def _check_file_in_a_worker(path):
-    """image_hashes.check_file as the --workers tests run it (set up by
+    """images.integrity.check_file as the --workers tests run it (set up by
     watch_workers, settings in a file beside the source folder: a worker
     started by a fork server sees no environment variable set by the test).
     A file named *crash* ends the worker process that checks it (os._exit: a
@@ -603,8 +607,8 @@ def watch_workers(monkeypatch, tmp_path, wanted):
     (tmp_path / "watch" / "pids").mkdir(parents=True)
     (tmp_path / "watch" / "settings.json").write_text(json.dumps(
         {"wanted": wanted, "deadline": time.time() + 10, "test_pid": os.getpid()}))
-    monkeypatch.setattr(image_hashes, "check_file", _check_file_in_a_worker)
-    monkeypatch.setattr(image_hashes, "PARALLEL_MIN_CHECKS", 1)
+    monkeypatch.setattr(dedupe, "check_file", _check_file_in_a_worker)
+    monkeypatch.setattr(dedupe, "PARALLEL_MIN_CHECKS", 1)
     return tmp_path / "watch" / "pids"
 
 
@@ -644,7 +648,7 @@ def test_a_worker_that_dies_ends_the_run_with_a_one_line_error(tmp_path, capsys,
 
 def test_a_worker_process_that_dies_is_a_clear_error():
     # os._exit ends the worker process itself: a real crash, no mock.
-    with image_hashes.Workers(2) as workers, pytest.raises(image_hashes.WorkerDied, match="fewer --workers"):
+    with Workers(2) as workers, pytest.raises(WorkerDied, match="fewer --workers"):
         workers.map(os._exit, [3, 3], minimum=1)
     err = dedupe.RunError("x")
     assert err.exit_code == 1 and not isinstance(err, dedupe.cli.UsageError)

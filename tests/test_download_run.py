@@ -21,7 +21,7 @@ from download_helpers import (
 from helpers import image_bytes
 
 import config
-from discordpicextract import download_archive
+from discordpicextract.archive import record_renames
 from discordpicextract.emulator import generate_channel
 
 
@@ -153,7 +153,7 @@ def test_rerun_skips_saved_and_renamed_images_and_fetches_only_new_ones(world, c
     # the timestamp tools rename a file and tell the archive
     renamed = first[0].replace(first[0][:10], "1999-01-01")
     os.rename(Path("out", first[0]), Path("out", renamed))
-    download_archive.record_renames("out", {first[0]: renamed})
+    record_renames("out", {first[0]: renamed})
     w.post(ago(hours=1), "c.png")
     w.emu.clear_log()
     code, out, err = run_main(capsys, *_by_id(w, "--days", "1"))

@@ -11,7 +11,8 @@ from PIL import Image
 
 import config
 import quality_check_timestamps as qc
-from discordpicextract import download_archive, naming
+from discordpicextract import naming
+from discordpicextract.archive import DownloadArchive
 
 
 def run(capsys, *argv):
@@ -137,7 +138,7 @@ def test_without_terminal_and_flags_it_only_checks(tmp_path, capsys):
 def test_adjust_flags_fix_all_folders_and_keep_the_archive(tmp_path, capsys):
     names = shifted_stretch(30)
     folders = [fill(tmp_path / name, names[: 30 - 7 * i]) for i, name in enumerate("abc")]
-    with download_archive.DownloadArchive(folders[0]) as archive:
+    with DownloadArchive(folders[0]) as archive:
         archive.add("msg1:att1", 1, names[6], 100, "sha")
     before = [sorted(contents(f).values()) for f in folders]
     code, out, _ = run(capsys, "--folder", str(folders[0]), "--folders", *map(str, folders),
@@ -152,7 +153,7 @@ def test_adjust_flags_fix_all_folders_and_keep_the_archive(tmp_path, capsys):
     assert out.count("All files are within trading hours") == 3
     assert "Total files outside trading hours across all folders: 0" in out
     assert [sorted(contents(f).values()) for f in folders] == before
-    with download_archive.DownloadArchive(folders[0]) as archive:
+    with DownloadArchive(folders[0]) as archive:
         assert archive.filename_of("msg1:att1") == names[6].replace("_19-", "_14-")
     # --undo puts the last period back in the folders it renamed in; c, where
     # period 2 renamed nothing, keeps period 1 until the next --undo
@@ -251,12 +252,14 @@ def test_subprocess_run(tmp_path):
 
 
 def test_unfinished_batch_refuses_adjustment_until_recovered(tmp_path, capsys):
-    from discordpicextract import safe_rename
+    from discordpicextract.renames.apply import apply_plan
+    from discordpicextract.renames.plan import plan_folder
+    from discordpicextract.renames.values import shift_by
 
     folder = fill(tmp_path / "f", shifted_stretch(15))
     before = contents(folder)
-    plan = safe_rename.plan_folder(folder, safe_rename.shift_by(1))
-    safe_rename.apply_plan(folder, plan, stop_after=3)
+    plan = plan_folder(folder, shift_by(1))
+    apply_plan(folder, plan, stop_after=3)
     common = ["--folder", str(folder), "--folders", str(folder), "--plot", str(tmp_path / "p.png")]
     code, _out, err = run(capsys, *common, "--adjust", "2025-03-08:2025-03-15:-5")
     assert code == 2 and "unfinished rename batch" in err and "--recover" in err

@@ -10,7 +10,8 @@ from typing import Callable, Optional
 from zoneinfo import ZoneInfo
 
 import config
-from discordpicextract import download_archive, fileops, messages, naming
+from discordpicextract import fileops, messages, naming
+from discordpicextract.archive import DownloadArchive
 from discordpicextract.discord.errors import AccessError, AuthError, DiscordError
 from discordpicextract.discord.extract import extract_images
 from discordpicextract.discord.plan import SECOND, name_family, plan_names, release_batches
@@ -57,7 +58,7 @@ class _Run:
         self.folder = Path(folder)
         self.zone = ZoneInfo(tz) if isinstance(tz, str) else tz
         self.result = DownloadResult()
-        self.archive = download_archive.DownloadArchive(self.folder)
+        self.archive = DownloadArchive(self.folder)
         self.known = self.archive.keys()
         on_disk = {p.name for p in self.folder.iterdir()}
         self.taken = set(on_disk)

@@ -143,7 +143,7 @@ class Run:
         return hours if hours * HOUR == -self.offset else None
 
     def adjust_line(self) -> Optional[str]:
-        from discordpicextract.safe_rename import format_hours
+        from discordpicextract.renames.values import format_hours
 
         hours = self.adjust_hours()
         return f"--adjust {self.start}:{self.end}:{format_hours(hours)}" if hours is not None else None

@@ -1,4 +1,4 @@
-"""The safe rename engine: plans, chains and cycles, collisions, journal,
+"""The rename engine (discordpicextract.renames): plans, chains and cycles, collisions, journal,
 undo, interrupted-batch recovery and the download archive, on real images."""
 import json
 import os
@@ -9,8 +9,13 @@ import pytest
 from helpers import contents, fill, n, write_image
 
 import config
-from discordpicextract import download_archive, naming, safe_rename
-from discordpicextract.safe_rename import Move, parse_hours, shift_by
+from discordpicextract import naming
+from discordpicextract.archive import DownloadArchive, archive_path
+from discordpicextract.renames.apply import apply_plan
+from discordpicextract.renames.journal import BatchRunning, pending_batch, read_journal
+from discordpicextract.renames.plan import TEMP_PREFIX, Move, plan_folder, plan_mapping, plan_renames
+from discordpicextract.renames.recovery import locate, recover, undo_last
+from discordpicextract.renames.values import format_hours, parse_date, parse_hours, shift_by
 
 
 def plus(hours):
@@ -21,9 +26,9 @@ def test_chain_shift_renames_every_file_and_loses_nothing(tmp_path):
     names = [n("2025-03-10T10:00:00"), n("2025-03-10T11:00:00"), n("2025-03-10T12:00:00")]
     folder = fill(tmp_path / "f", names)
     before = contents(folder)
-    plan = safe_rename.plan_folder(folder, plus("1"))
+    plan = plan_folder(folder, plus("1"))
     assert [s.src for s in plan.steps] == names[::-1]  # free end of the chain first
-    result = safe_rename.apply_plan(folder, plan)
+    result = apply_plan(folder, plan)
     after = contents(folder)
     assert sorted(after.values()) == sorted(before.values())
     for old in names:
@@ -36,14 +41,14 @@ def test_swap_and_three_cycle_go_through_temporary_names(tmp_path):
     a, b, c, d, e = (n(f"2025-01-0{i}T10:00:00") for i in range(1, 6))
     folder = fill(tmp_path / "f", [a, b, c, d, e])
     before = contents(folder)
-    plan = safe_rename.plan_mapping({a: b, b: a, c: d, d: e, e: c}, set(os.listdir(folder)))
-    assert sum(step.dst.startswith(safe_rename.TEMP_PREFIX) for step in plan.steps) == 2
-    result = safe_rename.apply_plan(folder, plan)
+    plan = plan_mapping({a: b, b: a, c: d, d: e, e: c}, set(os.listdir(folder)))
+    assert sum(step.dst.startswith(TEMP_PREFIX) for step in plan.steps) == 2
+    result = apply_plan(folder, plan)
     after = contents(folder)
     assert (after[b], after[a]) == (before[a], before[b])
     assert (after[d], after[e], after[c]) == (before[c], before[d], before[e])
     assert len(result.done) == 5
-    assert not [p for p in os.listdir(folder) if p.startswith(safe_rename.TEMP_PREFIX)]
+    assert not [p for p in os.listdir(folder) if p.startswith(TEMP_PREFIX)]
 
 
 def test_target_held_outside_the_batch_is_skipped_along_the_chain(tmp_path):
@@ -52,12 +57,12 @@ def test_target_held_outside_the_batch_is_skipped_along_the_chain(tmp_path):
     outsider = n("2025-01-02T12:00:00", "x.png")
     folder = fill(tmp_path / "f", [x, y, outsider])
     before = contents(folder)
-    plan = safe_rename.plan_mapping({x: y, y: outsider}, set(os.listdir(folder)))
+    plan = plan_mapping({x: y, y: outsider}, set(os.listdir(folder)))
     assert not plan.moves
     assert {s.name for s in plan.skipped} == {x, y}
     assert any("outside the batch" in s.reason for s in plan.skipped)
     assert any("own rename was skipped" in s.reason for s in plan.skipped)
-    safe_rename.apply_plan(folder, plan)
+    apply_plan(folder, plan)
     assert contents(folder) == before
 
 
@@ -66,10 +71,10 @@ def test_two_files_never_collapse_into_one_name(tmp_path):
     target = n("2025-01-02T12:00:00", "c.png")
     folder = fill(tmp_path / "f", [a, b])
     before = contents(folder)
-    plan = safe_rename.plan_mapping({a: target, b: target}, set(os.listdir(folder)))
+    plan = plan_mapping({a: target, b: target}, set(os.listdir(folder)))
     assert not plan.moves and len(plan.skipped) == 2
     assert all("same name" in s.reason for s in plan.skipped)
-    safe_rename.apply_plan(folder, plan)
+    apply_plan(folder, plan)
     assert contents(folder) == before
 
 
@@ -78,7 +83,7 @@ def test_hidden_and_non_image_names_block_targets(tmp_path):
     folder = fill(tmp_path / "f", [name])
     blocker = folder / n("2025-01-02T11:00:00", "a.png")
     blocker.mkdir()  # a directory with the target name, not listed as an image
-    plan = safe_rename.plan_folder(folder, plus("1"))
+    plan = plan_folder(folder, plus("1"))
     assert not plan.moves and plan.skipped[0].name == name
 
 
@@ -95,7 +100,7 @@ def test_hidden_and_non_image_names_block_targets(tmp_path):
 def test_rollover(tmp_path, old, hours, new):
     folder = fill(tmp_path / "f", [n(old)])
     before = contents(folder)
-    result = safe_rename.apply_plan(folder, safe_rename.plan_folder(folder, plus(hours)))
+    result = apply_plan(folder, plan_folder(folder, plus(hours)))
     assert result.done == [Move(n(old), n(new))]
     assert contents(folder) == {n(new): before[n(old)]}
 
@@ -104,10 +109,10 @@ def test_out_of_range_time_and_unparsed_names_are_reported_and_left_alone(tmp_pa
     edge, bad = n("9999-12-31T23:00:00"), "not-a-timestamp.png"
     folder = fill(tmp_path / "f", [edge, bad])
     before = contents(folder)
-    plan = safe_rename.plan_folder(folder, plus("2"))
+    plan = plan_folder(folder, plus("2"))
     assert plan.unparsed == [bad]
     assert plan.skipped[0].name == edge and "out of range" in plan.skipped[0].reason
-    safe_rename.apply_plan(folder, plan)
+    apply_plan(folder, plan)
     assert contents(folder) == before
 
 
@@ -117,60 +122,60 @@ def test_bad_hours_and_dates_are_refused():
             parse_hours(text)
     for text in ("2025-02-30", "2025-1-1", "yesterday", "2025-13-01"):
         with pytest.raises(ValueError):
-            safe_rename.parse_date(text)
-    assert safe_rename.format_hours(parse_hours("-5")) == "-5"
-    assert safe_rename.format_hours(parse_hours("2.50")) == "2.5"
+            parse_date(text)
+    assert format_hours(parse_hours("-5")) == "-5"
+    assert format_hours(parse_hours("2.50")) == "2.5"
 
 
 def test_journal_is_written_before_any_file_moves(tmp_path):
     names = [n("2025-01-02T10:00:00"), n("2025-01-02T11:00:00")]
     folder = fill(tmp_path / "f", names)
     before = contents(folder)
-    plan = safe_rename.plan_folder(folder, plus("1"))
-    result = safe_rename.apply_plan(folder, plan, label="test", stop_after=0)
+    plan = plan_folder(folder, plus("1"))
+    result = apply_plan(folder, plan, label="test", stop_after=0)
     assert result.interrupted and contents(folder) == before
     records = [json.loads(line) for line in (folder / config.JOURNAL_FILE).read_text().splitlines()]
     assert records[0]["event"] == "begin"
     assert records[0]["moves"] == [[m.old, m.new] for m in plan.moves]
     assert len(records[0]["steps"]) == len(plan.steps)
-    assert safe_rename.pending_batch(folder).id == plan.batch_id
+    assert pending_batch(folder).id == plan.batch_id
 
 
 def test_target_appearing_after_planning_is_skipped_not_overwritten(tmp_path):
     name, target = n("2025-01-02T10:00:00"), n("2025-01-02T11:00:00")
     folder = fill(tmp_path / "f", [name])
-    plan = safe_rename.plan_folder(folder, plus("1"))
+    plan = plan_folder(folder, plus("1"))
     write_image(folder / target, seed=99, size=(40, 30))
     before = contents(folder)
-    result = safe_rename.apply_plan(folder, plan)
+    result = apply_plan(folder, plan)
     assert not result.done and "appeared meanwhile" in result.skipped[0].reason
     assert contents(folder) == before
-    assert safe_rename.pending_batch(folder) is None
+    assert pending_batch(folder) is None
     # the failed move is not undone later: the batch renamed nothing
-    assert safe_rename.undo_last(folder).batch is None
+    assert undo_last(folder).batch is None
 
 
 def test_undo_restores_every_name_then_walks_back_further(tmp_path):
     names = [n("2025-01-02T10:00:00"), n("2025-01-02T15:00:00"), n("2025-01-02T20:00:00"), n("2025-12-31T22:00:00")]
     folder = fill(tmp_path / "f", names)
     original = contents(folder)
-    safe_rename.apply_plan(folder, safe_rename.plan_folder(folder, plus("5")))
+    apply_plan(folder, plan_folder(folder, plus("5")))
     after_first = contents(folder)
-    safe_rename.apply_plan(folder, safe_rename.plan_folder(folder, plus("-2.5")))
+    apply_plan(folder, plan_folder(folder, plus("-2.5")))
     assert contents(folder) != after_first
-    safe_rename.undo_last(folder)
+    undo_last(folder)
     assert contents(folder) == after_first
-    safe_rename.undo_last(folder)
+    undo_last(folder)
     assert contents(folder) == original
-    assert safe_rename.undo_last(folder).batch is None  # nothing left to undo
+    assert undo_last(folder).batch is None  # nothing left to undo
 
 
 def test_dry_run_undo_changes_nothing(tmp_path):
     folder = fill(tmp_path / "f", [n("2025-01-02T10:00:00")])
-    safe_rename.apply_plan(folder, safe_rename.plan_folder(folder, plus("1")))
+    apply_plan(folder, plan_folder(folder, plus("1")))
     journal = (folder / config.JOURNAL_FILE).read_text()
     before = contents(folder)
-    outcome = safe_rename.undo_last(folder, dry_run=True)
+    outcome = undo_last(folder, dry_run=True)
     assert outcome.plan.moves and outcome.result is None
     assert contents(folder) == before and (folder / config.JOURNAL_FILE).read_text() == journal
 
@@ -182,8 +187,8 @@ def _interrupted(tmp_path, stop_after, drop_progress=False):
     folder = fill(tmp_path / "f", [*chain, a, b])
     original = contents(folder)
     mapping = {chain[0]: chain[1], chain[1]: chain[2], chain[2]: n("2025-01-02T13:00:00", "c.png"), a: b, b: a}
-    plan = safe_rename.plan_mapping(mapping, set(os.listdir(folder)))
-    safe_rename.apply_plan(folder, plan, stop_after=stop_after)
+    plan = plan_mapping(mapping, set(os.listdir(folder)))
+    apply_plan(folder, plan, stop_after=stop_after)
     if drop_progress:  # a crash can lose progress lines: recovery must not need them
         journal = folder / config.JOURNAL_FILE
         lines = [line for line in journal.read_text().splitlines() if '"event":"step"' not in line]
@@ -196,12 +201,12 @@ def _interrupted(tmp_path, stop_after, drop_progress=False):
 @pytest.mark.parametrize("drop_progress", [False, True])
 def test_recover_complete_finishes_an_interrupted_batch(tmp_path, stop_after, drop_progress):
     folder, original, expected = _interrupted(tmp_path, stop_after, drop_progress)
-    assert safe_rename.pending_batch(folder) is not None
-    outcome = safe_rename.recover(folder, "complete")
+    assert pending_batch(folder) is not None
+    outcome = recover(folder, "complete")
     assert not outcome.result.skipped
     assert contents(folder) == expected
-    assert safe_rename.pending_batch(folder) is None
-    safe_rename.undo_last(folder)  # the completed batch is undoable like any other
+    assert pending_batch(folder) is None
+    undo_last(folder)  # the completed batch is undoable like any other
     assert contents(folder) == original
 
 
@@ -209,22 +214,22 @@ def test_recover_complete_finishes_an_interrupted_batch(tmp_path, stop_after, dr
 def test_recover_revert_puts_every_name_back(tmp_path, stop_after):
     folder, original, _expected = _interrupted(tmp_path, stop_after, drop_progress=True)
     if stop_after == 4:  # mid-swap: one file sits under a hidden temporary name
-        assert any(p.startswith(safe_rename.TEMP_PREFIX) for p in os.listdir(folder))
-    safe_rename.recover(folder, "revert")
+        assert any(p.startswith(TEMP_PREFIX) for p in os.listdir(folder))
+    recover(folder, "revert")
     assert contents(folder) == original
-    assert not any(p.startswith(safe_rename.TEMP_PREFIX) for p in os.listdir(folder))
-    assert safe_rename.pending_batch(folder) is None
+    assert not any(p.startswith(TEMP_PREFIX) for p in os.listdir(folder))
+    assert pending_batch(folder) is None
 
 
 def test_interrupted_revert_can_itself_be_recovered(tmp_path):
     folder, original, _expected = _interrupted(tmp_path, 3)
-    batch = safe_rename.pending_batch(folder)
-    positions = safe_rename._locate(folder, batch)
+    batch = pending_batch(folder)
+    positions = locate(folder, batch)
     mapping = {now: batch.moves[m].old for m, now in positions.items() if now != batch.moves[m].old}
-    plan = safe_rename.plan_mapping(mapping, set(os.listdir(folder)))
-    safe_rename.apply_plan(folder, plan, recovers=batch.id, stop_after=1)
-    assert safe_rename.pending_batch(folder).id == plan.batch_id
-    safe_rename.recover(folder, "complete")
+    plan = plan_mapping(mapping, set(os.listdir(folder)))
+    apply_plan(folder, plan, recovers=batch.id, stop_after=1)
+    assert pending_batch(folder).id == plan.batch_id
+    recover(folder, "complete")
     assert contents(folder) == original
 
 
@@ -232,15 +237,15 @@ def test_download_archive_follows_renames_and_undo(tmp_path):
     old = n("2025-01-02T10:00:00")
     nxt = n("2025-01-02T11:00:00")
     folder = fill(tmp_path / "f", [old, nxt])
-    with download_archive.DownloadArchive(folder) as archive:
+    with DownloadArchive(folder) as archive:
         archive.add("m1:a1", 1, old, 10, "x")
         archive.add("m2:a2", 2, nxt, 10, "y")
-    safe_rename.apply_plan(folder, safe_rename.plan_folder(folder, plus("1")))
-    with download_archive.DownloadArchive(folder) as archive:
+    apply_plan(folder, plan_folder(folder, plus("1")))
+    with DownloadArchive(folder) as archive:
         assert archive.filename_of("m1:a1") == nxt
         assert archive.filename_of("m2:a2") == n("2025-01-02T12:00:00")
-    safe_rename.undo_last(folder)
-    with download_archive.DownloadArchive(folder) as archive:
+    undo_last(folder)
+    with DownloadArchive(folder) as archive:
         assert archive.filename_of("m1:a1") == old
         assert archive.filename_of("m2:a2") == nxt
 
@@ -248,20 +253,20 @@ def test_download_archive_follows_renames_and_undo(tmp_path):
 def test_archive_not_double_renamed_when_reverting_before_its_update(tmp_path):
     old, nxt = n("2025-01-02T10:00:00"), n("2025-01-02T11:00:00")
     folder = fill(tmp_path / "f", [old, nxt])
-    with download_archive.DownloadArchive(folder) as archive:
+    with DownloadArchive(folder) as archive:
         archive.add("k1", 1, old, 10, "x")
         archive.add("k2", 2, nxt, 10, "y")
-    plan = safe_rename.plan_folder(folder, plus("1"))
-    safe_rename.apply_plan(folder, plan, stop_after=1)
-    safe_rename.recover(folder, "revert")
-    with download_archive.DownloadArchive(folder) as archive:
+    plan = plan_folder(folder, plus("1"))
+    apply_plan(folder, plan, stop_after=1)
+    recover(folder, "revert")
+    with DownloadArchive(folder) as archive:
         assert (archive.filename_of("k1"), archive.filename_of("k2")) == (old, nxt)
 
 
 def test_plan_is_linear_for_long_chains():
     # 50,000 files each shifting onto the next one's name: one long chain
     names = [naming.format_name(datetime(2025, 1, 1) + timedelta(hours=i), "c.png") for i in range(50_000)]
-    plan = safe_rename.plan_renames(names, plus("1"))
+    plan = plan_renames(names, plus("1"))
     assert len(plan.steps) == 50_000 and not plan.skipped
     assert plan.steps[0].src == names[-1]
 
@@ -270,22 +275,22 @@ def test_plan_is_linear_for_long_chains():
 def test_batch_interrupted_before_its_first_move_can_be_recovered(tmp_path, mode):
     folder, original, expected = _interrupted(tmp_path, 0)
     assert contents(folder) == original
-    safe_rename.recover(folder, mode)
+    recover(folder, mode)
     assert contents(folder) == (expected if mode == "complete" else original)
-    assert safe_rename.pending_batch(folder) is None
+    assert pending_batch(folder) is None
 
 
 def test_two_runs_never_interleave_in_one_folder(tmp_path):
     fcntl = pytest.importorskip("fcntl")
     folder = fill(tmp_path / "f", [n("2025-01-02T10:00:00")])
     before = contents(folder)
-    plan = safe_rename.plan_folder(folder, plus("1"))
+    plan = plan_folder(folder, plus("1"))
     with open(folder / config.JOURNAL_FILE, "a") as other_run:
         fcntl.flock(other_run.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        with pytest.raises(safe_rename.BatchRunning, match="another rename is running"):
-            safe_rename.apply_plan(folder, plan)
+        with pytest.raises(BatchRunning, match="another rename is running"):
+            apply_plan(folder, plan)
     assert contents(folder) == before
-    safe_rename.apply_plan(folder, plan)  # the lock went with the other run
+    apply_plan(folder, plan)  # the lock went with the other run
     assert set(contents(folder)) == {n("2025-01-02T11:00:00")}
 
 
@@ -294,8 +299,8 @@ def test_a_torn_journal_line_does_not_swallow_the_next_batch(tmp_path):
     original = contents(folder)
     with open(folder / config.JOURNAL_FILE, "w", encoding="utf-8") as journal:
         journal.write('{"event":"begin","batch":"crashed-while-writ')  # no newline: a crash
-    safe_rename.apply_plan(folder, safe_rename.plan_folder(folder, plus("1")))
-    assert safe_rename.undo_last(folder).result.done  # the batch is in the journal
+    apply_plan(folder, plan_folder(folder, plus("1")))
+    assert undo_last(folder).result.done  # the batch is in the journal
     assert contents(folder) == original
 
 
@@ -308,9 +313,9 @@ def test_damaged_journal_lines_are_skipped_not_a_traceback(tmp_path, damage):
     folder = fill(tmp_path / "f", [n("2025-01-02T10:00:00")])
     original = contents(folder)
     (folder / config.JOURNAL_FILE).write_bytes(damage)
-    assert safe_rename.pending_batch(folder) is None
-    safe_rename.apply_plan(folder, safe_rename.plan_folder(folder, plus("1")))
-    safe_rename.undo_last(folder)
+    assert pending_batch(folder) is None
+    apply_plan(folder, plan_folder(folder, plus("1")))
+    undo_last(folder)
     assert contents(folder) == original
 
 
@@ -345,13 +350,13 @@ def test_ctrl_c_between_link_and_unlink_leaves_no_file_under_two_names(tmp_path,
             raise KeyboardInterrupt
         return real_unlink(path, *args, **kwargs)
 
-    plan = safe_rename.plan_mapping(_mapping(original, expected), set(os.listdir(folder)))
+    plan = plan_mapping(_mapping(original, expected), set(os.listdir(folder)))
     monkeypatch.setattr(fileops.os, "unlink", unlink)
     with pytest.raises(KeyboardInterrupt):
-        safe_rename.apply_plan(folder, plan)
+        apply_plan(folder, plan)
     monkeypatch.setattr(fileops.os, "unlink", real_unlink)
     assert _no_file_under_two_names(folder)
-    outcome = safe_rename.recover(folder, mode)
+    outcome = recover(folder, mode)
     assert not outcome.result.skipped
     assert contents(folder) == (expected if mode == "complete" else original)
 
@@ -360,9 +365,9 @@ def test_ctrl_c_between_link_and_unlink_leaves_no_file_under_two_names(tmp_path,
 @pytest.mark.parametrize("stop_after", [0, 2, 3])
 def test_crash_between_link_and_unlink_is_recovered(tmp_path, mode, stop_after):
     folder, original, expected = _interrupted(tmp_path, stop_after, drop_progress=True)
-    src, dst, _move, _inode = safe_rename.pending_batch(folder).steps[stop_after]
+    src, dst, _move, _inode = pending_batch(folder).steps[stop_after]
     os.link(folder / src, folder / dst)  # the crash: the next step's link made, its unlink not
-    safe_rename.recover(folder, mode)
+    recover(folder, mode)
     assert contents(folder) == (expected if mode == "complete" else original)
     assert _no_file_under_two_names(folder)
 
@@ -377,12 +382,12 @@ def test_a_batch_that_renamed_nothing_does_not_hold_back_undo(tmp_path):
     name = n("2025-01-02T10:00:00")
     folder = fill(tmp_path / "f", [name])
     original = contents(folder)
-    safe_rename.apply_plan(folder, safe_rename.plan_folder(folder, plus("1")))
-    plan = safe_rename.plan_folder(folder, plus("1"))
+    apply_plan(folder, plan_folder(folder, plus("1")))
+    plan = plan_folder(folder, plus("1"))
     write_image(folder / n("2025-01-02T12:00:00"), seed=50, size=(40, 30))  # its only move fails
-    assert not safe_rename.apply_plan(folder, plan).done
+    assert not apply_plan(folder, plan).done
     (folder / n("2025-01-02T12:00:00")).unlink()
-    safe_rename.undo_last(folder)
+    undo_last(folder)
     assert contents(folder) == original
 
 
@@ -390,31 +395,31 @@ def test_files_an_undo_could_not_revert_are_retried_before_going_further_back(tm
     names = [n("2025-01-02T10:00:00"), n("2025-01-02T15:00:00")]
     folder = fill(tmp_path / "f", names)
     original = contents(folder)
-    safe_rename.apply_plan(folder, safe_rename.plan_folder(folder, plus("1")))
+    apply_plan(folder, plan_folder(folder, plus("1")))
     after_first = contents(folder)
-    safe_rename.apply_plan(folder, safe_rename.plan_folder(folder, plus("2")))
+    apply_plan(folder, plan_folder(folder, plus("2")))
     blocker = folder / n("2025-01-02T16:00:00")  # where the second batch's undo puts one file back
     blocker.mkdir()
-    first_try = safe_rename.undo_last(folder)
+    first_try = undo_last(folder)
     assert len(first_try.result.done) == 1 and len(first_try.result.skipped) == 1
     blocker.rmdir()
-    retry = safe_rename.undo_last(folder)
+    retry = undo_last(folder)
     assert retry.batch.id == first_try.batch.id and len(retry.result.done) == 1
     assert contents(folder) == after_first
-    safe_rename.undo_last(folder)
+    undo_last(folder)
     assert contents(folder) == original
 
 
 def test_reverting_an_interrupted_revert_gives_the_first_batch_back_to_recover(tmp_path):
     folder, original, expected = _interrupted(tmp_path, 3)
-    batch = safe_rename.pending_batch(folder)
-    positions = safe_rename._locate(folder, batch)
+    batch = pending_batch(folder)
+    positions = locate(folder, batch)
     mapping = {now: batch.moves[m].old for m, now in positions.items() if now != batch.moves[m].old}
-    plan = safe_rename.plan_mapping(mapping, set(os.listdir(folder)))
-    safe_rename.apply_plan(folder, plan, recovers=batch.id, stop_after=1)  # the revert crashes too
-    safe_rename.recover(folder, "revert")  # puts the revert's files back: the first batch is half done again
-    assert safe_rename.pending_batch(folder).id == batch.id
-    safe_rename.recover(folder, "complete")
+    plan = plan_mapping(mapping, set(os.listdir(folder)))
+    apply_plan(folder, plan, recovers=batch.id, stop_after=1)  # the revert crashes too
+    recover(folder, "revert")  # puts the revert's files back: the first batch is half done again
+    assert pending_batch(folder).id == batch.id
+    recover(folder, "complete")
     assert contents(folder) == expected
 
 
@@ -423,10 +428,10 @@ def test_a_damaged_download_archive_stops_the_run_before_any_rename(tmp_path, ca
 
     folder = fill(tmp_path / "f", [n("2025-01-02T10:00:00")])
     before = contents(folder)
-    download_archive.archive_path(folder).write_bytes(b"not a database at all")
+    archive_path(folder).write_bytes(b"not a database at all")
     assert adjust_timestamps.main(["--folders", str(folder), "--hours", "1"]) == 2
     assert "is not an SQLite database" in capsys.readouterr().err
-    assert contents(folder) == before and safe_rename.pending_batch(folder) is None
+    assert contents(folder) == before and pending_batch(folder) is None
 
 
 def test_an_archive_that_fails_after_the_renames_is_a_warning_and_the_batch_closes(tmp_path, capsys):
@@ -434,29 +439,47 @@ def test_an_archive_that_fails_after_the_renames_is_a_warning_and_the_batch_clos
 
     folder = fill(tmp_path / "f", [n("2025-01-02T10:00:00")])
     before = contents(folder)
-    with sqlite3.connect(download_archive.archive_path(folder)) as db:  # SQLite, but unusable as an archive
+    with sqlite3.connect(archive_path(folder)) as db:  # SQLite, but unusable as an archive
         db.execute("CREATE TABLE t(filename TEXT)")
         db.execute("CREATE VIEW downloads AS SELECT filename FROM t")
-    result = safe_rename.apply_plan(folder, safe_rename.plan_folder(folder, plus("1")))
-    assert len(result.done) == 1 and "download archive still lists the old names" in capsys.readouterr().err
-    assert safe_rename.pending_batch(folder) is None
-    safe_rename.undo_last(folder)
+    result = apply_plan(folder, plan_folder(folder, plus("1")))
+    assert len(result.done) == 1 and "download archive still lists the old names" in result.warnings[0]
+    assert capsys.readouterr().err == ""  # the library reports; only the scripts print
+    assert pending_batch(folder) is None
+    undo_last(folder)
     assert contents(folder) == before
+
+
+def test_the_scripts_print_the_archive_warning_and_the_renames_stand(tmp_path, capsys):
+    import sqlite3
+
+    import adjust_timestamps
+
+    folder = fill(tmp_path / "f", [n("2025-01-02T10:00:00")])
+    with sqlite3.connect(archive_path(folder)) as db:
+        db.execute("CREATE TABLE t(filename TEXT)")
+        db.execute("CREATE VIEW downloads AS SELECT filename FROM t")
+    assert adjust_timestamps.main(["--folders", str(folder), "--hours", "1"]) == 0
+    assert "warning: " in capsys.readouterr().err and list(contents(folder)) == [n("2025-01-02T11:00:00")]
+    assert adjust_timestamps.main(["--folders", str(folder), "--undo"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("warning: ") and "download archive still lists the old names of 1" in err
+    assert list(contents(folder)) == [n("2025-01-02T10:00:00")]
 
 
 def test_moves_that_failed_while_completing_a_batch_are_not_undone(tmp_path):
     folder, original, expected = _interrupted(tmp_path, 1, drop_progress=True)
-    batch = safe_rename.pending_batch(folder)
+    batch = pending_batch(folder)
     src, dst, _move, _inode = batch.steps[1]
     outsider = folder / n("2025-01-09T10:00:00", "outsider.png")
     os.rename(folder / src, outsider)  # a file of the batch moved away by hand meanwhile
-    safe_rename.recover(folder, "complete")
-    failed = [m for m in safe_rename.read_journal(folder)[0].moves if m not in
-              safe_rename.read_journal(folder)[0].done_moves()]
-    assert failed == [safe_rename.Move(src, dst)]
+    recover(folder, "complete")
+    failed = [m for m in read_journal(folder)[0].moves if m not in
+              read_journal(folder)[0].done_moves()]
+    assert failed == [Move(src, dst)]
     os.rename(outsider, folder / dst)  # an unrelated file now sits at the failed move's target
     before_undo = contents(folder)
-    safe_rename.undo_last(folder)
+    undo_last(folder)
     after = contents(folder)
     assert after[dst] == before_undo[dst]  # not "reverted" to the failed move's old name
 
@@ -468,12 +491,12 @@ def test_names_that_are_not_utf8_are_journaled_and_undone(tmp_path):
     raw = os.fsencode(folder) + b"/2025-01-02_10-00-00_\xff.png"
     with open(raw, "wb") as handle:
         handle.write(b"chart")
-    result = safe_rename.apply_plan(folder, safe_rename.plan_folder(folder, plus("1")))
+    result = apply_plan(folder, plan_folder(folder, plus("1")))
     assert len(result.done) == 1
 
     def visible():
         return [name for name in os.listdir(os.fsencode(folder)) if not name.startswith(b".")]
 
     assert visible() == [b"2025-01-02_11-00-00_\xff.png"]
-    safe_rename.undo_last(folder)
+    undo_last(folder)
     assert visible() == [b"2025-01-02_10-00-00_\xff.png"]

@@ -37,15 +37,19 @@ class DownloadArchive:
 
     def __init__(self, folder):
         self.path = archive_path(folder)
-        self._db = None
         try:
             self._db = sqlite3.connect(self.path)
+        except sqlite3.Error as exc:
+            raise self._unusable(exc) from None
+        try:
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
-            if self._db is not None:
-                self._db.close()
-            raise ArchiveError(f"cannot use the download archive {self.path}: {exc} (move that file "
-                               f"away to start a new one)") from None
+            self._db.close()
+            raise self._unusable(exc) from None
+
+    def _unusable(self, exc) -> ArchiveError:
+        return ArchiveError(f"cannot use the download archive {self.path}: {exc} (move that file "
+                            f"away to start a new one)")
 
     def __enter__(self):
         return self

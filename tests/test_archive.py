@@ -1,6 +1,5 @@
 """The download archive follows renames made by the timestamp tools."""
-from discordpicextract import download_archive
-from discordpicextract.download_archive import DownloadArchive
+from discordpicextract.archive import DownloadArchive, record_renames
 
 
 def test_add_contains_and_swap_rename(tmp_path):
@@ -8,7 +7,7 @@ def test_add_contains_and_swap_rename(tmp_path):
         archive.add("m1:a1", "1", "2025-01-01_10-00-00_a.png", 10, "x" * 64)
         archive.add("m2:a2", "2", "2025-01-01_11-00-00_a.png", 12, "y" * 64)
 
-    download_archive.record_renames(tmp_path, {
+    record_renames(tmp_path, {
         "2025-01-01_10-00-00_a.png": "2025-01-01_11-00-00_a.png",
         "2025-01-01_11-00-00_a.png": "2025-01-01_10-00-00_a.png",
     })
@@ -21,5 +20,5 @@ def test_add_contains_and_swap_rename(tmp_path):
 
 
 def test_record_renames_without_archive_creates_nothing(tmp_path):
-    download_archive.record_renames(tmp_path, {"a.png": "b.png"})
+    record_renames(tmp_path, {"a.png": "b.png"})
     assert list(tmp_path.iterdir()) == []

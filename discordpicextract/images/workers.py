@@ -1,0 +1,47 @@
+"""The process pool that spreads integrity checks and pHashes over the
+cores, started only when a batch is big enough to pay for it."""
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Optional
+
+# Below these many jobs a process pool costs more than it saves.
+PARALLEL_MIN_CHECKS = 400
+PARALLEL_MIN_DECODES = 8
+
+
+class WorkerDied(Exception):
+    """A worker process ended without an answer (killed, out of memory)."""
+
+
+class Workers:
+    """A process pool started only when a batch is big enough to pay for it."""
+
+    def __init__(self, count: int):
+        self.count = max(1, count)
+        self._pool: Optional[ProcessPoolExecutor] = None
+
+    def map(self, func, items, minimum) -> list:
+        items = list(items)
+        if self.count == 1 or len(items) < minimum:
+            return [func(item) for item in items]
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(max_workers=self.count)
+        chunk = max(1, min(64, len(items) // (self.count * 4)))
+        try:
+            return list(self._pool.map(func, items, chunksize=chunk))
+        except BrokenProcessPool:
+            self._pool = None
+            raise WorkerDied("a worker process stopped without an answer (out of memory?); "
+                             "try again with fewer --workers") from None
+
+    def close(self, wait=True) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=wait, cancel_futures=not wait)
+            self._pool = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        # On Ctrl-C do not wait for queued work.
+        self.close(wait=exc_type is None)

@@ -1,0 +1,150 @@
+"""The command-line flow the three timestamp scripts share: their rename
+flags, the checks before a batch, `--undo`/`--recover`, and one shift over
+the pipeline folders (plan, confirm, apply). Results come back as
+`report.Report` objects; the scripts print them (`cli.show`)."""
+import os
+from dataclasses import dataclass, field
+from typing import Optional
+
+from discordpicextract import archive, cli, logs
+from discordpicextract.errors import UsageError
+from discordpicextract.renames import report
+from discordpicextract.renames.apply import FolderOutcome, apply_plan
+from discordpicextract.renames.journal import Journal, pending_batch, pending_message
+from discordpicextract.renames.plan import new_batch_id, plan_folder
+from discordpicextract.renames.recovery import RECOVER_MODES, recover, undo_last_batch
+from discordpicextract.renames.values import parse_yes_no
+
+
+def add_rename_arguments(parser, folders_help="folders to rename in") -> None:
+    """--folders, --dry-run, --undo, --recover: the same in every script."""
+    parser.add_argument("--folders", nargs="+", metavar="FOLDER", help=folders_help)
+    parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--undo", action="store_true",
+                       help="revert the last rename batch (the newest over the folders; "
+                            "run again to go further back)")
+    group.add_argument("--recover", choices=RECOVER_MODES,
+                       help="finish or roll back an interrupted rename batch")
+
+
+def check_folders(folders) -> None:
+    """Every folder must exist; UsageError (exit 2) names the first that does not."""
+    seen: dict[tuple[int, int], str] = {}
+    for folder in folders:
+        cli.check_folder(folder, hint="choose folders with --folders")
+        # One folder named twice would be renamed twice and journal two
+        # batches under one id, the second hiding the first from --undo.
+        stat = os.stat(folder)
+        key = (stat.st_dev, stat.st_ino)
+        if key in seen:
+            raise UsageError(f"the same folder is given twice: {seen[key]} and {folder}")
+        seen[key] = folder
+
+
+def refuse_if_pending(folders, dry_run=False) -> list[str]:
+    """A new batch must not start on top of an unfinished one: UsageError,
+    or (a dry run, which changes nothing) a warning per such folder."""
+    warnings = []
+    for folder in folders:
+        batch = pending_batch(folder)
+        if batch is None:
+            continue
+        if not dry_run:
+            raise UsageError(pending_message(folder, batch))
+        warnings.append(pending_message(folder, batch))
+    if not dry_run:
+        check_writable(folders)
+    return warnings
+
+
+def check_writable(folders) -> None:
+    """Before a run renames in several folders, make sure each one can take
+    its journal and its renames, so a read-only or busy folder stops the run
+    before the first folder changes rather than halfway."""
+    for folder in folders:
+        Journal(folder).close()
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise UsageError(f"cannot rename in folder {folder}: it is read-only")
+        _check_archive_file(archive.archive_path(folder))
+
+
+def _check_archive_file(path) -> None:
+    """A download archive that is not SQLite would fail only after the
+    renames: refuse before. (Its header is read, not the database, so a
+    download running meanwhile does not make this wait.)"""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(16)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise UsageError(f"cannot read the download archive {path}: {exc.strerror or exc}") from None
+    if header and header != b"SQLite format 3\x00":
+        raise UsageError(f"the download archive {path} is not an SQLite database; "
+                         f"move it away (the downloader starts a new one) and run again")
+
+
+def run_undo_or_recover(args, folders) -> Optional[report.Report]:
+    """The scripts' --undo / --recover: None when neither was asked for;
+    otherwise check the folders, run it on every one and return the report."""
+    if not (args.undo or args.recover):
+        return None
+    check_folders(folders)
+    if args.undo:
+        # Undoing on top of a half-done batch would mix the two: recover first.
+        warnings = refuse_if_pending(folders, args.dry_run)
+        outcomes = undo_last_batch(folders, dry_run=args.dry_run)
+        return report.undo_report(outcomes, "Undo", args.dry_run, warnings)
+    outcomes = [recover(folder, args.recover, dry_run=args.dry_run) for folder in folders]
+    return report.undo_report(outcomes, f"Recover ({args.recover})", args.dry_run)
+
+
+@dataclass
+class ShiftRun:
+    """One shift planned over the folders, under one batch id for the whole
+    run (each folder journals its own part)."""
+
+    outcomes: list[FolderOutcome]
+    warnings: list[str] = field(default_factory=list)
+
+
+def plan_shift(folders, shift, dry_run) -> ShiftRun:
+    """Refuse (or, dry, warn about) unfinished batches, then plan; nothing
+    is touched."""
+    warnings = refuse_if_pending(folders, dry_run)
+    batch_id = new_batch_id()
+    return ShiftRun([FolderOutcome(folder, plan_folder(folder, shift, batch_id)) for folder in folders], warnings)
+
+
+def confirm(outcomes, yes, dry_run) -> bool:
+    """On a terminal, a real run asks first (renaming whole folders is
+    drastic); `--yes`, `--dry-run` or no terminal go ahead: unattended runs
+    are driven by flags and every batch can be undone with --undo."""
+    count = sum(len(outcome.plan.moves) for outcome in outcomes)
+    if yes or dry_run or count == 0 or not cli.is_interactive():
+        return True
+    return cli.ask(f"Rename {count} file(s) in {len(outcomes)} folder(s)? (Yes/No): ",
+                   flag="--yes", parse=parse_yes_no)
+
+
+def apply_shift(run: ShiftRun, *, label, yes, dry_run, show_matched=False) -> report.Report:
+    """Confirm (see `confirm`), apply each folder's plan unless dry, and
+    return the report."""
+    if not confirm(run.outcomes, yes, dry_run):
+        return report.Report(["Nothing renamed."])
+    if not dry_run:
+        for outcome in run.outcomes:
+            outcome.result = apply_plan(outcome.folder, outcome.plan, label=label)
+    _note_shift(run.outcomes, dry_run)
+    return report.adjustment_report(run.outcomes, dry_run, show_matched)
+
+
+def _note_shift(outcomes, dry_run) -> None:
+    """The run's one-line summary (-q, main.py --pipeline's table)."""
+    renamed = sum(len(outcome.done) for outcome in outcomes)
+    skipped = sum(len(outcome.skipped) for outcome in outcomes)
+    unparsed = sum(len(outcome.plan.unparsed) for outcome in outcomes)
+    logs.note("renames", f"{renamed} {'would be renamed' if dry_run else 'renamed'}",
+              ", ".join(filter(None, [f"{skipped} skipped" if skipped else "",
+                                      f"{unparsed} unparsed" if unparsed else ""])))

@@ -1,0 +1,196 @@
+"""Planning a batch of renames, in pure functions (`plan_renames`,
+`plan_mapping`): every target is checked against the names in the folder,
+two files never get the same name, a target held by a file that stays is
+skipped and reported, and chains, swaps and cycles inside the batch are
+ordered (through temporary names in the same folder when needed). Nothing
+here touches a file; `apply.apply_plan` carries a plan out."""
+import os
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Optional
+
+from discordpicextract import naming
+
+TEMP_PREFIX = ".dpe-rename-"
+
+
+@dataclass(frozen=True)
+class Move:
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
+class Skip:
+    name: str
+    target: str  # "" when there is none (the new time is out of range)
+    reason: str
+
+    def describe(self) -> str:
+        target = f" -> {self.target}" if self.target else ""
+        return f"{self.name}{target} ({self.reason})"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One physical rename; `move` indexes RenamePlan.moves."""
+
+    src: str
+    dst: str
+    move: int
+
+
+@dataclass
+class RenamePlan:
+    batch_id: str
+    moves: list[Move] = field(default_factory=list)     # listing order
+    steps: list[Step] = field(default_factory=list)     # execution order
+    skipped: list[Skip] = field(default_factory=list)
+    unparsed: list[str] = field(default_factory=list)   # names left alone
+    unselected: int = 0                                 # parsed, not in the batch
+
+
+def new_batch_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+
+
+def plan_renames(listing, shift, occupied=None, batch_id: Optional[str] = None) -> RenamePlan:
+    """Plan renaming the files of `listing` (a naming.FolderListing or an
+    iterable of names). `shift(parsed)` returns the new naive timestamp of a
+    file, or None to leave it out of the batch. `occupied` is every name in
+    the folder (hidden and non-image files included); default: the listing.
+    """
+    if isinstance(listing, naming.FolderListing):  # already parsed: not again
+        entries = ([(image.name, image.parsed) for image in listing.images]
+                   + [(path.name, None) for path in listing.unparsed])
+    else:
+        entries = [(name, naming.try_parse_name(name)) for name in listing]
+    names = [name for name, _parsed in entries]
+    unparsed: list[str] = []
+    skipped: list[Skip] = []
+    targets: dict[str, str] = {}
+    unselected = 0
+    for name, parsed in entries:
+        if parsed is None:
+            unparsed.append(name)
+            continue
+        try:
+            stamp = shift(parsed)
+        except OverflowError:
+            skipped.append(Skip(name, "", "the new time is out of range"))
+            continue
+        if stamp is None:
+            unselected += 1
+            continue
+        if not 1000 <= stamp.year <= 9999:
+            skipped.append(Skip(name, "", "the new time is out of range"))
+            continue
+        new = naming.format_name(stamp, parsed.original)
+        if new == name:
+            unselected += 1
+        else:
+            targets[name] = new
+    occupied = set(names) if occupied is None else set(occupied) | set(names)
+    plan = plan_mapping(targets, occupied, batch_id, require_sources=False)
+    plan.skipped[:0] = skipped
+    plan.unparsed = unparsed
+    plan.unselected = unselected
+    return plan
+
+
+def plan_mapping(mapping, occupied, batch_id: Optional[str] = None, require_sources=True) -> RenamePlan:
+    """Plan renaming {old: new} in a folder holding the names `occupied`.
+
+    Nothing is ever collapsed: two files mapping to one name are both
+    skipped; a target held by a file that stays (outside the batch, or
+    whose own rename was skipped) is skipped, and so is, in turn, any file
+    waiting for that name. Linear in the number of names.
+    """
+    batch_id = batch_id or new_batch_id()
+    occupied = set(occupied)
+    plan = RenamePlan(batch_id)
+    targets = {}
+    for old, new in mapping.items():
+        if require_sources and old not in occupied:
+            plan.skipped.append(Skip(old, new, "file not found (renamed or removed since)"))
+        else:
+            targets[old] = new
+    by_target: dict[str, list[str]] = defaultdict(list)
+    for old, new in targets.items():
+        by_target[new].append(old)
+    for new, olds in by_target.items():
+        if len(olds) > 1:
+            for old in olds:
+                plan.skipped.append(Skip(old, new, "another file of the batch would get the same name"))
+                del targets[old]
+    _drop_blocked(targets, occupied, plan.skipped)
+    plan.moves = [Move(old, new) for old, new in targets.items()]
+    plan.steps = _order_steps(plan.moves, occupied, batch_id)
+    return plan
+
+
+def _drop_blocked(targets, occupied, skipped):
+    """Remove (and report) moves whose target stays occupied, propagating
+    along chains: a file that cannot leave blocks whoever wanted its name."""
+    source_of = {new: old for old, new in targets.items()}
+    staying = occupied - targets.keys()
+    stuck = set()
+    queue = [old for old, new in targets.items() if new in staying]
+    while queue:
+        old = queue.pop()
+        new = targets.pop(old, None)
+        if new is None:
+            continue
+        del source_of[new]
+        reason = ("target name is held by a file whose own rename was skipped" if new in stuck
+                  else "target name is held by a file outside the batch")
+        skipped.append(Skip(old, new, reason))
+        stuck.add(old)
+        waiting = source_of.get(old)
+        if waiting is not None:
+            queue.append(waiting)
+
+
+def _order_steps(moves, occupied, batch_id) -> list[Step]:
+    """Execution order: each chain from its free end backwards; each cycle
+    opened through a temporary name in the same folder."""
+    index = {move.old: i for i, move in enumerate(moves)}
+    target = {move.old: move.new for move in moves}
+    source_of = {move.new: move.old for move in moves}
+    steps: list[Step] = []
+    done = set()
+    for move in moves:
+        if move.new in target:
+            continue
+        current = move.old
+        while current is not None:
+            steps.append(Step(current, target[current], index[current]))
+            done.add(current)
+            current = source_of.get(current)
+    counter = 0
+    for move in moves:
+        if move.old in done:
+            continue
+        temp = f"{TEMP_PREFIX}{batch_id}-{counter}"
+        while temp in occupied:
+            counter += 1
+            temp = f"{TEMP_PREFIX}{batch_id}-{counter}"
+        counter += 1
+        steps.append(Step(move.old, temp, index[move.old]))
+        done.add(move.old)
+        current = source_of[move.old]
+        while current != move.old:
+            steps.append(Step(current, target[current], index[current]))
+            done.add(current)
+            current = source_of[current]
+        steps.append(Step(temp, move.new, index[move.old]))
+    return steps
+
+
+def plan_folder(folder, shift, batch_id: Optional[str] = None) -> RenamePlan:
+    """plan_renames over the images of `folder`, checked against every name
+    in it."""
+    listing = naming.list_images(folder)
+    return plan_renames(listing, shift, set(os.listdir(folder)), batch_id)

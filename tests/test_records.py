@@ -1,7 +1,7 @@
 """The copy steps' record of what they wrote: plan and apply a re-sync."""
 import os
 
-from conftest import write_image
+from helpers import write_image
 
 from discordpicextract import records
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import config
 from discordpicextract import cli, logs, naming
 from discordpicextract.market import nyse_sessions
+from discordpicextract.timestamps import zone as names_zone
 
 
 @dataclass
@@ -49,9 +50,13 @@ class Coverage:
         return not any(self.missing.values()) and not self.uncovered
 
 
-def fetch_folder_dates(folder) -> FolderDates:
+def fetch_folder_dates(folder, timezone=None) -> FolderDates:
+    """The market dates of `folder`'s names, read in its recorded zone (or
+    `timezone`): a Friday evening post named in Shanghai is a Saturday
+    there, but a Friday session."""
     listing = naming.list_images(folder)
-    return FolderDates(str(folder), {image.date for image in listing.images}, listing.unparsed,
+    date_of = names_zone.market_date_reader(names_zone.folder_zone(folder, timezone))
+    return FolderDates(str(folder), {date_of(image.timestamp) for image in listing.images}, listing.unparsed,
                        listing.not_files)
 
 
@@ -146,6 +151,7 @@ def build_parser():
     parser.add_argument("--trading-days", action="store_true",
                         help="also list NYSE sessions between the first and last date "
                              "that no folder has an image for")
+    names_zone.add_timezone_argument(parser)
     return parser
 
 
@@ -153,7 +159,7 @@ def _main(argv):
     args = build_parser().parse_args(argv)
     for folder in args.folders:
         cli.check_folder(folder)
-    coverage = plan_coverage([fetch_folder_dates(f) for f in args.folders], args.trading_days)
+    coverage = plan_coverage([fetch_folder_dates(f, args.timezone) for f in args.folders], args.trading_days)
     print_report(coverage, args.trading_days)
     unparsed = any(entry.unparsed or entry.not_files for entry in coverage.folders)
     logs.note("check_unique_dates.py", *_note(coverage, unparsed))

@@ -43,6 +43,7 @@ from discordpicextract.images.cache import HashCache, NoCache, file_stamp
 from discordpicextract.images.integrity import FileCheck, check_file
 from discordpicextract.images.phash import compute_phash, hamming
 from discordpicextract.images.workers import PARALLEL_MIN_CHECKS, PARALLEL_MIN_DECODES, WorkerDied, Workers
+from discordpicextract.timestamps import zone as names_zone
 
 PERCENTILES = (25, 75, 90, 95)
 
@@ -546,6 +547,7 @@ def build_parser():
     parser.add_argument("--output", default=config.CLEAN_OUTPUT_DIR,
                         help=f"folder for the unique images (default: {config.CLEAN_OUTPUT_DIR})")
     parser.add_argument("--dry-run", action="store_true", help="report only, copy nothing")
+    names_zone.add_timezone_argument(parser, "the source's names (recorded on the output)")
     parser.add_argument("--report", metavar="FILE",
                         help="write every duplicate group to FILE (.csv or .json)")
     parser.add_argument("--max-distance", type=_int_in(0, 64), default=0, metavar="N",
@@ -589,6 +591,9 @@ def dedupe(args) -> DedupeRun:
     listing = naming.list_images(args.source)
     if not args.dry_run:
         cli.make_output_folder(args.output)
+        # The copies keep their names: the output's names are in the source's zone.
+        names_zone.claim_zone(args.output, names_zone.folder_zone(args.source, args.timezone),
+                              source=f"the names of {args.source}")
     cache = NoCache() if args.no_cache else \
         HashCache(args.output, readonly=args.dry_run)
     ignore_size = args.ignore_size

@@ -6,8 +6,10 @@
 
 The pipeline's first step: `python main.py` runs it (and `python main.py
 --demo` runs it against a local emulated Discord). Files are saved as
-`YYYY-MM-DD_HH-MM-SS_originalname.ext` (time in config.TIMEZONE). A re-run
-into the same folder fetches only what is missing.
+`YYYY-MM-DD_HH-MM-SS_originalname.ext` (time in config.TIMEZONE, or
+--timezone), and the zone is recorded in the folder (config.FOLDER_INFO_FILE)
+so that every later step reads the names in it. A re-run into the same
+folder fetches only what is missing; one with another --timezone is refused.
 Exit codes: 0 every image saved or skipped, 1 some failed, 2 bad input.
 """
 import sys
@@ -42,6 +44,7 @@ from discordpicextract.discord.job import (
     token_value,
 )
 from discordpicextract.errors import UsageError
+from discordpicextract.timestamps import zone as names_zone
 
 RULE = "=" * 60
 
@@ -113,6 +116,9 @@ def run_job(job, api_base=None):
         print_target(user, client.kind, channel, guild_name, job, cutoff)
         channels, thread_errors = channels_with_threads(client, channel, cutoff, job.threads)
         _make_folder(folder)  # only now: a bad token or channel leaves no empty folder behind
+        # Every later step reads the names in this zone; a folder named in
+        # another one is refused before any file is added to it.
+        names_zone.claim_zone(folder, job.tz, source="--timezone")
         with _progress_bar(job.progress) as progress:
             result = run_download(client, channels, folder, cutoff, tz=job.tz,
                                   workers=job.workers, progress=progress, keep_messages=job.messages)

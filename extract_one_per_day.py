@@ -22,6 +22,7 @@ import config
 from discordpicextract import cli, logs, messages, naming
 from discordpicextract import records as derived
 from discordpicextract.images.integrity import check_file
+from discordpicextract.timestamps import zone as names_zone
 
 
 @dataclass
@@ -39,12 +40,13 @@ class OnePerDayPlan:
     not_files: list = field(default_factory=list)  # image-named folders, broken links
 
 
-def plan_one_per_day(listing: naming.FolderListing) -> OnePerDayPlan:
+def plan_one_per_day(listing: naming.FolderListing, date_of=None) -> OnePerDayPlan:
     """Pure: the listing is in (timestamp, name) order, so the last image
-    seen for a date is its latest (and, on equal timestamps, last-named)."""
-    by_date = OrderedDict()
+    seen for a date is its latest (and, on equal timestamps, last-named).
+    `date_of(name time)` gives a file's date (default: the name's own)."""
+    by_date: OrderedDict = OrderedDict()
     for image in listing.images:
-        by_date.setdefault(image.date, []).append(image)
+        by_date.setdefault(date_of(image.timestamp) if date_of else image.date, []).append(image)
     picks = [DayPick(day, len(images), images[-1]) for day, images in by_date.items()]
     return OnePerDayPlan(picks, len(listing.images), list(listing.unparsed),
                          list(listing.not_files))
@@ -137,6 +139,7 @@ def build_parser():
     parser.add_argument("--output", default=config.ONE_PER_DAY_DIR,
                         help=f"folder for one image per day (default: {config.ONE_PER_DAY_DIR})")
     parser.add_argument("--dry-run", action="store_true", help="show the picks, copy nothing")
+    names_zone.add_timezone_argument(parser, "the source's names")
     return parser
 
 
@@ -144,7 +147,12 @@ def _main(argv):
     args = build_parser().parse_args(argv)
     cli.check_output_folder(args.source, args.output)
     listing = naming.list_images(args.source)
-    plan = plan_one_per_day(listing)
+    zone = names_zone.folder_zone(args.source, args.timezone)
+    # Days are trading days: the market's dates of the names, read in their zone.
+    plan = plan_one_per_day(listing, names_zone.market_date_reader(zone))
+    if not args.dry_run:
+        cli.make_output_folder(args.output)
+        names_zone.claim_zone(args.output, zone, source=f"the names of {args.source}")
     result = None if args.dry_run else apply_one_per_day(plan, listing, args.source, args.output)
     print_report(args.source, args.output, plan, result, args.dry_run)
     failed = plan.unparsed or plan.not_files or (result and (result.conflicts or result.failed or result.others

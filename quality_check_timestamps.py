@@ -1,22 +1,33 @@
 """Find images whose name time falls outside US market hours (a sign of a
-time-zone error), show where and when it happened, and correct it period by
-period across all pipeline folders through the safe rename engine.
+time-zone error), find the periods of names off by the same amount, check
+names against the post times Discord recorded, show when it happened, and
+correct it period by period across all pipeline folders through the safe
+rename engine.
 
     python quality_check_timestamps.py [--folder F] [--plot PATH]
+        [--verify [--archive PATH]] [--verbose] [--timezone ZONE]
         [--folders A B C] [--adjust START:END:HOURS ...] [--no-adjust]
         [--dry-run] [--undo] [--recover complete|revert]
 
-Name times are read in config.TIMEZONE and converted to
+Name times are read in the folder's recorded zone (config.TIMEZONE when
+none is recorded; --timezone overrides) and converted to
 config.MARKET_TIMEZONE; the hours TRADING_START..TRADING_END are inside, both
 ends included. A name time that does not exist locally (the spring-forward
 gap) is read with the offset in force before the change, an ambiguous one
 (the fall-back hour) as its first occurrence: PEP 495 fold=0, so the result
 is always the same. Dates in the report, and the dates of adjustment
 periods, are market-zone dates.
+
+Each date's offset is estimated from how its times sit against the session;
+dates one shift fits are grouped into periods, each printed with the
+`--adjust` line that brings it inside hours. `--verify` compares every name
+whose message is known (the folder's archive, or by content the archive at
+--archive) with the post time its Discord snowflake encodes: exit 0 when
+every known file agrees, 1 when any differs; where it knows, the truth wins
+over the estimate.
 """
-import errno
 import itertools
-import os
+import shlex
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,7 +35,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 import config
-from discordpicextract import cli, fileops, logs, naming
+from discordpicextract import cli, logs, naming
 from discordpicextract.market import is_outside, reminder_windows, to_market, trading_hours
 from discordpicextract.renames import command
 from discordpicextract.renames.apply import FolderOutcome, apply_plan
@@ -37,6 +48,8 @@ from discordpicextract.renames.values import (
     parse_yes_no,
     shift_by,
 )
+from discordpicextract.timestamps import periods, plot, truth, zone
+from discordpicextract.timestamps.truth import format_offset
 
 RULE = "=" * 60
 THIN = "-" * 60
@@ -59,6 +72,8 @@ class CheckResult:
     outside: list = field(default_factory=list)        # [OutsideFile], by time
     dates_with_files: set = field(default_factory=set)  # market dates
     unparsed: list = field(default_factory=list)
+    zone: str = config.TIMEZONE                         # the zone the names were read in
+    times: list = field(default_factory=list)           # [(market time, name)], every file
 
     @property
     def outside_dates(self):
@@ -78,14 +93,25 @@ class CheckResult:
     def hour_counts(self):
         return Counter(item.market_time.hour for item in self.outside)
 
+    def day_seconds(self) -> dict:
+        """{market date: [market time of day in seconds]}, for the estimate."""
+        days: dict = {}
+        for market, _name in self.times:
+            days.setdefault(market.date(), []).append(periods.seconds_of(market.time()))
+        return days
 
-def check_folder(folder) -> CheckResult:
-    """The files of `folder` whose market time is outside trading hours."""
+
+def check_folder(folder, names_zone=None) -> CheckResult:
+    """The files of `folder` whose market time is outside trading hours;
+    names read in `names_zone` (default: the folder's recorded zone)."""
+    names_zone = names_zone or zone.folder_zone(folder)
     start, end = trading_hours()
     listing = naming.list_images(folder)
-    result = CheckResult(str(folder), len(listing.images), unparsed=[p.name for p in listing.unparsed])
+    result = CheckResult(str(folder), len(listing.images), unparsed=[p.name for p in listing.unparsed],
+                         zone=names_zone)
     for image in listing.images:
-        market = to_market(image.timestamp)
+        market = to_market(image.timestamp, names_zone)
+        result.times.append((market, image.name))
         result.dates_with_files.add(market.date())
         if is_outside(market.time(), start, end):
             result.outside.append(OutsideFile(image.name, market))
@@ -93,81 +119,86 @@ def check_folder(folder) -> CheckResult:
     return result
 
 
-# Written into the plot's PNG metadata: the only file --plot may replace is
-# an earlier plot of ours, never a chart, a log or anything else at PATH.
-PLOT_SOFTWARE = "DiscordPicExtract quality_check_timestamps"
+def estimate_periods(result: CheckResult, verification=None) -> periods.Estimate:
+    """Periods from each date's times against the session; dates whose
+    files `verification` knows carry the truth's offset instead."""
+    start, end = trading_hours()
+    verified = None
+    if verification is not None:
+        verified = periods.day_offsets_from_truth(
+            verification.checked, lambda stamp: to_market(stamp, result.zone).date())
+    return periods.estimate_periods(result.day_seconds(), periods.seconds_of(start), periods.seconds_of(end),
+                                    result.zone, verified)
 
 
-def save_plot(hour_counts, path, folder) -> Path:
-    """Bar chart of outside-hours files per hour of day, written through a
-    temp file so a half-written PNG never replaces a good one."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def build_timeline(result, estimate, verification=None, title="") -> plot.Timeline:
+    start, end = trading_hours()
+    wrong = {item.name for item in verification.differ} if verification else set()
+    dots = [plot.Dot(market, is_outside(market.time(), start, end), name in wrong)
+            for market, name in result.times]
+    bands = [plot.Band(run.start, run.end, f"period {number}: {format_offset(run.offset)}")
+             for number, run in enumerate(estimate.periods, 1)]
+    return plot.Timeline(title or f"Name times against the session: {result.folder}", config.MARKET_TIMEZONE,
+                         (periods.seconds_of(start) / 3600, periods.seconds_of(end) / 3600), dots, bands)
 
+
+def write_plot(timeline, path):
+    """(path written, None) or (None, the reason it was not)."""
+    try:
+        return plot.save_timeline(timeline, path), None
+    except OSError as exc:
+        return None, f"{path}: {exc.strerror or exc}"
+
+
+def after_path(path) -> Path:
+    """Where the plot drawn after adjustments goes: beside the first."""
     path = Path(path)
-    if path.exists() and not _is_our_plot(path):
-        raise FileExistsError(errno.EEXIST, "exists and is not a plot written by this tool; not replaced")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    hours = list(range(24))
-    figure, axes = plt.subplots(figsize=(10, 5))
-    try:
-        axes.bar(hours, [hour_counts.get(h, 0) for h in hours], color="tab:red")
-        axes.set_xticks(hours)
-        axes.set_xlabel(f"Hour of day ({config.MARKET_TIMEZONE})")
-        axes.set_ylabel("Files outside trading hours")
-        axes.set_title(f"Timestamps outside trading hours: {folder}")
-        temp = fileops.temp_path_beside(path)
-        try:
-            figure.savefig(temp, format="png", dpi=100, metadata={"Software": PLOT_SOFTWARE})
-            os.chmod(temp, fileops.new_file_mode())  # the temp file is private; the plot is not
-            os.replace(temp, path)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
-    finally:
-        plt.close(figure)
-    return path
-
-
-def _is_our_plot(path) -> bool:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            return image.format == "PNG" and image.info.get("Software") == PLOT_SOFTWARE
-    except (OSError, UnidentifiedImageError, ValueError):
-        return False
+    return path.with_name(f"{path.stem}-after{path.suffix or '.png'}")
 
 
 # --- the report ----------------------------------------------------------------
 
-def print_check(result: CheckResult, plot_path, plot_error=None):
+@dataclass
+class Report:
+    """What print_check needs beyond the check itself."""
+
+    estimate: periods.Estimate
+    folders: list                 # the folders an --adjust run would rename in
+    plot_path: object = None
+    plot_error: object = None
+
+
+def print_check(result: CheckResult, report: Report):
     start, end = trading_hours()
     print(RULE)
     print("Quality Check: Timestamps Outside Trading Hours")
     print(f"Checking folder: {result.folder}")
-    print(f"Trading hours: {start} to {end} ({config.MARKET_TIMEZONE}; names read in {config.TIMEZONE})")
+    print(f"Trading hours: {start} to {end} ({config.MARKET_TIMEZONE}; names read in {result.zone})")
     print(RULE)
     for name in result.unparsed:
         print(f"  UNPARSED: {name} (not a YYYY-MM-DD_HH-MM-SS_name file; not checked)")
+    estimate = report.estimate
     if not result.outside:
-        print(f"\nAll {result.total_files} file(s) are within trading hours. No plot written.")
-        print(RULE)
-        return
-    _print_files(result.outside)
-    _print_dates(result)
-    _print_reminder(result.outside_dates)
-    _print_distribution(result.hour_counts)
-    if plot_path:
-        print(f"\nSaved time-of-day distribution plot to: {plot_path}")
-    elif plot_error:
-        print(f"\nCould not save the plot: {plot_error}")
-    print()
-    print(f"Total: {len(result.outside)} file(s) outside trading hours")
-    print(f"Total: {len(result.outside_dates)} unique date(s) with files outside trading hours")
-    print(f"Total: {len(result.hour_counts)} hour bucket(s) with files outside trading hours")
-    print(f"Total: {len(result.missing_dates)} missing date(s) in the period range")
+        written = "" if report.plot_path or report.plot_error else " No plot written."
+        print(f"\nAll {result.total_files} file(s) are within trading hours.{written}")
+    else:
+        _print_files(result.outside)
+        _print_dates(result, estimate)
+    _print_periods(result, estimate, report.folders)
+    if result.outside or estimate.periods:
+        _print_reminder(result.outside_dates, estimate.periods)
+    if result.outside:
+        _print_distribution(result.hour_counts)
+    if report.plot_path:
+        print(f"\nSaved time-of-day distribution plot to: {report.plot_path}")
+    elif report.plot_error:
+        print(f"\nCould not save the plot: {report.plot_error}")
+    if result.outside:
+        print()
+        print(f"Total: {len(result.outside)} file(s) outside trading hours")
+        print(f"Total: {len(result.outside_dates)} unique date(s) with files outside trading hours")
+        print(f"Total: {len(result.hour_counts)} hour bucket(s) with files outside trading hours")
+        print(f"Total: {len(result.missing_dates)} missing date(s) in the period range")
     print(RULE)
 
 
@@ -197,7 +228,7 @@ def _print_files(outside):
     print(THIN)
 
 
-def _print_dates(result):
+def _print_dates(result, estimate):
     dates = result.outside_dates
     print(f"\nDates when outside trading hours occurred ({len(dates)} unique date(s)):")
     print(THIN)
@@ -212,28 +243,93 @@ def _print_dates(result):
         for day in missing:
             print(f"  {day}")
         print(THIN)
-        print("\nThis indicates the outside trading hours occurred in MULTIPLE periods (not continuous).")
+        print("(A date without an outside-hours file may still be off: no post in the hour that moved.)")
     else:
         print("None: every date with files in this range has outside trading hour timestamps.")
+    count = len(estimate.periods)
+    if count == 1:
         print("\nThis indicates the outside trading hours occurred in ONE continuous period.")
+    elif count > 1:
+        print(f"\nThis indicates the outside trading hours occurred in MULTIPLE periods ({count}, "
+              f"see 'Periods found' below).")
 
 
-def _print_reminder(dates):
-    first, last = dates[0], dates[-1]
+def _dates_text(days, limit=6):
+    if len(days) <= limit:
+        return ", ".join(map(str, days))
+    return f"{', '.join(map(str, days[:limit]))} and {len(days) - limit} more"
+
+
+def _rests_on(run):
+    verified, estimated = run.verified_dates, run.estimated_dates
+    if not verified:
+        return "estimated from the times"
+    if not estimated:
+        return f"verified against post times: all {len(verified)} date(s)"
+    return f"verified: {len(verified)} date(s); estimated from the times: {_dates_text(estimated)}"
+
+
+def _print_periods(result, estimate, folders):
+    if not estimate.periods and not estimate.irregular:
+        return
+    start, end = trading_hours()
+    print(f"\nPeriods found (names off by the same amount; each date's times against {start}-{end}):")
+    print(THIN)
+    for run in estimate.periods:
+        fits = ""
+        if not run.verified_dates and run.lo != run.hi:
+            fits = f"; fits {format_offset(run.lo)}..{format_offset(run.hi)}"
+        print(f"  {run.start}..{run.end}: {len(run.days)} date(s), {run.files} file(s), "
+              f"names off by {format_offset(run.offset)} ({_rests_on(run)}{fits})")
+        line = run.adjust_line()
+        print(f"    suggested: {line}" if line else
+              "    suggested: adjust_timestamps.py --to-post-time (no --adjust HOURS says this offset)")
+        if run.edge_dates:
+            print(f"    dates beside it that fit it too (check by hand): {_dates_text(run.edge_dates)}")
+        if run.follows_dst:
+            print(f"    coincides with a daylight-saving change in {estimate.zone}: the names may be in "
+                  f"another zone (see below)")
+    if estimate.irregular:
+        print(f"  No single shift fits these dates (check by hand): "
+              f"{_dates_text([fit.day for fit in estimate.irregular])}")
+    print(THIN)
+    lines = [run.adjust_line() for run in estimate.periods]
+    if lines and all(lines):
+        words = ["python", "quality_check_timestamps.py", "--folder", result.folder, "--folders", *folders]
+        print("To apply every suggestion:")
+        print(f"  {shlex.join(words)} {' '.join(lines)}")
+    if estimate.from_zone:
+        words = ["python", "adjust_timestamps.py", "--folders", *folders, "--from-zone", estimate.from_zone]
+        if estimate.zone != config.TIMEZONE:
+            words += ["--to-zone", estimate.zone]
+        print(f"The periods follow the daylight-saving changes of {estimate.zone}: the names look written "
+              f"in {estimate.from_zone}.")
+        print("One command fixes every date across the changes (instead of the --adjust lines):")
+        print(f"  {shlex.join(words)}")
+
+
+def _print_reminder(dates, shifted):
     print()
     print(RULE)
     print("QUALITY CHECK REMINDER")
     print(RULE)
     print("IMPORTANT: Please manually check timestamps on dates around the first and last")
-    print("outside trading hour occurrences for quality assurance purposes.")
+    print("outside trading hour occurrences, and around the edges of each period,")
+    print("for quality assurance purposes.")
     print()
-    print(f"First date with outside trading hours: {first}")
-    print(f"Last date with outside trading hours: {last}")
-    print()
-    print("Please manually verify timestamps on:")
-    before, after = reminder_windows(first, last)
-    print(f"  - A few days BEFORE the first date (around {before[0]} to {before[1]})")
-    print(f"  - A few days AFTER the last date (around {after[0]} to {after[1]})")
+    if dates:
+        first, last = dates[0], dates[-1]
+        print(f"First date with outside trading hours: {first}")
+        print(f"Last date with outside trading hours: {last}")
+        print()
+        print("Please manually verify timestamps on:")
+        before, after = reminder_windows(first, last)
+        print(f"  - A few days BEFORE the first date (around {before[0]} to {before[1]})")
+        print(f"  - A few days AFTER the last date (around {after[0]} to {after[1]})")
+    for number, run in enumerate(shifted, 1):
+        before, after = reminder_windows(run.start, run.end)
+        print(f"  - Period {number} ({run.start}..{run.end}, {format_offset(run.offset)}): starts "
+              f"{run.start} (check {before[0]} to {before[1]}), ends {run.end} (check {after[0]} to {after[1]})")
     print()
     print("REASON: The timestamps represent when signals occurred. If signals don't occur")
     print("until later in the day, timezone issues might not be visible in the data.")
@@ -248,6 +344,46 @@ def _print_distribution(hour_counts):
     for hour in sorted(hour_counts):
         print(f"  {hour:02d}:00 - {hour_counts[hour]} file(s)")
     print(THIN)
+
+
+# --- verify ----------------------------------------------------------------------
+
+def print_verification(result: truth.Verification, folders, archive=None, verbose=False):
+    print()
+    print(RULE)
+    print("Verify: Names Against Discord Post Times")
+    print(f"Folder: {result.folder} (names read in {result.zone})")
+    print(f"Archives: the folder's own{f', and by content {result.other_archive}' if result.other_archive else ''}")
+    print(RULE)
+    checked, differ = result.checked, result.differ
+    by_content = sum(1 for item in checked if item.via == truth.BY_CONTENT)
+    print(f"Verified: {len(checked)} file(s) ({len(checked) - by_content} through the folder's archive, "
+          f"{by_content} by content)")
+    print(f"  Agree:   {len(checked) - len(differ)}")
+    print(f"  Differ:  {len(differ)}")
+    print(f"  Unknown: {len(result.unknown)} (no message known: not checked, never guessed)")
+    if result.ambiguous:
+        print(f"    of which {len(result.ambiguous)} hold content several messages posted, none of them "
+              f"certain: {_dates_text(result.ambiguous, 3)}")
+    for name, reason in result.unreadable:
+        print(f"  UNREADABLE: {name} ({reason})")
+    if differ:
+        found = periods.group_offsets((item.date, int(item.offset.total_seconds())) for item in checked)
+        print("\nPeriods off (consecutive dates with the same offset):")
+        print(THIN)
+        for period in found:
+            print(f"  {period.start}..{period.end}: {period.count} file(s) off by {format_offset(period.offset)}")
+        print(THIN)
+        if verbose:
+            for item in differ:
+                print(f"  {item.name}: posted {item.posted:%Y-%m-%d %H:%M:%S}, off by "
+                      f"{format_offset(item.offset)} (via {item.via})")
+        words = ["python", "adjust_timestamps.py", "--folders", *folders, "--to-post-time"]
+        if archive or len(folders) > 1:  # the other folders find their messages by content
+            words += ["--archive", str(archive or result.folder)]
+        print("Fix every known file to its post time (planned, journaled, undoable):")
+        print(f"  {shlex.join(words)}")
+    print(RULE)
 
 
 # --- adjustment ------------------------------------------------------------------
@@ -288,7 +424,7 @@ def ask_adjust() -> bool:
 
 
 def ask_period(number) -> Period:
-    print(f"\n--- Period {number} ---")
+    print(f"\n--- Period {number} ---", file=sys.stderr)
     start = cli.ask(f"Period {number} start date (yyyy-mm-dd): ", flag="--adjust", parse=parse_date)
     end = cli.ask(f"Period {number} end date (yyyy-mm-dd): ", flag="--adjust",
                   parse=lambda text: end_not_before(start, parse_date(text)))
@@ -312,10 +448,10 @@ class PeriodOutcome:
         return sum(len(outcome.skipped) for outcome in self.folders)
 
 
-def plan_period(number, period, folders, adjusted) -> PeriodOutcome:
-    """Plan one period over every folder. Files already renamed by an
-    earlier period of this run (`adjusted`: folder -> names) are left out,
-    so no file is shifted twice."""
+def plan_period(number, period, folders, adjusted, names_zone=None) -> PeriodOutcome:
+    """Plan one period over every folder (names read in `names_zone`).
+    Files already renamed by an earlier period of this run (`adjusted`:
+    folder -> names) are left out, so no file is shifted twice."""
     batch_id = new_batch_id()
     outcomes = []
     for folder in folders:
@@ -323,7 +459,7 @@ def plan_period(number, period, folders, adjusted) -> PeriodOutcome:
 
         def select(parsed, done=done):
             return (parsed.name not in done
-                    and period.start <= to_market(parsed.timestamp).date() <= period.end)
+                    and period.start <= to_market(parsed.timestamp, names_zone).date() <= period.end)
 
         shift = shift_by(period.hours, select)
         outcomes.append(FolderOutcome(folder, plan_folder(folder, shift, batch_id)))
@@ -365,48 +501,100 @@ def print_period(outcome: PeriodOutcome, dry_run):
     print(f"\nPeriod {outcome.number} summary: {outcome.renamed} files {verb} across all folders")
 
 
-def run_adjustment(periods, folders, dry_run):
-    """Flags given: apply each period; none (a terminal): the dialogue.
-    Returns the PeriodOutcomes, and the UsageError that stopped the
-    dialogue after some periods were applied (or None)."""
+PREVIEW_FIRST_LAST = 3
+
+
+def preview_lines(outcomes, show=PREVIEW_FIRST_LAST) -> list:
+    """What a plan would rename, per folder: the count, the first and last
+    few renames, and what would be skipped."""
+    lines = []
+    for outcome in outcomes:
+        moves, skipped = outcome.plan.moves, outcome.plan.skipped
+        lines.append(f"  {outcome.folder}: {len(moves)} file(s) to rename"
+                     + (f", {len(skipped)} skipped" if skipped else ""))
+        shown = moves if len(moves) <= 2 * show else [*moves[:show], None, *moves[-show:]]
+        for move in shown:
+            lines.append(f"    ... ({len(moves) - 2 * show} more) ..." if move is None
+                         else f"    {move.old} -> {move.new}")
+        lines += [f"    SKIPPED: {skip.describe()}" for skip in skipped]
+    return lines
+
+
+def undo_command(script, folders) -> str:
+    return shlex.join(["python", script, "--folders", *map(str, folders), "--undo"])
+
+
+def confirm_period(outcome, dry_run) -> bool:
+    """The dialogue's preview of one period and its question, on the
+    terminal (stderr): a redirected report never hides them."""
+    count = sum(len(folder.plan.moves) for folder in outcome.folders)
+    if count == 0:
+        return True
+    print(f"\nPeriod {outcome.number} would rename {count} file(s):", file=sys.stderr)
+    for line in preview_lines(outcome.folders):
+        print(line, file=sys.stderr)
+    verb = "Show" if dry_run else "Apply"
+    return cli.ask(f"{verb} period {outcome.number}? (Yes/No): ", flag="--adjust", parse=parse_yes_no)
+
+
+def run_adjustment(given, folders, dry_run, names_zone=None):
+    """Flags given: apply each period; none (a terminal): the dialogue,
+    which previews each period and asks before renaming. Returns the
+    PeriodOutcomes applied, and the UsageError that stopped the dialogue
+    after some periods were applied (or None)."""
     print()
     print(RULE)
     print("Timestamp Adjustment")
     print(RULE)
     adjusted, outcomes = {}, []
-    if periods is None:
+    dialogue = given is None
+    if dialogue:
         if not ask_adjust():
             print("No adjustment made.")
             return outcomes, None
         count = cli.ask("\nHow many periods need to change? ", flag="--adjust", parse=parse_period_count)
-        periods = (ask_period(number) for number in range(1, count + 1))
+        source = (ask_period(number) for number in range(1, count + 1))
     else:
-        periods = _announce(periods)
-    periods = iter(periods)
+        source = iter(_announce(given))
     for number in itertools.count(1):
         try:
-            period = next(periods, None)
+            period = next(source, None)
+            if period is None:
+                break
+            outcome = plan_period(number, period, folders, adjusted, names_zone)
+            if dialogue and not confirm_period(outcome, dry_run):
+                print(f"\nPeriod {number} skipped: nothing renamed.")
+                continue
         except cli.UsageError as exc:  # end of input in the middle of the dialogue
             if not outcomes or dry_run:
                 raise
             print(f"\nStopped before period {number}: {exc}.")
-            print("Period 1 was applied; --undo reverts it." if number == 2 else
-                  f"Periods 1 to {number - 1} were applied; --undo reverts them one period at a time.")
+            _print_applied(outcomes, folders)
             return outcomes, exc
-        if period is None:
-            break
-        outcome = apply_period(plan_period(number, period, folders, adjusted), adjusted, dry_run)
+        outcome = apply_period(outcome, adjusted, dry_run)
         print_period(outcome, dry_run)
         outcomes.append(outcome)
     print()
     print(RULE)
     print("Timestamp adjustment completed!" if not dry_run else "Dry run completed: nothing was renamed.")
+    if outcomes and not dry_run:
+        _print_applied(outcomes, folders)
     print(RULE)
     return outcomes, None
 
 
-def _announce(periods):
-    for number, period in enumerate(periods, 1):
+def _print_applied(outcomes, folders):
+    numbers = [outcome.number for outcome in outcomes]
+    if len(numbers) == 1:
+        print(f"Period {numbers[0]} was applied; --undo reverts it:")
+    else:
+        print(f"Periods {', '.join(map(str, numbers))} were applied; --undo reverts them one period at a "
+              f"time, newest first (run it {len(numbers)} times):")
+    print(f"  {undo_command('quality_check_timestamps.py', folders)}")
+
+
+def _announce(given):
+    for number, period in enumerate(given, 1):
         print(f"\n--- Period {number} ---")
         print(f"Period {number}: {period.start} to {period.end}, add {format_hours(period.hours)} hours (--adjust)")
         yield period
@@ -422,8 +610,8 @@ def _symbol(char, fallback):
         return fallback
 
 
-def post_adjustment_check(folders):
-    results = [check_folder(folder) for folder in folders]
+def post_adjustment_check(folders, names_zone=None):
+    results = [check_folder(folder, names_zone) for folder in folders]
     print_post_check(results)
     print_post_summary(results)
     return results
@@ -474,11 +662,21 @@ def print_post_summary(results):
 def build_parser():
     parser = cli.ArgumentParser(
         prog="quality_check_timestamps.py",
-        description="Check image name times against market hours; optionally shift periods of them.")
+        description="Check image name times against market hours and the post times Discord recorded; "
+                    "optionally shift periods of them.")
     parser.add_argument("--folder", default=config.CLEAN_OUTPUT_DIR,
                         help=f"folder to check (default {config.CLEAN_OUTPUT_DIR})")
     parser.add_argument("--plot", default=config.PLOT_FILE, metavar="PATH",
-                        help=f"where to save the distribution plot (default {config.PLOT_FILE})")
+                        help=f"where to save the timeline plot (default {config.PLOT_FILE}); after "
+                             f"adjustments a second one goes beside it (NAME-after.png)")
+    parser.add_argument("--verify", action="store_true",
+                        help="compare every name whose message is known with its Discord post time")
+    parser.add_argument("--archive", metavar="PATH",
+                        help="with --verify: also match files by content (sha256) against this download "
+                             "archive (a downloaded folder or its archive file)")
+    parser.add_argument("--timezone", type=cli.argparse_type(zone.check_zone_name), metavar="ZONE",
+                        help="read the names in ZONE (default: each folder's recorded zone, else "
+                             f"{config.TIMEZONE})")
     parser.add_argument("--adjust", action="append", type=cli.argparse_type(parse_period),
                         metavar="START:END:HOURS",
                         help="shift names dated START..END (market dates) by HOURS; repeatable")
@@ -488,44 +686,89 @@ def build_parser():
     return parser
 
 
-def _main(argv):
-    args = build_parser().parse_args(argv)
+def _check_flags(args):
     if args.adjust and args.no_adjust:
         raise cli.UsageError("--adjust and --no-adjust cannot be used together")
+    if args.verify and args.adjust:
+        raise cli.UsageError("--verify only checks: run it, then fix with the command it prints "
+                             "(or --adjust without --verify)")
+    if args.archive and not args.verify:
+        raise cli.UsageError("--archive goes with --verify")
+
+
+def _check(args, folders):
+    """The check, the estimate, --verify and the plot; returns
+    (result, estimate, verification or None, failed)."""
+    cli.check_folder(args.folder, hint="choose it with --folder")
+    names_zone = zone.folder_zone(args.folder, args.timezone)
+    try:
+        result = check_folder(args.folder, names_zone)
+        verification = truth.fetch_verification(args.folder, names_zone, args.archive) if args.verify else None
+    except OSError as exc:
+        raise cli.UsageError(f"cannot read folder {args.folder}: {exc.strerror or exc}") from None
+    estimate = estimate_periods(result, verification)
+    report = Report(estimate, folders)
+    if result.outside or estimate.periods or (verification and verification.differ):
+        report.plot_path, report.plot_error = write_plot(build_timeline(result, estimate, verification), args.plot)
+    print_check(result, report)
+    failed = bool(result.unparsed or report.plot_error)
+    if verification is not None:
+        fix_folders = args.folders or [args.folder]
+        print_verification(verification, fix_folders, args.archive, args.verbose)
+        failed = failed or bool(verification.differ or verification.unreadable)
+    _note(result, estimate, verification, report.plot_error)
+    return result, failed
+
+
+def _note(result, estimate, verification, plot_error):
+    """The step's one-line summary (-q, the pipeline table)."""
+    did = (f"{result.total_files} files, {len(result.outside)} outside trading hours "
+           f"on {len(result.outside_dates)} dates, {len(estimate.periods)} period(s)")
+    look = [f"{len(result.unparsed)} skipped names" if result.unparsed else "",
+            f"plot not written: {plot_error}" if plot_error else ""]
+    if verification is not None:
+        did += f", {len(verification.checked)} verified"
+        look.append(f"{len(verification.differ)} not at their post time" if verification.differ else "")
+    logs.note("quality_check_timestamps.py", did, ", ".join(filter(None, look)))
+
+
+def _adjust(args, folders, result):
+    """--adjust or the dialogue, the check after it and the after plot;
+    returns (failed, stopped)."""
+    command.check_folders(folders)
+    names_zone = zone.common_zone(folders, args.timezone)
+    for warning in command.refuse_if_pending(folders, args.dry_run):
+        print(f"warning: {warning}", file=sys.stderr)
+    outcomes, stopped = run_adjustment(args.adjust, folders, args.dry_run, names_zone)
+    failed = any(outcome.skipped for outcome in outcomes)
+    if outcomes and not args.dry_run:
+        post_adjustment_check(folders, names_zone)
+        after = check_folder(args.folder, zone.folder_zone(args.folder, args.timezone))
+        estimate = estimate_periods(after)
+        title = f"After the adjustment: {after.folder}"
+        written, error = write_plot(build_timeline(after, estimate, title=title), after_path(args.plot))
+        print(f"\nSaved the after-adjustment plot to: {written}" if written else
+              f"\nCould not save the after-adjustment plot: {error}")
+        failed = failed or bool(error)
+    return failed, stopped
+
+
+def _main(argv):
+    args = build_parser().parse_args(argv)
+    _check_flags(args)
     folders = args.folders or list(config.PIPELINE_FOLDERS)
     undone = command.run_undo_or_recover(args, folders)
     if undone is not None:
         return cli.show(undone)
-    cli.check_folder(args.folder, hint="choose it with --folder")
-    try:
-        result = check_folder(args.folder)
-    except OSError as exc:
-        raise cli.UsageError(f"cannot read folder {args.folder}: {exc.strerror or exc}") from None
-    plot_path, plot_error = None, None
-    if result.outside:
-        try:
-            plot_path = save_plot(result.hour_counts, args.plot, args.folder)
-        except OSError as exc:
-            plot_error = f"{args.plot}: {exc.strerror or exc}"
-    print_check(result, plot_path, plot_error)
-    failed = bool(result.unparsed or plot_error)
-    logs.note("quality_check_timestamps.py",
-              f"{result.total_files} files, {len(result.outside)} outside trading hours "
-              f"on {len(result.outside_dates)} dates",
-              ", ".join(filter(None, [f"{len(result.unparsed)} skipped names" if result.unparsed else "",
-                                      f"plot not written: {plot_error}" if plot_error else ""])))
-    dialogue = (not args.adjust and not args.no_adjust and result.outside and cli.is_interactive())
+    result, failed = _check(args, folders)
+    dialogue = (not args.adjust and not args.no_adjust and not args.verify and result.outside
+                and cli.is_interactive())
     if args.adjust or dialogue:
-        command.check_folders(folders)
-        for warning in command.refuse_if_pending(folders, args.dry_run):
-            print(f"warning: {warning}", file=sys.stderr)
-        outcomes, stopped = run_adjustment(args.adjust, folders, args.dry_run)
-        failed = failed or any(outcome.skipped for outcome in outcomes)
-        if outcomes and not args.dry_run:
-            post_adjustment_check(folders)
+        adjust_failed, stopped = _adjust(args, folders, result)
         if stopped:
             print(f"error: {stopped}", file=sys.stderr)
             return cli.EXIT_USAGE
+        failed = failed or adjust_failed
     return cli.EXIT_ITEMS_FAILED if failed else cli.EXIT_OK
 
 

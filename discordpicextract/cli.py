@@ -77,6 +77,8 @@ def is_interactive(stdin=None) -> bool:
 
 def ask(prompt, *, flag, default=None, parse=None, secret=False):
     """Ask for a value on the terminal, again and again until `parse` accepts it.
+    The prompt and any complaint go to stderr: a report redirected to a file
+    never hides a question.
 
     `flag` names the option that supplies the value unattended: without a
     terminal, a missing value is a UsageError naming it. `parse` turns the
@@ -90,27 +92,27 @@ def ask(prompt, *, flag, default=None, parse=None, secret=False):
         if not answer and default is not None:
             answer = str(default)
         if not answer:
-            print("  A value is required.")
+            print("  A value is required.", file=sys.stderr)
             continue
         try:
             return parse(answer) if parse else answer
         except ValueError as exc:
-            print(f"  {exc}")
+            print(f"  {exc}", file=sys.stderr)
 
 
 def _read(prompt, secret):
     try:
         if secret and sys.stdin.isatty():
             return getpass.getpass(prompt)
-        print(prompt, end="", flush=True)
+        print(prompt, end="", file=sys.stderr, flush=True)
         line = sys.stdin.readline()
     except EOFError:  # Ctrl-D at the hidden prompt (getpass)
-        print()
+        print(file=sys.stderr)
         line = ""
     if not line:
         raise UsageError(f"no answer to prompt {prompt.strip()!r} (end of input)")
     if not line.endswith("\n"):
-        print()
+        print(file=sys.stderr)
     return line.rstrip("\n")
 
 

@@ -32,14 +32,24 @@ def zones():
                          f"MARKET_TIMEZONE={config.MARKET_TIMEZONE!r}") from None
 
 
-def to_market(stamp: datetime) -> datetime:
-    """A naive name time (config.TIMEZONE) as naive market time. fold=0 on
-    a naive datetime: gap times use the pre-transition offset, ambiguous
-    times their first occurrence."""
+def to_market(stamp: datetime, names_zone=None) -> datetime:
+    """A naive name time, written in `names_zone` (a folder's recorded zone;
+    default config.TIMEZONE), as naive market time. fold=0 on a naive
+    datetime: gap times use the pre-transition offset, ambiguous times
+    their first occurrence."""
     name_zone, market_zone = zones()
-    if config.TIMEZONE == config.MARKET_TIMEZONE:
+    if names_zone is not None:
+        name_zone = _zone(names_zone)
+    if name_zone.key == market_zone.key:
         return stamp
     return stamp.replace(tzinfo=name_zone).astimezone(market_zone).replace(tzinfo=None)
+
+
+def _zone(name):
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UsageError(f"unknown time zone: {name!r}") from None
 
 
 def is_outside(moment: time, start: time, end: time) -> bool:

@@ -82,10 +82,11 @@ def test_interactive_asks_for_what_is_missing(tmp_path, capsys, monkeypatch):
     folder = fill(tmp_path / "f", NAMES)
     monkeypatch.setenv("DISCORDPICEXTRACT_INTERACTIVE", "1")
     monkeypatch.setattr(sys, "stdin", io.StringIO("2025-03-32\n2025-03-11\n2025-03-10\n2025-03-11\nlots\n-0.5\nyes\n"))
-    code, out, _ = run(capsys, "--folders", str(folder))
+    code, out, err = run(capsys, "--folders", str(folder))
     assert code == 0
-    assert "invalid date '2025-03-32'" in out and "hours must be a number" in out
-    assert "end date 2025-03-10 is before start date 2025-03-11" in out  # asked again
+    assert "invalid date '2025-03-32'" in err and "hours must be a number" in err  # questions on stderr
+    assert "end date 2025-03-10 is before start date 2025-03-11" in err  # asked again
+    assert "From date (yyyy-mm-dd): " in err and "From date" not in out
     assert (folder / n("2025-03-11T16:00:00")).exists()
 
 

@@ -100,8 +100,8 @@ def test_terminal_user_confirms_first(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("DISCORDPICEXTRACT_INTERACTIVE", "1")
     monkeypatch.setattr(sys, "stdin", io.StringIO("perhaps\nno\n"))
     assert adjust_timestamps.main(["--folders", str(folder)]) == 0
-    out = capsys.readouterr().out
-    assert "Rename 4 file(s) in 1 folder(s)? (Yes/No)" in out and "please answer Yes or No" in out
+    out, err = capsys.readouterr()
+    assert "Rename 4 file(s) in 1 folder(s)? (Yes/No)" in err and "please answer Yes or No" in err
     assert "Nothing renamed." in out and contents(folder) == before
     monkeypatch.setattr(sys, "stdin", io.StringIO("yes\n"))
     assert adjust_timestamps.main(["--folders", str(folder)]) == 0

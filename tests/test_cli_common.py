@@ -38,8 +38,9 @@ def test_interactive_prompt_asks_again_on_bad_answer(capsys, monkeypatch):
     monkeypatch.setenv(cli.INTERACTIVE_ENV, "1")
     monkeypatch.setattr(sys, "stdin", io.StringIO("soon\n7\n"))
     assert cli.run(_body, []) == 0
-    out = capsys.readouterr().out
-    assert out.count("Days: ") == 2 and "days=7" in out
+    out, err = capsys.readouterr()
+    assert err.count("Days: ") == 2 and "days=7" in out  # the prompt on stderr, the result on stdout
+    assert "Days: " not in out
 
 
 def test_end_of_input_while_prompting_is_a_usage_error(monkeypatch):

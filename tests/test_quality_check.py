@@ -182,21 +182,48 @@ def test_periods_never_shift_a_file_twice_and_roll_over_midnight(tmp_path, capsy
 def test_interactive_dialogue_reasks_bad_answers(tmp_path, capsys, monkeypatch):
     folders = [fill(tmp_path / name, shifted_stretch(30)) for name in ("a", "b", "c")]
     answers = "\n".join(["maybe", "Yes", "zero", "2",
-                         "2025-03-08", "2025-02-30", "2025-03-07", "2025-03-15", "five", "-5",
-                         "2025-03-23", "2025-03-27", "-5"]) + "\n"
+                         "2025-03-08", "2025-02-30", "2025-03-07", "2025-03-15", "five", "-5", "sure", "yes",
+                         "2025-03-23", "2025-03-27", "-5", "yes"]) + "\n"
     monkeypatch.setenv("DISCORDPICEXTRACT_INTERACTIVE", "1")
     monkeypatch.setattr(sys, "stdin", io.StringIO(answers))
-    code, out, _ = run(capsys, "--folder", str(folders[0]), "--folders", *map(str, folders),
-                       "--plot", str(tmp_path / "p.png"))
+    code, out, err = run(capsys, "--folder", str(folders[0]), "--folders", *map(str, folders),
+                         "--plot", str(tmp_path / "p.png"))
     assert code == 0, out
-    assert "please answer Yes or No" in out
-    assert "enter a whole number of periods" in out
-    assert "invalid date '2025-02-30'" in out
-    assert "end date 2025-03-07 is before start date 2025-03-08" in out
-    assert "hours must be a number" in out
+    # every question and complaint on stderr: `> report.txt` never hides one
+    assert "please answer Yes or No" in err
+    assert "enter a whole number of periods" in err
+    assert "invalid date '2025-02-30'" in err
+    assert "end date 2025-03-07 is before start date 2025-03-08" in err
+    assert "hours must be a number" in err
+    assert "Do you want to adjust" not in out and "--- Period 1 ---" not in out
     assert "Period 1 summary: 24 files renamed across all folders" in out
     assert "Period 2 summary: 15 files renamed across all folders" in out
     assert "Total files outside trading hours across all folders: 0" in out
+
+
+def test_dialogue_previews_each_period_and_asks_and_prints_the_exact_undo(tmp_path, capsys, monkeypatch):
+    names = shifted_stretch(30)
+    folders = [fill(tmp_path / name, names) for name in ("a", "b")]
+    before = [contents(f) for f in folders]
+    answers = "yes\n2\n2025-03-08\n2025-03-15\n-5\nno\n2025-03-23\n2025-03-27\n-5\nyes\n"
+    monkeypatch.setenv("DISCORDPICEXTRACT_INTERACTIVE", "1")
+    monkeypatch.setattr(sys, "stdin", io.StringIO(answers))
+    code, out, err = run(capsys, "--folder", str(folders[0]), "--folders", *map(str, folders),
+                         "--plot", str(tmp_path / "p.png"))
+    assert code == 0, out + err
+    # the preview comes before each question: the count, the first and last renames per folder
+    preview = err.split("Period 1 would rename 16 file(s):")[1].split("Apply period 1?")[0]
+    assert f"  {folders[0]}: 8 file(s) to rename" in preview and f"  {folders[1]}: 8 file(s) to rename" in preview
+    assert f"    {names[5]} -> {names[5].replace('_19-', '_14-')}" in preview   # first
+    assert f"    {names[12]} -> {names[12].replace('_19-', '_14-')}" in preview  # last
+    assert "... (2 more) ..." in preview
+    assert "Period 1 skipped: nothing renamed." in out     # answered no: period 1 untouched
+    assert (folders[0] / names[5]).exists() and not (folders[0] / names[20]).exists()
+    undo = f"python quality_check_timestamps.py --folders {folders[0]} {folders[1]} --undo"
+    assert f"Period 2 was applied; --undo reverts it:\n  {undo}" in out
+    # the printed command, run as printed, undoes it in every folder
+    assert qc.main(undo.split()[2:]) == 0
+    assert [contents(f) for f in folders] == before
 
 
 def test_interactive_no_changes_nothing(tmp_path, capsys, monkeypatch):
@@ -287,10 +314,12 @@ def test_dry_run_of_overlapping_periods_matches_the_real_run(tmp_path, capsys):
 def test_end_of_input_after_a_period_reports_what_was_applied(tmp_path, capsys, monkeypatch):
     folder = fill(tmp_path / "f", shifted_stretch(30))
     monkeypatch.setenv("DISCORDPICEXTRACT_INTERACTIVE", "1")
-    monkeypatch.setattr(sys, "stdin", io.StringIO("yes\n2\n2025-03-08\n2025-03-15\n-5\n2025-03-23\n"))
+    monkeypatch.setattr(sys, "stdin", io.StringIO("yes\n2\n2025-03-08\n2025-03-15\n-5\nyes\n2025-03-23\n"))
     code, out, err = run(capsys, "--folder", str(folder), "--folders", str(folder), "--plot", str(tmp_path / "p.png"))
-    assert code == 2 and "end of input" in err and len(err.strip().splitlines()) == 1
-    assert "Stopped before period 2" in out and "Period 1 was applied; --undo reverts it." in out
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert code == 2 and len(errors) == 1 and "end of input" in errors[0]
+    assert "Stopped before period 2" in out and "Period 1 was applied; --undo reverts it:" in out
+    assert f"python quality_check_timestamps.py --folders {folder} --undo" in out
     assert "Post-Adjustment Summary" in out and "Files outside trading hours: 5" in out
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # end of input at the first question
     code, out, err = run(capsys, "--folder", str(folder), "--folders", str(folder), "--plot", str(tmp_path / "p.png"))

@@ -179,8 +179,9 @@ def estimate_periods(day_seconds, start, end, zone, verified=None) -> Estimate:
             out.irregular.append(fit)
         fits.append(fit)
     out.runs = _segment(fits)
+    reference = _usual_time([run for run in out.runs if run.lo <= 0 <= run.hi], (start + end) / 2)
     for run in out.runs:
-        _choose_offset(run, start, end)
+        _choose_offset(run, reference)
     _name_edges(out.runs)
     out.from_zone = _fixed_zone(out.runs, zone)
     return out
@@ -238,10 +239,19 @@ def _flush_zeros(runs, zeros):
         zeros.clear()
 
 
-def _choose_offset(run, start, end):
+def _usual_time(runs, default) -> float:
+    """The mean time of day of the files on dates that need no shift: where
+    this channel's posts usually sit in the session (its middle if none)."""
+    files = sum(run.files for run in runs)
+    if not files:
+        return default
+    return sum(d.mean * d.count for run in runs for d in run.days) / files
+
+
+def _choose_offset(run, reference):
     """0 for a run of dates that fit 0; the truth's offset when a date is
-    verified (then lo == hi); else the whole hour that best centres the
-    run's times in the session, within what fits."""
+    verified (then lo == hi); else the whole hour that moves the run's mean
+    time nearest to where the unshifted dates' posts sit, within what fits."""
     if run.lo <= 0 <= run.hi:
         run.offset = 0
         return
@@ -250,8 +260,8 @@ def _choose_offset(run, start, end):
         return
     files = run.files or 1
     mean = sum(d.mean * d.count for d in run.days) / files
-    centred = round((mean - (start + end) / 2) / HOUR) * HOUR
-    run.offset = min(max(centred, run.lo), run.hi)
+    nearest = round((mean - reference) / HOUR) * HOUR
+    run.offset = min(max(nearest, run.lo), run.hi)
 
 
 def _name_edges(runs):

@@ -85,8 +85,21 @@ def read_archive_rows(path) -> list:
 
 
 def own_archive_rows(folder) -> list:
+    """The rows that tie `folder`'s own file names to messages: its download
+    archive, and its messages.csv (which the copy steps carry to their
+    outputs) for names the archive does not hold."""
+    from discordpicextract import messages
+
     path = Path(folder) / config.ARCHIVE_FILE
-    return read_archive_rows(path) if path.is_file() else []
+    rows = read_archive_rows(path) if path.is_file() else []
+    named = {row.filename for row in rows}
+    try:
+        listed = messages.read_rows(folder)
+    except (OSError, ValueError):
+        listed = []  # an unreadable messages.csv only means fewer names known
+    rows += [ArchiveRow(f"messages.csv:{entry['file']}", str(entry["message_id"]), entry["file"], -1, "")
+             for entry in listed if entry.get("file") and entry.get("message_id") and entry["file"] not in named]
+    return rows
 
 
 def sha256_of(path) -> str:
@@ -147,7 +160,7 @@ def _match_by_content(images, rows, claimed, zone, digest, out):
     candidates: dict = defaultdict(dict)  # (size, sha256) -> {item_key: (wall time, posted, row)}
     for row in rows:
         posted = snowflake_time(row.message_id)
-        if posted is not None and row.item_key not in claimed:
+        if posted is not None and row.sha256 and row.item_key not in claimed:
             candidates[(row.size, row.sha256)][row.item_key] = (to_wall(posted, zone), posted, row)
     sizes = {size for size, _digest in candidates}
     groups = defaultdict(list)  # (size, sha256) -> [image]

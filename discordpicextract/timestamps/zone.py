@@ -126,3 +126,29 @@ def claim_zone(folder, zone, *, source="") -> None:
                          f"mix two zones in one folder. Convert it first (adjust_timestamps.py --folders "
                          f"{folder} --from-zone {present} --to-zone {zone}) or use another folder")
     record_zone(folder, zone)
+
+
+def market_date_reader(names_zone):
+    """A function giving the market date (config.MARKET_TIMEZONE) of a name
+    time written in `names_zone`: a trading day is the market's date, not
+    the names' (a Friday afternoon in New York is Saturday in Shanghai)."""
+    from discordpicextract.market import to_market
+
+    if str(names_zone) == config.MARKET_TIMEZONE:
+        return lambda stamp: stamp.date()
+    return lambda stamp: to_market(stamp, names_zone).date()
+
+
+def add_timezone_argument(parser, what="the names"):
+    """--timezone ZONE: read names in ZONE instead of the recorded zone."""
+    parser.add_argument("--timezone", type=_argparse_zone, metavar="ZONE",
+                        help=f"read {what} in ZONE (default: the folder's recorded zone, else {config.TIMEZONE})")
+
+
+def _argparse_zone(text):
+    import argparse
+
+    try:
+        return check_zone_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -240,6 +240,25 @@ def test_one_truncated_body_then_a_good_one_is_saved_whole(world, capsys, fast_r
     assert Path("out", name).stat().st_size == msg["attachments"][0]["size"]
 
 
+@pytest.mark.parametrize("fmt, cut", [("JPEG", 2), ("JPEG", 400), ("GIF", 1), ("PNG", 1)])
+def test_an_image_stored_cut_short_is_refused_never_saved(world, capsys, fast_retries, fmt, cut):
+    """The CDN sends the whole of a file that is itself cut short (its
+    Content-Length is right): only the image check can tell. The JPEG lacks
+    its end-of-image marker; the GIF only its trailer byte and the PNG a
+    byte of its end chunk's CRC, which Pillow reads without a word: the
+    check is dedupe's (images.integrity)."""
+    w = world
+    whole = image_bytes(seed=31, size=(120, 80), fmt=fmt)
+    name = f"cut.{fmt.lower()}"
+    w.emu.add_message(w.channel["id"], ago(hours=2), attachments=[(name, whole[:-cut], f"image/{fmt.lower()}")])
+    w.post(ago(hours=1), "fine.png")
+    code, out, err = run_main(capsys, *_by_id(w, "--days", "1"))
+    assert code == 1, err
+    assert [n.split("_", 2)[2] for n in images_in("out")] == ["fine.png"]
+    assert name in out and "not a decodable image" in out and "truncated" in out
+    assert not [p for p in Path("out").iterdir() if p.name.endswith(".part")]
+
+
 def test_expired_link_is_refreshed_once_by_rereading_the_message(world, capsys):
     w = world
     messages = [w.post(ago(hours=k + 1), f"c{k}.png") for k in range(3)]

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Optional
 
 import requests
-from PIL import Image
 
 import config
 from discordpicextract import fileops
 from discordpicextract.discord.client import backoff, thread_session
 from discordpicextract.discord.plan import PlannedDownload
+from discordpicextract.images import integrity
 
 CHUNK = 64 * 1024
 
@@ -154,22 +154,11 @@ def _describe(exc):
 
 
 def verify_image(path, kind=""):
-    """Raise BadBody unless `path` is a complete, decodable image.
-
-    verify() checks a PNG's every chunk (a cut PNG fails); other formats
-    are decoded too, a JPEG at 1/8 scale (enough to reach its end) so that a
-    big screenshot does not cost its full pixel memory in each worker.
-    """
+    """Raise BadBody unless `path` is a complete, decodable image: the one
+    check dedupe makes too (images.integrity), which also finds the JPEG,
+    GIF and WebP bodies cut short that Pillow would decode."""
     try:
-        with Image.open(path) as image:
-            found = image.format
-            image.verify()
-        if found != "PNG":
-            with Image.open(path) as image:
-                if found == "JPEG":
-                    image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
-                image.load()
-    except Exception as exc:  # Pillow raises many types for bad data
+        integrity.verify_file(path)
+    except integrity.DamagedImage as exc:
         sent = f"{kind} body" if kind else "body"
-        detail = str(exc).replace(f" '{path}'", "").replace(str(path), "file")
-        raise BadBody(f"not a decodable image ({sent}; {type(exc).__name__}: {detail})") from None
+        raise BadBody(f"not a decodable image ({sent}; {exc})") from None

@@ -2,11 +2,13 @@
 downloader refuses a body that fails it, dedupe and extract report a file
 that fails it.
 
-`verify_image(data)` is cheap where the format allows: a PNG's chunk CRCs
-up to IEND (far cheaper than decoding the pixels); formats without
-checksums (JPEG, GIF, WebP, BMP...) get a check of their tail (a truncated
-file decodes "fine" in Pillow, padded with grey) and are decoded, a JPEG at
-1/8 scale (its entropy data is still read to the end).
+`verify_image(data)` (bytes in memory) and `verify_file(path)` (a file on
+disk, mapped rather than read into memory) are cheap where the format
+allows. A PNG's chunk CRCs are checked up to IEND (far cheaper than
+decoding the pixels). Every format's tail is checked: a file cut short can
+decode "fine" in Pillow (a GIF without its trailer, a PNG without its end
+chunk's CRC). Formats without checksums (JPEG, GIF, WebP, BMP...) are also
+decoded, a JPEG at 1/8 scale (its entropy data is still read to the end).
 
 Limit: a PNG whose chunks carry correct CRCs over bad compressed data (a
 broken encoder, not transfer or disk damage) passes; only decoding every
@@ -14,6 +16,8 @@ pixel (dedupe's --no-fast-path) finds it.
 """
 import hashlib
 import io
+import mmap
+import os
 import re
 import struct
 from dataclasses import dataclass
@@ -30,9 +34,23 @@ def verify_image(data: bytes) -> str:
     """Pillow's format name of the image in `data` (e.g. "PNG", "JPEG"), or
     DamagedImage when it is cut, damaged or no image at all."""
     try:
-        return _verify_structure(data)
+        return _verify_structure(lambda: io.BytesIO(data), data)
     except Exception as exc:  # Pillow raises many kinds for bad files
         raise DamagedImage(describe(exc)) from None
+
+
+def verify_file(path) -> str:
+    """`verify_image` for a file on disk (the downloader's temp file): the
+    tail checks read a memory map and Pillow reads the file, so a big image
+    does not cost its size in memory. OSError when the file cannot be read."""
+    with open(path, "rb") as handle:
+        if os.fstat(handle.fileno()).st_size == 0:
+            raise DamagedImage("empty file")
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            try:
+                return _verify_structure(lambda: open(path, "rb"), mapped)
+            except Exception as exc:  # Pillow raises many kinds for bad files
+                raise DamagedImage(describe(exc, path)) from None
 
 
 @dataclass(frozen=True)
@@ -62,10 +80,12 @@ def check_file(path) -> FileCheck:
     return FileCheck(digest, None)
 
 
-def _verify_structure(data: bytes) -> str:
+def _verify_structure(opener, data) -> str:
+    """`opener()` gives a fresh binary stream of the image for Pillow;
+    `data` is its bytes (or a memory map of them) for the tail checks."""
     from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as image:
+    with opener() as stream, Image.open(stream) as image:
         fmt = image.format or ""
         image.verify()  # PNG: every chunk's CRC; other formats: header only
     extra = _TAIL_CHECKS.get(fmt)
@@ -75,44 +95,64 @@ def _verify_structure(data: bytes) -> str:
         # Without a checksum damaged data can pass the checks above and
         # still fail to decode; decoding here keeps the fast path's answer
         # equal to hashing every file.
-        with Image.open(io.BytesIO(data)) as image:
+        with opener() as stream, Image.open(stream) as image:
             if fmt in ("JPEG", "MPO"):
                 image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
             image.load()
     return fmt
 
 
-def _jpeg_tail(data: bytes) -> None:
+def _png_tail(data) -> None:
+    # verify() stops at the IEND chunk's name: its CRC (constant, the chunk
+    # is empty) must be there too, or the file lost its last bytes.
+    end = data.rfind(b"IEND")
+    if end < 0 or data[end + 4:end + 8] != b"\xaeB`\x82":
+        raise ValueError("PNG data truncated (incomplete end chunk)")
+
+
+def _jpeg_tail(data) -> None:
     # A truncated JPEG has no end-of-image marker after its last scan.
     if data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda"):
         raise ValueError("JPEG data truncated (no end-of-image marker)")
 
 
-def _gif_tail(data: bytes) -> None:
-    if not data.rstrip(b"\x00").endswith(b"\x3b"):
-        raise ValueError("GIF data truncated (no trailer)")
+def _gif_tail(data) -> None:
+    # The trailer byte, possibly followed by zero padding.
+    end = len(data)
+    while end > 0:
+        chunk = data[max(0, end - 65536):end].rstrip(b"\x00")
+        if chunk:
+            if chunk.endswith(b"\x3b"):
+                return
+            break
+        end -= 65536
+    raise ValueError("GIF data truncated (no trailer)")
 
 
-def _webp_tail(data: bytes) -> None:
+def _webp_tail(data) -> None:
     declared = struct.unpack("<I", data[4:8])[0] + 8
     if len(data) < declared:
         raise ValueError(f"WebP data truncated ({len(data)} of {declared} bytes)")
 
 
-def _bmp_tail(data: bytes) -> None:
+def _bmp_tail(data) -> None:
     declared = struct.unpack("<I", data[2:6])[0]
     if len(data) < declared:
         raise ValueError(f"BMP data truncated ({len(data)} of {declared} bytes)")
 
 
-_TAIL_CHECKS = {"JPEG": _jpeg_tail, "MPO": _jpeg_tail, "GIF": _gif_tail,
+_TAIL_CHECKS = {"PNG": _png_tail, "JPEG": _jpeg_tail, "MPO": _jpeg_tail, "GIF": _gif_tail,
                 "WEBP": _webp_tail, "BMP": _bmp_tail}
 
 # Pillow names the file object it could not read: "<_io.BytesIO object at 0x...>".
 _FILE_REPR = re.compile(r"\s*<_io\.\w+ object at 0x[0-9a-fA-F]+>")
 
 
-def describe(exc: Exception) -> str:
-    """One short line for an error a decoder raised."""
-    text = _FILE_REPR.sub("", str(exc)).strip() or type(exc).__name__
+def describe(exc: Exception, path=None) -> str:
+    """One short line for an error a decoder raised (`path`, which Pillow
+    may quote, said as "file")."""
+    text = _FILE_REPR.sub("", str(exc))
+    if path is not None:
+        text = text.replace(f" '{path}'", "").replace(str(path), "file")
+    text = text.strip() or type(exc).__name__
     return text.splitlines()[0][:200]

@@ -15,18 +15,14 @@ from typing import Optional
 import config
 from discordpicextract import cli
 from discordpicextract.renames import command, report
-from discordpicextract.renames.values import end_not_before, format_hours, parse_date, parse_hours, shift_by
-
-
-def parse_clock(text) -> time:
-    """HH:MM:SS."""
-    text = str(text).strip()
-    try:
-        if len(text) != 8:
-            raise ValueError
-        return time.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"invalid time {text!r} (expected HH:MM:SS, e.g. 09:30:00)") from None
+from discordpicextract.renames.values import (
+    end_not_before,
+    format_hours,
+    parse_clock,
+    parse_date,
+    parse_hours,
+    shift_by,
+)
 
 
 @dataclass(frozen=True)

@@ -221,13 +221,20 @@ def test_recover_revert_puts_every_name_back(tmp_path, stop_after):
     assert pending_batch(folder) is None
 
 
-def test_interrupted_revert_can_itself_be_recovered(tmp_path):
-    folder, original, _expected = _interrupted(tmp_path, 3)
+def _revert_that_crashes(folder):
+    """Start reverting the pending batch of `folder` by hand, as --recover
+    revert does, and crash after the first step: (the batch, the revert's plan)."""
     batch = pending_batch(folder)
     positions = locate(folder, batch)
     mapping = {now: batch.moves[m].old for m, now in positions.items() if now != batch.moves[m].old}
     plan = plan_mapping(mapping, set(os.listdir(folder)))
     apply_plan(folder, plan, recovers=batch.id, stop_after=1)
+    return batch, plan
+
+
+def test_interrupted_revert_can_itself_be_recovered(tmp_path):
+    folder, original, _expected = _interrupted(tmp_path, 3)
+    _batch, plan = _revert_that_crashes(folder)
     assert pending_batch(folder).id == plan.batch_id
     recover(folder, "complete")
     assert contents(folder) == original
@@ -412,11 +419,7 @@ def test_files_an_undo_could_not_revert_are_retried_before_going_further_back(tm
 
 def test_reverting_an_interrupted_revert_gives_the_first_batch_back_to_recover(tmp_path):
     folder, original, expected = _interrupted(tmp_path, 3)
-    batch = pending_batch(folder)
-    positions = locate(folder, batch)
-    mapping = {now: batch.moves[m].old for m, now in positions.items() if now != batch.moves[m].old}
-    plan = plan_mapping(mapping, set(os.listdir(folder)))
-    apply_plan(folder, plan, recovers=batch.id, stop_after=1)  # the revert crashes too
+    batch, _plan = _revert_that_crashes(folder)  # the revert crashes too
     recover(folder, "revert")  # puts the revert's files back: the first batch is half done again
     assert pending_batch(folder).id == batch.id
     recover(folder, "complete")

@@ -1,20 +1,31 @@
 """Values the rename scripts take on the command line (dates, hours,
 yes/no), each parser raising ValueError with a message to show, and the
 shift function `plan.plan_renames` applies."""
-from datetime import date, timedelta
+from datetime import date, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Callable, Optional
 
 
-def parse_date(text) -> date:
-    """A `yyyy-mm-dd` date; ValueError with a message to show otherwise."""
+def _parse_iso(text, length, parse, what):
+    """`parse` of exactly `length` characters (fromisoformat alone would
+    take other forms too); ValueError naming `what` was expected."""
     text = str(text).strip()
     try:
-        if len(text) != 10:
+        if len(text) != length:
             raise ValueError
-        return date.fromisoformat(text)
+        return parse(text)
     except ValueError:
-        raise ValueError(f"invalid date {text!r} (expected yyyy-mm-dd, a real calendar date)") from None
+        raise ValueError(f"invalid {what[0]} {text!r} (expected {what[1]})") from None
+
+
+def parse_date(text) -> date:
+    """A `yyyy-mm-dd` date; ValueError with a message to show otherwise."""
+    return _parse_iso(text, 10, date.fromisoformat, ("date", "yyyy-mm-dd, a real calendar date"))
+
+
+def parse_clock(text) -> time:
+    """A time of day, HH:MM:SS."""
+    return _parse_iso(text, 8, time.fromisoformat, ("time", "HH:MM:SS, e.g. 09:30:00"))
 
 
 def end_not_before(start, end):

@@ -20,6 +20,12 @@ RATE_LIMIT_DELAY = 1
 MAX_RATE_LIMIT_WAIT = 60
 DEFAULT_WORKERS = 8
 REQUEST_TIMEOUT = 30
+# One image transfer may take at most this long in all (a body trickling a
+# byte at a time never hits REQUEST_TIMEOUT, which counts between bytes)...
+MAX_TRANSFER_SECONDS = 600
+# ...and be at most this big: Discord's largest upload (Nitro) is 500 MiB,
+# so anything bigger is a CDN or proxy answering with an endless body.
+MAX_IMAGE_MB = 600
 # File names are written in this zone (daylight saving handled by zoneinfo).
 TIMEZONE = "America/New_York"
 DEFAULT_API_BASE = "https://discord.com/api/v10"
@@ -44,6 +50,8 @@ DEFAULT_ADJUST_HOURS = -5
 # Hidden bookkeeping files kept inside image folders.
 ARCHIVE_FILE = ".discordpicextract-archive.sqlite3"
 JOURNAL_FILE = ".discordpicextract-renames.jsonl"
+# One lock per folder, held by whichever run writes into it (locking.py).
+LOCK_FILE = ".discordpicextract.lock"
 # The zone the folder's names are written in (JSON, {"names_zone": ...}).
 FOLDER_INFO_FILE = ".discordpicextract-folder.json"
 

@@ -12,6 +12,7 @@ so that every later step reads the names in it. A re-run into the same
 folder fetches only what is missing; one with another --timezone is refused.
 Exit codes: 0 every image saved or skipped, 1 some failed, 2 bad input.
 """
+import sqlite3
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 import config
 from discordpicextract import cli, logs
-from discordpicextract.archive import ArchiveError
+from discordpicextract.archive import ArchiveError, archive_path
 from discordpicextract.discord import (
     AuthError,
     DiscordClient,
@@ -98,6 +99,7 @@ def _common_options(args):
         max_wait=args.max_wait or config.MAX_RATE_LIMIT_WAIT,
         progress=not args.no_progress and sys.stderr.isatty(),
         messages=not args.no_messages,
+        max_image_mb=args.max_image_mb or config.MAX_IMAGE_MB,
     )
 
 
@@ -121,7 +123,8 @@ def run_job(job, api_base=None):
         names_zone.claim_zone(folder, job.tz, source="--timezone")
         with _progress_bar(job.progress) as progress:
             result = run_download(client, channels, folder, cutoff, tz=job.tz,
-                                  workers=job.workers, progress=progress, keep_messages=job.messages)
+                                  workers=job.workers, progress=progress, keep_messages=job.messages,
+                                  max_bytes=int(job.max_image_mb * 1024 * 1024))
     except AuthError as exc:
         raise UsageError(f"invalid token ({_status_text(exc)}): check {TOKEN_VARIABLES}"
                          f"{'' if job.kind == 'bot' else ' (or pass --bot for a bot token)'}") from None
@@ -129,12 +132,27 @@ def run_job(job, api_base=None):
         raise type(exc)(client.scrub(exc), status=exc.status, code=exc.code) from None
     except ArchiveError as exc:
         raise UsageError(str(exc)) from None
+    except sqlite3.DatabaseError as exc:  # damaged after it opened fine (a flipped bit in a page)
+        raise UsageError(f"the download archive {archive_path(folder)} is damaged ({exc}); "
+                         "move that file away to start a new one (files already on disk are found "
+                         "again by their content)") from None
     result.errors[:0] = thread_errors
     print_summary(result, folder)
+    if result.stopped:
+        print(f"error: download stopped: {result.stopped}; {_what_was_kept(result)}", file=sys.stderr)
     logs.note("discord_downloader.py",
               f"{len(result.downloaded)} new images, {result.skipped + result.present} already there",
-              f"{len(result.errors)} errors" if result.errors else "")
+              f"stopped: {result.stopped}" if result.stopped
+              else f"{len(result.errors)} errors" if result.errors else "")
     return cli.EXIT_ITEMS_FAILED if result.failed else cli.EXIT_OK
+
+
+def _what_was_kept(result):
+    saved = f"the {len(result.downloaded)} images saved before are kept"
+    if result.unrecorded:
+        return (f"{saved}, {result.unrecorded} of them not yet in the archive (the next run finds them "
+                "by their content); free some space and run again for the rest")
+    return f"{saved} and recorded in the archive; free some space and run again for the rest"
 
 
 def _status_text(exc):
@@ -194,6 +212,8 @@ def print_summary(result, folder):
     detail = f" (already on disk: {result.present})" if result.present else ""
     print(f"  Skipped (already downloaded): {skipped}{detail}")
     print(f"  Errors: {len(result.errors)}")
+    if result.cleaned:
+        print(f"  Leftovers of an interrupted run removed: {len(result.cleaned)} .part files")
     print(f"  Folder: {folder}")
     print(RULE)
     for what, reason in result.errors:

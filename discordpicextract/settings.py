@@ -85,6 +85,10 @@ def _max_wait(value):
     return _number(value, 0.001, 86400)
 
 
+def _megabytes(value):
+    return _number(value, 0.001, 1 << 20)
+
+
 def _hours(value):
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0:
         raise ValueError("expected a number of hours other than 0")
@@ -151,7 +155,7 @@ def _shown(value):
 # (table, key) -> (check, config attribute)
 TOP = {"days": (_days, "DEFAULT_DAYS"), "timezone": (_zone, "TIMEZONE"),
        "workers": (_workers, "DEFAULT_WORKERS"), "max_wait": (_max_wait, "MAX_RATE_LIMIT_WAIT"),
-       "adjust_hours": (_hours, "DEFAULT_ADJUST_HOURS")}
+       "adjust_hours": (_hours, "DEFAULT_ADJUST_HOURS"), "max_image_mb": (_megabytes, "MAX_IMAGE_MB")}
 TABLES: dict = {
     "market": {"start": (_clock, "TRADING_START"), "end": (_clock, "TRADING_END"),
                "timezone": (_zone, "MARKET_TIMEZONE")},

@@ -35,6 +35,7 @@ class Job:
     max_wait: float = config.MAX_RATE_LIMIT_WAIT
     progress: bool = False
     messages: bool = True   # write messages.csv
+    max_image_mb: float = config.MAX_IMAGE_MB
 
 
 # --- flag values ------------------------------------------------------------------
@@ -112,6 +113,9 @@ def build_parser(prog, output_note=""):
     parser.add_argument("--max-wait", type=cli.argparse_type(positive_number),
                         help=f"cap in seconds on a rate-limit wait (default {config.MAX_RATE_LIMIT_WAIT})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--max-image-mb", type=cli.argparse_type(positive_number),
+                        help=f"refuse an image bigger than this many MiB (default {config.MAX_IMAGE_MB}; "
+                             "Discord's largest upload is 500 MiB)")
     parser.add_argument("--no-messages", action="store_true",
                         help="do not write messages.csv (each image's message: text, author, link)")
     return parser

@@ -2,7 +2,8 @@
 images with a pool of workers, record each saved file in the folder's
 download archive, and return what happened (nothing is printed here)."""
 import concurrent.futures
-import time
+import os
+import sqlite3
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -10,16 +11,16 @@ from typing import Callable, Optional
 from zoneinfo import ZoneInfo
 
 import config
-from discordpicextract import fileops, messages, naming
+from discordpicextract import fileops, locking, messages, naming
 from discordpicextract.archive import DownloadArchive
 from discordpicextract.discord.errors import AccessError, AuthError, DiscordError
 from discordpicextract.discord.extract import extract_images
 from discordpicextract.discord.plan import SECOND, name_family, plan_names, release_batches
-from discordpicextract.discord.transfer import Transfer
+from discordpicextract.discord.transfer import DiskError, Transfer
 
-# Archive rows are committed in batches of this many, or this often.
-ARCHIVE_BATCH = 100
-ARCHIVE_FLUSH_SECONDS = 2.0
+# Each saved file's archive row is committed before the next file is
+# reported saved: a crash loses no row whose file exists (the archive keeps
+# its journal in WAL mode, so a commit costs no disk sync).
 
 # progress(found, done): images newly found, images newly finished
 Progress = Callable[[int, int], None]
@@ -39,10 +40,13 @@ class DownloadResult:
     messages: int = 0
     images: int = 0
     channels: list = field(default_factory=list)     # (name, id) fetched
+    stopped: str = ""         # why the run ended early (disk full, I/O error)
+    cleaned: list = field(default_factory=list)      # leftover .part files removed at start
+    unrecorded: int = 0       # saved files whose archive row could not be written
 
     @property
     def failed(self) -> bool:
-        return bool(self.errors)
+        return bool(self.errors or self.stopped)
 
 
 def describe_item(item) -> str:
@@ -53,7 +57,7 @@ def describe_item(item) -> str:
 class _Run:
     """State of one download run; every method runs in the main thread."""
 
-    def __init__(self, client, folder, tz, workers, progress, keep_messages=True):
+    def __init__(self, client, folder, tz, workers, progress, keep_messages=True, max_bytes=None):
         self.client = client
         self.folder = Path(folder)
         self.zone = ZoneInfo(tz) if isinstance(tz, str) else tz
@@ -70,10 +74,21 @@ class _Run:
         for name in on_disk - self.archive.filenames():
             if not name.startswith(".") and naming.is_image_name(name):
                 self.unclaimed.setdefault(name[:SECOND], set()).add(name)
+        # ...and all of them by size: a file saved by a run that died before
+        # its archive row was written, then renamed by the timestamp tools,
+        # is found again by its bytes whatever its name now says.
+        self.free = set().union(*self.unclaimed.values())
+        by_size: dict[int, list] = {}
+        for name in self.free:
+            try:
+                by_size.setdefault(os.lstat(self.folder / name).st_size, []).append(self.folder / name)
+            except OSError:
+                pass
         self.pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="download")
-        self.transfer = Transfer(self.folder, client.max_retries, client.timeout, client.scrub)
+        self.transfer = Transfer(self.folder, client.max_retries, client.timeout, client.scrub,
+                                 max_bytes=max_bytes, same_size=by_size)
         self.pending = {}
-        self.rows, self.flushed = [], time.monotonic()
+        self.rows = []
         self.progress = progress or _no_progress
         # messages.csv: rows of the files saved (or claimed) in this run, and
         # of archived files still without one (a folder from before messages.csv)
@@ -127,33 +142,36 @@ class _Run:
             channel_id=item.channel_id, source=item.source))
 
     def _record(self, item, filename, size, sha256):
-        """Queue an archive row (the file is already in place); rows are
-        written in batches, and a row lost to a crash is recovered on the next
-        run, which finds the identical file on disk and claims it."""
+        """Write the archive row of a file already in place, before the file
+        is reported saved. Should the archive be unwritable (disk full), the
+        rows wait in memory for one more try at the end, and the run stops."""
         self.rows.append((item.key, item.message_id, filename, size, sha256))
         self.known.add(item.key)
         self._add_message_row(item, filename)
-        if len(self.rows) >= ARCHIVE_BATCH or time.monotonic() - self.flushed > ARCHIVE_FLUSH_SECONDS:
-            self.flush()
+        self.flush()
 
     def flush(self):
-        if self.rows:
+        if not self.rows:
+            return
+        try:
             self.archive.add_many(self.rows)
-            self.rows = []
-        self.flushed = time.monotonic()
+        except sqlite3.Error as exc:
+            raise DiskError(f"cannot write the download archive {self.archive.path}: {exc}") from None
+        self.rows = []
 
     def _on_saved(self, outcome):
+        self.result.downloaded.append(outcome.filename)  # in place, whether or not its row can be written
         self._record(outcome.plan.item, outcome.filename, outcome.size, outcome.sha256)
-        self.result.downloaded.append(outcome.filename)
         self.progress(0, 1)
 
     def _on_maybe_present(self, outcome):
-        free = [n for n in outcome.matches if n in self.unclaimed.get(n[:SECOND], ())]
+        free = [n for n in outcome.matches if n in self.free]
         if not free:  # all identical files already belong to other items
             self._publish_here(outcome, outcome.plan.name)
             return
         outcome.temp.unlink(missing_ok=True)
-        self.unclaimed[free[0][:SECOND]].discard(free[0])
+        self.free.discard(free[0])
+        self.unclaimed.get(free[0][:SECOND], set()).discard(free[0])
         self._record(outcome.plan.item, free[0], outcome.size, outcome.sha256)
         self.result.present += 1
         self.progress(0, 1)
@@ -207,10 +225,30 @@ class _Run:
         self.result.errors.append((describe_item(plan.item), reason))
         self.progress(0, 1)
 
+    def stop(self, reason):
+        """End early (disk full): let running transfers end, keep the files
+        they saved (their rows are written like any other), drop the rest."""
+        self.result.stopped = reason
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        for future, plan in list(self.pending.items()):
+            if future.cancelled() or future.exception() is not None:
+                continue
+            outcome = future.result()
+            if outcome.status == "saved":
+                self.rows.append((plan.item.key, plan.item.message_id, outcome.filename,
+                                  outcome.size, outcome.sha256))
+                self.result.downloaded.append(outcome.filename)
+            elif outcome.temp is not None:
+                outcome.temp.unlink(missing_ok=True)
+        self.pending.clear()
+
     def close(self):
         self.pool.shutdown(wait=True, cancel_futures=True)
         try:
             self.flush()
+        except DiskError as exc:
+            self.result.unrecorded = len(self.rows)
+            self.result.stopped = self.result.stopped or str(exc)
         finally:
             self.archive.close()
             self._write_messages()
@@ -228,29 +266,35 @@ class _Run:
 
 def run_download(client, channels, folder, cutoff, *, tz=config.TIMEZONE,
                  workers=config.DEFAULT_WORKERS, progress: Optional[Progress] = None,
-                 keep_messages=True):
+                 keep_messages=True, max_bytes=None):
     """Download the images posted after `cutoff` in `channels` (channel
-    objects: the channel, then its threads) into `folder`.
+    objects: the channel, then its threads) into `folder`, holding the
+    folder's lock throughout (BusyError when another run holds it).
 
     Items already in the folder's archive are skipped; every saved file is
     recorded there. Failures are counted in the result, never raised,
-    except an invalid token or lost access on the first page.
+    except an invalid token or lost access on the first page; a full disk
+    or an I/O error stops the run with `result.stopped` set.
     `progress(found, done)` hears of images found and images finished.
     With `keep_messages`, each saved image's message goes into the folder's
     messages.csv.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    run = _Run(client, folder, tz, workers, progress, keep_messages)
-    try:
-        for channel in channels:
-            run.result.channels.append((channel.get("name", ""), channel["id"]))
-            run.guild_of[str(channel["id"])] = str(channel.get("guild_id") or "")
-            _fetch_channel(run, channel, cutoff)
-        while run.pending:
-            run.drain(block=True)
-    finally:
-        run.close()
+    with locking.hold(folder, "download") as cleaned:
+        run = _Run(client, folder, tz, workers, progress, keep_messages, max_bytes)
+        run.result.cleaned = cleaned
+        try:
+            for channel in channels:
+                run.result.channels.append((channel.get("name", ""), channel["id"]))
+                run.guild_of[str(channel["id"])] = str(channel.get("guild_id") or "")
+                _fetch_channel(run, channel, cutoff)
+            while run.pending:
+                run.drain(block=True)
+        except DiskError as exc:
+            run.stop(str(exc))
+        finally:
+            run.close()
     run.result.warnings.extend(client.warnings)
     return run.result
 

@@ -1,6 +1,7 @@
 """Image transfers: fetch one planned image from the CDN (no token, ever)
 into a temp file, check it is a complete image, and publish it under its
 planned name without overwriting anything."""
+import errno
 import hashlib
 import os
 import threading
@@ -11,11 +12,13 @@ from pathlib import Path
 from typing import Optional
 
 import requests
+import urllib3
 
 import config
 from discordpicextract import fileops
 from discordpicextract.discord.client import backoff, thread_session
 from discordpicextract.discord.plan import PlannedDownload
+from discordpicextract.errors import RunError
 from discordpicextract.images import integrity
 
 CHUNK = 64 * 1024
@@ -38,14 +41,26 @@ class BadBody(Exception):
 
 
 class Transfer:
-    """Downloads image bytes (no token, ever) into `folder`, one session per thread."""
+    """Downloads image bytes (no token, ever) into `folder`, one session per thread.
+
+    Each transfer is bounded: at most `max_bytes` (a bigger or endless body
+    is refused) and `max_seconds` in all (a trickling body is cut), each a
+    counted error without retries. A write that fails for lack of space or
+    an I/O error raises DiskError: the run cannot go on, and retrying would
+    only fill the disk again.
+    """
 
     def __init__(self, folder, max_retries=config.MAX_RETRIES, timeout=config.REQUEST_TIMEOUT,
-                 scrubber=str):
+                 scrubber=str, max_bytes=None, max_seconds=None, same_size=None):
         self.folder = Path(folder)
         self.max_retries = max_retries
         self.timeout = timeout
         self.scrub = scrubber
+        self.max_bytes = max_bytes if max_bytes is not None else int(config.MAX_IMAGE_MB * 1024 * 1024)
+        self.max_seconds = max_seconds if max_seconds is not None else config.MAX_TRANSFER_SECONDS
+        # {size: [paths]} of files on disk no archive row names (read only
+        # here): a body of one of those sizes is compared with them
+        self.same_size = same_size or {}
         # saved images get the user's usual mode, not the temp file's 0o600
         self.file_mode = fileops.new_file_mode()
         self._local = threading.local()
@@ -61,6 +76,7 @@ class Transfer:
             try:
                 temp = fileops.temp_path_beside(self.folder / plan.name)
             except OSError as exc:
+                _raise_if_disk(exc, self.folder)
                 return Outcome(plan, "failed", reason=f"cannot write in {self.folder}: {exc.strerror or exc}")
             try:
                 size, digest, kind = self._fetch(plan.item.url, temp)
@@ -71,8 +87,13 @@ class Transfer:
             except _Expired as exc:
                 temp.unlink(missing_ok=True)
                 return Outcome(plan, "expired", reason=str(exc))
+            except _Refused as exc:  # too big or too slow: the same again next time
+                temp.unlink(missing_ok=True)
+                return Outcome(plan, "failed", reason=str(exc))
             except (BadBody, requests.RequestException, OSError) as exc:
                 temp.unlink(missing_ok=True)
+                if isinstance(exc, OSError):
+                    _raise_if_disk(exc, self.folder)
                 reason = self.scrub(_describe(exc))
                 continue
             except Exception as exc:  # a surprise must not end the whole run
@@ -85,25 +106,34 @@ class Transfer:
                 return self._publish(plan, temp, size, digest)
             except OSError as exc:
                 temp.unlink(missing_ok=True)
+                _raise_if_disk(exc, self.folder)
                 return Outcome(plan, "failed", reason=f"saving failed: {exc.strerror or exc}")
         tries = self.max_retries + 1
         return Outcome(plan, "failed", reason=f"{reason} (after {tries} attempts)")
 
     def _fetch(self, url, temp):
         """Stream `url` into `temp`: (size, sha256, content type)."""
+        deadline = time.monotonic() + self.max_seconds
         with self.session().get(url, stream=True, timeout=self.timeout) as response:
             status = response.status_code
             if status in (403, 404):
                 raise _Expired(f"HTTP {status} from the CDN (link expired or removed)")
             if status != 200:
                 raise BadBody(f"HTTP {status}")
+            expected = response.headers.get("Content-Length", "")
+            if expected.isdigit() and int(expected) > self.max_bytes:
+                raise _Refused(f"{_too_big(self.max_bytes)} (Content-Length {int(expected):,} bytes); not fetched")
             digest, size = hashlib.sha256(), 0
             with open(temp, "wb") as out:
-                for chunk in response.iter_content(CHUNK):
+                for chunk in _chunks(response):
                     out.write(chunk)
                     digest.update(chunk)
                     size += len(chunk)
-            expected = response.headers.get("Content-Length", "")
+                    if size > self.max_bytes:
+                        raise _Refused(f"{_too_big(self.max_bytes)}; the transfer was stopped")
+                    if time.monotonic() > deadline:
+                        raise _Refused(f"transfer took longer than {self.max_seconds:g} s "
+                                       f"({size:,} bytes received); stopped")
             if expected.isdigit() and not response.headers.get("Content-Encoding") and int(expected) != size:
                 raise BadBody(f"body shorter than its Content-Length ({size} of {expected} bytes)")
             kind = response.headers.get("Content-Type", "").split(";")[0].strip()
@@ -112,7 +142,8 @@ class Transfer:
         return size, digest.hexdigest(), kind
 
     def _publish(self, plan, temp, size, digest):
-        matches = tuple(p.name for p in plan.compare_with if _same_content(temp, p))
+        candidates = dict.fromkeys([*plan.compare_with, *self.same_size.get(size, ())])
+        matches = tuple(p.name for p in candidates if _same_content(temp, p))
         if matches:
             return Outcome(plan, "maybe_present", size=size, sha256=digest, temp=temp, matches=matches)
         try:
@@ -141,6 +172,52 @@ def posted_ns(posted) -> int:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class _Refused(Exception):
+    """A body over the size cap or the time limit: counted, not retried."""
+
+
+class DiskError(RunError):
+    """Writing into the download folder failed for lack of space or an I/O
+    error: the run stops (exit 1) with what it saved so far."""
+
+
+# errno values that no retry can cure: the disk (or quota) is full, or the
+# device failed or is read-only
+DISK_ERRNOS = frozenset(getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EIO", "EROFS", "EFBIG")
+                        if hasattr(errno, name))
+
+
+def _raise_if_disk(exc, folder):
+    if exc.errno in DISK_ERRNOS:
+        raise DiskError(f"cannot write in {folder}: {exc.strerror or exc} (errno {exc.errno})") from None
+
+
+def _too_big(limit):
+    return f"image larger than the {limit / (1024 * 1024):g} MiB cap (config.MAX_IMAGE_MB, --max-image-mb)"
+
+
+def _chunks(response):
+    """The body in pieces as they arrive: read1 returns after one socket
+    read, so the time limit is checked while a body trickles (iter_content
+    would wait for a whole chunk). urllib3 1.x has no read1."""
+    raw = response.raw
+    if not hasattr(raw, "read1"):
+        yield from response.iter_content(CHUNK)
+        return
+    while True:
+        try:
+            chunk = raw.read1(CHUNK, decode_content=True)
+        except (urllib3.exceptions.ProtocolError, urllib3.exceptions.DecodeError) as exc:
+            raise requests.exceptions.ChunkedEncodingError(exc) from None
+        except urllib3.exceptions.ReadTimeoutError as exc:
+            raise requests.exceptions.ConnectionError(exc) from None
+        except urllib3.exceptions.SSLError as exc:
+            raise requests.exceptions.SSLError(exc) from None
+        if not chunk:
+            return
+        yield chunk
 
 
 def _describe(exc):

@@ -3,7 +3,8 @@
 `RateLimiter` keeps Discord's per-route buckets (fixed windows per route and
 major parameter) and an optional global limit, and writes the 429 answers and
 X-RateLimit-* headers. `FaultInjector` holds the faults a test asked for
-(5xx, 429 storms, absurd waits, truncated bodies, HTML pages, slow answers)
+(5xx, 429 storms, absurd waits, truncated bodies, HTML pages, slow answers,
+bodies that trickle or never end)
 and turns the next matching request into one.
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any, Callable, Optional
 
 from .responses import Response, error_response, json_response
 
-FAULT_KINDS = ("status", "rate_limit", "rate_limit_absurd", "truncate", "html", "slow")
+FAULT_KINDS = ("status", "rate_limit", "rate_limit_absurd", "truncate", "html", "slow", "trickle", "endless")
 # what a misbehaving proxy or captive portal sends with a 200
 HTML_ERROR_PAGE = (b"<!DOCTYPE html><html><head><title>Error</title></head><body>"
                    b"<h1>Something went wrong</h1><p>Please try again later.</p></body></html>")
@@ -153,6 +154,11 @@ class FaultInjector:
             if response.status != 200 or len(response.body) < 2:
                 response = Response(200, b"\x89PNG\r\n\x1a\n" + secrets.token_bytes(4000), "image/png")
             response.truncate = True
+            return response
+        if fault.kind in ("trickle", "endless"):
+            response = normal()
+            response.trickle = float(p.get("interval", 0.05)) if fault.kind == "trickle" else 0.0
+            response.endless = fault.kind == "endless"
             return response
         return Response(200, HTML_ERROR_PAGE, "text/html; charset=utf-8")
 

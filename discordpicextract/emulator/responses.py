@@ -13,6 +13,8 @@ class Response:
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
     truncate: bool = False      # send half the body, then close the connection
+    trickle: float = 0.0        # seconds between the body's bytes (a stalling CDN or proxy)
+    endless: bool = False       # after the body, random bytes until the client hangs up
 
 
 def json_response(status: int, obj: Any, headers: Optional[dict[str, str]] = None) -> Response:

@@ -8,6 +8,7 @@ connections_opened). The work is done by the store, routes and faults modules.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sys
 import threading
@@ -166,18 +167,40 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             self.send_response(response.status)
             self.send_header("Content-Type", response.content_type)
-            self.send_header("Content-Length", str(len(body)))
+            if not response.endless:  # an endless body has no length: it ends when the client hangs up
+                self.send_header("Content-Length", str(len(body)))
             for name, value in response.headers.items():
                 self.send_header(name, value)
-            if response.truncate:
+            if response.truncate or response.endless:
                 self.send_header("Connection", "close")
                 self.close_connection = True
+            if response.truncate:
                 body = body[:len(body) // 2]
             self.end_headers()
-            if self.command != "HEAD":
+            if self.command == "HEAD":
+                return
+            if response.trickle:
+                self._trickle(body, response.trickle)
+            else:
                 self.wfile.write(body)
+            if response.endless:
+                self._endless()
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+
+    def _trickle(self, body: bytes, interval: float) -> None:
+        # a few bytes at a time, each well within any read timeout, so that
+        # only a limit on the whole transfer ends it
+        for start in range(0, len(body), 16):
+            self.wfile.write(body[start:start + 16])
+            self.wfile.flush()
+            time.sleep(interval)
+
+    def _endless(self) -> None:
+        # ends with an OSError when the client hangs up or stop() shuts the socket
+        block = os.urandom(64 * 1024)
+        while True:
+            self.wfile.write(block)
 
 
 class DiscordEmulator:
@@ -297,7 +320,10 @@ class DiscordEmulator:
         "rate_limit_absurd" (reset_after=3600.0; a 429 whose Retry-After/retry_after/
         X-RateLimit-Reset-After ask for that wait; status=200 sends those headers on a
         normal answer instead), "truncate" (body cut to half, connection closed),
-        "html" (200 text/html error page), "slow" (delay=1.0 before the normal answer)."""
+        "html" (200 text/html error page), "slow" (delay=1.0 before the normal answer),
+        "trickle" (the normal body 16 bytes per interval=0.05 s: every read well within a
+        timeout, the whole transfer endless in practice), "endless" (the normal body, then
+        random bytes until the client hangs up; no Content-Length)."""
         self.faults.add(kind, path_contains, times, params)
 
     def clear_faults(self) -> None:

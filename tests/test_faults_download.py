@@ -1,0 +1,178 @@
+"""The download under faults, through discord_downloader.main(argv): a second
+run into a busy folder, bodies that trickle or never end, a full disk, a run
+killed with kill -9 (re-run: no image twice, none missing, no leftovers),
+archive rows lost and files renamed since, our own .part leftovers."""
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from download_helpers import ROOT, ago, cdn_requests, digests, images_in, sha256_of
+from fault_helpers import leftovers, lock_held_elsewhere, noise_png, small_disk
+
+import config
+import discord_downloader
+from discordpicextract.discord import transfer
+
+
+def _run(capsys, *argv, output="out"):
+    code = discord_downloader.main(["--channel", "spx-realtime-aws", "--guild", "数学家炒美股", "--days", "1",
+                                    "--output", str(output), "--no-progress", *map(str, argv)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _post_noise(world, count, hours=3):
+    for k in range(count):
+        world.emu.add_message(world.channel["id"], ago(hours=hours, minutes=k),
+                              attachments=[(f"noise{k}.png", noise_png(k), "image/png")])
+
+
+def test_a_second_download_into_a_busy_folder_is_refused_with_who_holds_it(world, capsys, tmp_path):
+    world.post(ago(hours=1), "one.png")
+    (tmp_path / "out").mkdir()
+    with lock_held_elsewhere(tmp_path / "out") as (pid,):
+        code, out, err = _run(capsys)
+        assert code == 2
+        assert f"another run is using out (pid {pid}, holder.py, since" in err
+        assert "Traceback" not in err and images_in("out") == []
+    code, out, err = _run(capsys)  # the holder is gone: the folder is free again
+    assert code == 0 and "Downloaded: 1" in out
+
+
+def test_a_trickling_body_is_cut_at_the_transfer_limit_and_counted(world, capsys, monkeypatch):
+    monkeypatch.setattr(config, "MAX_TRANSFER_SECONDS", 0.6)
+    world.emu.add_message(world.channel["id"], ago(hours=2), attachments=[("slow.png", noise_png(2, (60, 60)),
+                                                                          "image/png")])
+    world.post(ago(hours=1), "fine.png")
+    world.emu.inject("trickle", "slow.png", times=5, interval=0.05)  # 16 bytes per 50 ms: 11 KB in 35 s
+    started = time.monotonic()
+    code, out, err = _run(capsys)
+    assert time.monotonic() - started < 5
+    assert code == 1 and "Errors: 1" in out and "Downloaded: 1" in out
+    assert "transfer took longer than 0.6 s" in out
+    assert [n.split("_", 2)[2] for n in images_in("out")] == ["fine.png"]
+    assert sum("slow.png" in r.path for r in cdn_requests(world.emu)) == 1  # no retry of a limit
+    assert leftovers("out") == []
+
+
+def test_an_endless_body_stops_at_the_size_cap_without_a_huge_temp_file(world, capsys):
+    world.post(ago(hours=2), "endless.png")
+    world.post(ago(hours=1), "fine.png")
+    world.emu.inject("endless", "endless.png", times=5)
+    code, out, err = _run(capsys, "--max-image-mb", "0.5")
+    assert code == 1 and "Errors: 1" in out
+    assert "image larger than the 0.5 MiB cap" in out and "the transfer was stopped" in out
+    assert [n.split("_", 2)[2] for n in images_in("out")] == ["fine.png"]
+    assert sum("endless.png" in r.path for r in cdn_requests(world.emu)) == 1
+    assert leftovers("out") == []
+
+
+def test_a_declared_length_over_the_cap_is_refused_before_fetching(world, capsys):
+    world.emu.add_message(world.channel["id"], ago(hours=1), attachments=[("big.png", noise_png(1), "image/png")])
+    code, out, err = _run(capsys, "--max-image-mb", "0.1")
+    assert code == 1 and "(Content-Length 270" in out and "not fetched" in out
+    assert images_in("out") == [] and leftovers("out") == []
+
+
+def test_a_full_disk_ends_the_run_with_one_line_the_summary_and_the_archive(world, capsys, monkeypatch):
+    _post_noise(world, 14)   # 14 x 270 KB: far more than the 3 MiB disk holds
+    with small_disk(3) as mounted:
+        disk = mounted or Path("disk")
+        if mounted is None:  # no tmpfs here: every write after the 4th file fails as a full disk would
+            _inject_enospc_after(monkeypatch, 4)
+        code, out, err = _run(capsys, "--workers", "2", output=disk / "out")
+        saved = images_in(disk / "out")
+        assert code == 1
+        assert "Download Summary:" in out and f"Downloaded: {len(saved)}" in out
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: download stopped: cannot write ")
+        # the image's temp file or the archive's commit: whichever found the disk full first
+        assert "No space left on device" in lines[0] or "disk is full" in lines[0]
+        assert "recorded in the archive" in lines[0] and "Traceback" not in err
+        assert 0 < len(saved) < 14 and leftovers(disk / "out") == []
+        with sqlite3.connect(disk / "out" / config.ARCHIVE_FILE) as db:
+            rows = dict(db.execute("SELECT filename, sha256 FROM downloads"))
+        assert rows == {name: sha256_of(disk / "out" / name) for name in saved}
+        requests_before = len(cdn_requests(world.emu))
+        assert requests_before <= 14 + 2  # no retry loop on a full disk
+
+
+def _inject_enospc_after(monkeypatch, saved):
+    real = transfer.Transfer._fetch
+    calls = [0]
+
+    def fetch(self, url, temp):
+        calls[0] += 1
+        if calls[0] > saved:
+            raise OSError(28, "No space left on device")
+        return real(self, url, temp)
+    monkeypatch.setattr(transfer.Transfer, "_fetch", fetch)
+
+
+def test_our_part_leftovers_are_removed_at_start_and_nothing_else(world, capsys, tmp_path):
+    world.post(ago(hours=1), "one.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    ours = out / ".2025-01-02_10-00-00_chart.png.k3j_x9a2.part"
+    ours.write_bytes(b"half an image")
+    users = out / "notes.part"
+    users.write_bytes(b"the user's")
+    code, text, err = _run(capsys)
+    assert code == 0 and "Leftovers of an interrupted run removed: 1 .part files" in text
+    assert not ours.exists() and users.exists()
+
+
+def test_lost_archive_rows_of_renamed_files_are_found_by_content(world, capsys, tmp_path):
+    for k in range(4):
+        world.post(ago(hours=5 - k), f"c{k}.png")
+    assert _run(capsys)[0] == 0
+    before = digests("out")
+    # a crash lost every row; since then the timestamp tools moved each file 5 hours back
+    (tmp_path / "out" / config.ARCHIVE_FILE).unlink()
+    for name in images_in("out"):
+        shifted = f"{int(name[:4]) - 1}{name[4:]}"  # another second, another family
+        os.rename(tmp_path / "out" / name, tmp_path / "out" / shifted)
+    code, out, err = _run(capsys)
+    assert code == 0 and "Downloaded: 0" in out and "already on disk: 4" in out
+    assert sorted(digests("out").values()) == sorted(before.values())
+
+
+KILLED_RUN = """
+import sys
+import discord_downloader
+sys.exit(discord_downloader.main(sys.argv[1:]))
+"""
+
+
+def test_a_download_killed_mid_run_is_completed_by_a_rerun_without_duplicates(world, capsys, tmp_path):
+    for k in range(40):
+        world.post(ago(hours=3, minutes=k), f"k{k}.png")
+    world.emu.latency = 0.02
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    argv = ["--channel", world.channel["id"], "--days", "1", "--output", str(tmp_path / "out"),
+            "--no-progress", "--workers", "4"]
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN, *argv], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and len(_images(tmp_path / "out")) < 12:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 12 <= len(_images(tmp_path / "out")) < 40  # killed mid-run
+    world.emu.latency = 0
+    code, out, err = _run(capsys)
+    assert code == 0, out + err
+    names = images_in("out")
+    assert len(names) == 40 and len(set(digests("out").values())) == 40
+    assert leftovers("out") == []
+
+
+def _images(folder):
+    try:
+        return [n for n in os.listdir(folder) if n.endswith(".png") and not n.startswith(".")]
+    except FileNotFoundError:
+        return []

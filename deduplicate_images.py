@@ -58,6 +58,7 @@ class ImageRecord:
     stamp: str                    # images.cache.file_stamp: the cache's freshness key
     digest: Optional[str] = None
     error: Optional[str] = None   # not None: unreadable or corrupt
+    key: tuple = ()               # records.file_key: the output record's view of the file
     phash: Optional[str] = None   # hex; only computed when it can matter
 
     @property
@@ -218,7 +219,7 @@ def fetch_records(images, cache, workers, fast=True, ignore_size=False):
             # Gone or unreachable since the listing: check_file reports why.
             records.append(ImageRecord(image, -1, ""))
             continue
-        records.append(ImageRecord(image, stat.st_size, file_stamp(stat)))
+        records.append(ImageRecord(image, stat.st_size, file_stamp(stat), key=derived.file_key(stat)))
     keys = _cache_keys(records)
     _fill_checks(records, keys, cache, workers, stats)
     _fill_phashes(records, workers, fast, ignore_size, stats)
@@ -319,7 +320,7 @@ def apply_copies(records, output) -> fileops.CopyResult:
 def fetch_output_state(image_records, plan, output):
     """The output folder and its record, against the names a fresh run
     would copy (the digests already computed spare reading sources again)."""
-    sources = {r.name: r.image.path for r in image_records}
+    sources = {r.name: (r.image.path, r.key) if r.key else r.image.path for r in image_records}
     known = {r.name: r.digest for r in image_records if r.digest}
     return derived.fetch_state(output, sources, {r.name for r in plan.keep}, known)
 

@@ -17,6 +17,7 @@ Exit codes: 0 every image saved or skipped, 1 some failed, 2 bad input.
 """
 import importlib
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,18 +129,21 @@ def run_pipeline(args):
                 summary.rows += [pipeline.Row(target.label, later.step, None) for later in steps[number + 1:]]
                 break
     logs.summary(pipeline.render_summary(summary))
+    logs.clear_notes()  # the table is the pipeline's summary, not its last step's line
     return summary.exit_code
 
 
 def _run_step(step):
     print(f"\n{'#' * 70}\n# {step.target.label}: {pipeline.STEP_TITLES[step.step]}\n"
           f"#   python {step.script}.py {' '.join(step.argv)}\n{'#' * 70}")
+    started = time.monotonic()
     code = importlib.import_module(step.script).main(list(step.argv))
+    seconds = time.monotonic() - started
     note, error = logs.last_note(), logs.last_error()
     look = note.look if note else ""
     if code and not look:
         look = error or "see the step's report"
-    return pipeline.Row(step.target.label, step.step, code, note.did if note else "", look)
+    return pipeline.Row(step.target.label, step.step, code, note.did if note else "", look, seconds)
 
 
 def _market_check_verifies():

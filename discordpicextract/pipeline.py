@@ -99,6 +99,7 @@ class Row:
     code: Optional[int]      # None: not run
     did: str = ""
     look: str = ""
+    seconds: Optional[float] = None
 
 
 @dataclass
@@ -127,8 +128,9 @@ def status_of(code) -> str:
 
 def render_summary(summary: Summary) -> str:
     """The table: a row per channel and step, then the overall verdict."""
-    header = ("Channel", "Step", "Status", "Done", "Needs a look")
-    cells = [(r.channel, STEP_TITLES.get(r.step, r.step), status_of(r.code), r.did or "-", r.look or "-")
+    header = ("Channel", "Step", "Status", "Time", "Done", "Needs a look")
+    cells = [(r.channel, STEP_TITLES.get(r.step, r.step), status_of(r.code),
+              "-" if r.seconds is None else f"{r.seconds:.1f}s", r.did or "-", r.look or "-")
              for r in summary.rows]
     widths = [max(len(str(line[i])) for line in [header, *cells]) for i in range(len(header) - 1)]
     lines = ["  ".join(str(value).ljust(width) for value, width in zip(line, widths)) + "  " + line[-1]

@@ -139,14 +139,18 @@ def _image_files(folder) -> dict:
 
 
 def fetch_state(output, sources, wanted, known_digests=None) -> SyncState:
-    """Read the output folder and its record. `sources` is {name: Path} of
-    every source image, `wanted` the names a fresh run would write;
-    `known_digests` ({source name: digest}) saves reading a source again."""
+    """Read the output folder and its record. `sources` is {name: Path, or
+    (Path, file_key) when the caller has just stat-ed it} of every source
+    image, `wanted` the names a fresh run would write; `known_digests`
+    ({source name: digest}) saves reading a source again."""
     record = read_record(output)
     state = SyncState(record or {}, record is None, _image_files(output), {})
-    for name, path in sources.items():
+    for name, source in sources.items():
+        if isinstance(source, tuple):
+            state.sources[name] = (Path(source[0]), source[1])
+            continue
         try:
-            state.sources[name] = (Path(path), file_key(os.stat(path)))
+            state.sources[name] = (Path(source), file_key(os.stat(source)))
         except OSError:
             continue
     known = dict(known_digests or {})
@@ -268,7 +272,8 @@ def apply_sync(output, state: SyncState, plan: SyncPlan, result=None) -> SyncRes
         _copy_new(output, name, state, record, result, mode)
     for name in plan.remove:
         _remove_ours(output, name, state, record, result)
-    write_record(output, record)
+    if state.legacy or record != state.record:
+        write_record(output, record)
     return result
 
 

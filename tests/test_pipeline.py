@@ -191,3 +191,31 @@ def test_a_configured_folder_name_is_every_step_s_default(capsys, tmp_path, make
     assert deduplicate_images.main(["-q", "--output", "elsewhere"]) == 0   # a flag wins
     out = capsys.readouterr().out
     assert out == "deduplicate_images.py: 1 scanned, 0 duplicates skipped, 1 copied, 0 removed\n"
+
+
+def test_a_channel_that_cannot_be_downloaded_skips_its_steps_not_the_others(world, capsys):
+    two_channels(world)
+    settings_file = Path("discordpicextract.toml")
+    settings_file.write_text(settings_file.read_text(encoding="utf-8").replace(
+        f'name = "{CHANNEL}"', 'name = "no-such-channel"'), encoding="utf-8")
+
+    code, out, err = pipeline(capsys)
+
+    assert code == 2
+    assert "channel #no-such-channel not found" in err
+    table = out[out.index("Pipeline Summary"):]
+    assert "\nspx      download       error" in table and table.count("not run") == 4
+    assert len(images_in("signals-daily")) == 2 and not Path("spx-clean").exists()
+    assert "Exit 2: bad input" in table
+
+
+def test_verbose_shows_details_on_stderr_default_output_unchanged(capsys, make_image):
+    make_image(Path("in") / "2025-02-14_10-00-00_a.png", seed=1)
+    assert deduplicate_images.main(["--source", "in", "--output", "out"]) == 0
+    default = capsys.readouterr()
+    assert "Deduplication Summary:" in default.out and default.err == ""
+    make_image(Path("in") / "2025-02-15_10-00-00_b.png", seed=2)
+    assert deduplicate_images.main(["--source", "in", "--output", "out", "-v"]) == 0
+    verbose = capsys.readouterr()
+    assert "Deduplication Summary:" in verbose.out
+    assert "debug: copied 2025-02-15_10-00-00_b.png" in verbose.err

@@ -1,0 +1,121 @@
+"""Benchmark: the nightly re-run of `main.py --pipeline` against its first run.
+
+    python bench/bench_pipeline.py                  # 20,000 images, 50 new
+    python bench/bench_pipeline.py --images 2000    # quicker
+
+A channel on the loopback emulator (Discord's 5 requests per second per
+route) holds --images images, 70 per NYSE session in market hours (now and
+then a repost of the previous chart: a duplicate). The first run syncs all of
+it into a fresh folder set (download, dedupe, one per day, date coverage,
+market hours). Then --new images are posted (later on the last day, and on a
+new day) and the nightly run (`--days 14`, the default window) syncs again.
+Prints both times and their ratio. Target (issue 11): the nightly run well
+under a tenth of the first.
+"""
+import argparse
+import io
+import os
+import random
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from discordpicextract.emulator import DiscordEmulator  # noqa: E402
+from discordpicextract.market import nyse_sessions  # noqa: E402
+
+NY = ZoneInfo("America/New_York")
+PER_DAY = 70
+
+
+def small_png(seed):
+    """A distinct small PNG; its dimensions (so its byte size) vary as
+    screenshots' do: charts of one window size still differ in bytes."""
+    width, height = 20 + seed % 17, 16 + seed % 11
+    pixels = random.Random(seed).randbytes(width * height * 3)
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", (width, height), pixels).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def at(day, minutes):
+    """`minutes` after 09:35 New York time on `day`, as an aware datetime."""
+    start = datetime(day.year, day.month, day.day, 9, 35, tzinfo=NY)
+    return start + timedelta(minutes=minutes)
+
+
+def build(emu, images):
+    guild = emu.add_guild("数学家炒美股")
+    channel = emu.add_channel(guild["id"], "spx-realtime-aws")
+    today = date.today()
+    days = -(-images // PER_DAY) + 1
+    sessions = nyse_sessions(today - timedelta(days=days * 2 + 10), today - timedelta(days=1))[-days:]
+    archive_days, new_day = sessions[:-1], sessions[-1]
+    posted = 0
+    for day in archive_days:
+        for slot in range(PER_DAY):
+            if posted == images:
+                break
+            seed = posted - 1 if posted % 97 == 96 else posted   # a repost now and then
+            emu.add_message(channel["id"], at(day, 5 * slot), content=f"chart {posted}",
+                            attachments=[(f"chart_{posted}.png", small_png(seed), "image/png")])
+            posted += 1
+    return channel, archive_days, new_day
+
+
+def post_new(emu, channel, last_day, new_day, count):
+    for k in range(count):
+        when = at(last_day, 355 + k) if k < count // 2 else at(new_day, 5 * k)
+        emu.add_message(channel["id"], when, content=f"new {k}",
+                        attachments=[(f"new_{k}.png", small_png(10**7 + k), "image/png")])
+
+
+def timed_pipeline(channel, days):
+    """`python main.py --pipeline -q` as cron runs it: a process of its own
+    (the emulator, with the whole channel in memory, stays in this one)."""
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, str(ROOT / "main.py"), "--pipeline", "-q",
+                           "--channel", channel["id"], "--days", str(days)], check=False)
+    return time.perf_counter() - started, done.returncode
+
+
+def main_bench(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--images", type=int, default=20_000)
+    parser.add_argument("--new", type=int, default=50)
+
+    args = parser.parse_args(argv)
+    token = "bench-" + secrets.token_hex(8)
+    work = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    previous = os.getcwd()
+    try:
+        with DiscordEmulator(token=token, token_kind="user") as emu:
+            print(f"building a channel of {args.images:,} images...", flush=True)
+            channel, archive_days, new_day = build(emu, args.images)
+            os.environ.update(DISCORD_API_BASE=emu.api_base, DISCORD_USER_TOKEN=token)
+            os.chdir(work)
+            span = (date.today() - archive_days[0]).days + 2
+            first, code1 = timed_pipeline(channel, span)
+            post_new(emu, channel, archive_days[-1], new_day, args.new)
+            nightly, code2 = timed_pipeline(channel, 14)
+        files = len(os.listdir(work / "spx-realtime-aws"))
+        print(f"\nfirst run:   {first:8.2f} s  (exit {code1}; {files - 2:,} files downloaded in all)")
+        print(f"nightly run: {nightly:8.2f} s  (exit {code2}; {args.new} new images)")
+        print(f"ratio:       {nightly / first:8.3f}  (target: well under 0.1)")
+    finally:
+        os.chdir(previous)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main_bench()

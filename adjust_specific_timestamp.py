@@ -23,6 +23,7 @@ from discordpicextract.renames.values import (
     parse_hours,
     shift_by,
 )
+from discordpicextract.timestamps import zone as names_zone
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ def _main(argv):
     selection = selection_from(args)
     hours = args.hours if args.hours is not None else cli.ask(
         "Add how many hours? (can be negative to subtract): ", flag="--hours", parse=parse_hours)
+    names_zone.common_zone(folders)  # one shift over names in two zones would be wrong in one of them
     run = command.plan_shift(folders, shift_by(hours, selection.matches), args.dry_run)
     subtitle = f"Adding {format_hours(hours)} hours to {selection.describe()}"
     cli.show(report.banner("Specific Timestamp Adjustment", subtitle, run.warnings))

@@ -40,6 +40,7 @@ from discordpicextract.market import is_outside, reminder_windows, to_market, tr
 from discordpicextract.renames import command
 from discordpicextract.renames.apply import FolderOutcome, apply_plan
 from discordpicextract.renames.plan import new_batch_id, plan_folder
+from discordpicextract.renames.report import preview_lines
 from discordpicextract.renames.values import (
     end_not_before,
     format_hours,
@@ -499,25 +500,6 @@ def print_period(outcome: PeriodOutcome, dry_run):
         for skip in folder.skipped:
             print(f"    SKIPPED: {skip.describe()}")
     print(f"\nPeriod {outcome.number} summary: {outcome.renamed} files {verb} across all folders")
-
-
-PREVIEW_FIRST_LAST = 3
-
-
-def preview_lines(outcomes, show=PREVIEW_FIRST_LAST) -> list:
-    """What a plan would rename, per folder: the count, the first and last
-    few renames, and what would be skipped."""
-    lines = []
-    for outcome in outcomes:
-        moves, skipped = outcome.plan.moves, outcome.plan.skipped
-        lines.append(f"  {outcome.folder}: {len(moves)} file(s) to rename"
-                     + (f", {len(skipped)} skipped" if skipped else ""))
-        shown = moves if len(moves) <= 2 * show else [*moves[:show], None, *moves[-show:]]
-        for move in shown:
-            lines.append(f"    ... ({len(moves) - 2 * show} more) ..." if move is None
-                         else f"    {move.old} -> {move.new}")
-        lines += [f"    SKIPPED: {skip.describe()}" for skip in skipped]
-    return lines
 
 
 def undo_command(script, folders) -> str:

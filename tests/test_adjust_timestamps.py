@@ -23,10 +23,25 @@ def three_folders(tmp_path):
     return [fill(tmp_path / name, NAMES[: 4 - i]) for i, name in enumerate(config.PIPELINE_FOLDERS)]
 
 
+def test_without_a_terminal_a_bare_run_renames_nothing_and_exits_2(tmp_path, capsys):
+    folders = three_folders(tmp_path)
+    before = [contents(f) for f in folders]
+    code = adjust_timestamps.main([])
+    out, err = capsys.readouterr()
+    assert code == 2 and "no terminal to confirm on" in err and "--to-post-time" in err and "--yes" in err
+    assert [contents(f) for f in folders] == before and out == ""
+    assert not any((f / config.JOURNAL_FILE).exists() for f in folders)
+    # as a subprocess with no terminal (cron, a script): the same refusal
+    proc = subprocess.run([sys.executable, str(ROOT / "adjust_timestamps.py")], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2 and "nothing was renamed" in proc.stderr
+    assert [contents(f) for f in folders] == before
+
+
 def test_default_shift_over_the_pipeline_folders(tmp_path, capsys):
     folders = three_folders(tmp_path)  # cwd is tmp_path: the defaults are found there
     before = [contents(f) for f in folders]
-    code = adjust_timestamps.main([])
+    code = adjust_timestamps.main(["--yes"])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "File Timestamp Adjustment Script" in out
@@ -56,7 +71,7 @@ def test_collision_is_skipped_reported_and_exit_1(tmp_path, capsys):
     folder = fill(tmp_path / "f", NAMES)
     (folder / SHIFTED[3]).mkdir()  # the target name is taken by something that is not an image file
     before = contents(folder)
-    code = adjust_timestamps.main(["--folders", str(folder)])
+    code = adjust_timestamps.main(["--folders", str(folder), "--hours", "-5"])
     out = capsys.readouterr().out
     assert code == 1
     assert f"SKIPPED: {NAMES[3]} -> {SHIFTED[3]} (target name is held by a file outside the batch)" in out
@@ -69,7 +84,7 @@ def test_undo_restores_every_name_and_the_archive(tmp_path, capsys):
     with DownloadArchive(folders[0]) as archive:
         archive.add("m:1", 1, NAMES[0], 1, "x")
     before = [contents(f) for f in folders]
-    assert adjust_timestamps.main([]) == 0
+    assert adjust_timestamps.main(["--yes"]) == 0
     with DownloadArchive(folders[0]) as archive:
         assert archive.filename_of("m:1") == SHIFTED[0]
     code = adjust_timestamps.main(["--undo"])
@@ -86,12 +101,12 @@ def test_unfinished_batch_blocks_new_runs_until_recovered(tmp_path, capsys):
     plan = plan_folder(folder, shift_by(-5))
     apply_plan(folder, plan, label="adjust_timestamps --hours -5", stop_after=2)
     capsys.readouterr()
-    code = adjust_timestamps.main(["--folders", str(folder)])
+    code = adjust_timestamps.main(["--folders", str(folder), "--hours", "-5"])
     err = capsys.readouterr().err
     assert code == 2 and "--recover complete" in err and "--recover revert" in err
     assert adjust_timestamps.main(["--folders", str(folder), "--recover", "revert"]) == 0
     assert contents(folder) == before
-    assert adjust_timestamps.main(["--folders", str(folder)]) == 0
+    assert adjust_timestamps.main(["--folders", str(folder), "--hours", "-5"]) == 0
 
 
 def test_terminal_user_confirms_first(tmp_path, capsys, monkeypatch):
@@ -102,6 +117,10 @@ def test_terminal_user_confirms_first(tmp_path, capsys, monkeypatch):
     assert adjust_timestamps.main(["--folders", str(folder)]) == 0
     out, err = capsys.readouterr()
     assert "Rename 4 file(s) in 1 folder(s)? (Yes/No)" in err and "please answer Yes or No" in err
+    # the preview comes first: the count, then the first and last renames of each folder
+    preview = err.split("Would rename 4 file(s):")[1].split("Rename 4 file(s)")[0]
+    assert f"  {folder}: 4 file(s) to rename" in preview
+    assert f"    {NAMES[0]} -> {SHIFTED[0]}" in preview and f"    {NAMES[3]} -> {SHIFTED[3]}" in preview
     assert "Nothing renamed." in out and contents(folder) == before
     monkeypatch.setattr(sys, "stdin", io.StringIO("yes\n"))
     assert adjust_timestamps.main(["--folders", str(folder)]) == 0
@@ -122,7 +141,7 @@ def test_bad_input_exits_2(tmp_path, capsys):
 
 def test_unparsed_names_are_reported_and_left_alone(tmp_path, capsys):
     folder = fill(tmp_path / "f", [*NAMES[:1], "IMG_0001.png"])
-    code = adjust_timestamps.main(["--folders", str(folder)])
+    code = adjust_timestamps.main(["--folders", str(folder), "--yes"])
     out = capsys.readouterr().out
     assert code == 1 and "UNPARSED: IMG_0001.png" in out and (folder / "IMG_0001.png").exists()
 
@@ -188,7 +207,7 @@ def test_a_busy_folder_stops_the_run_before_any_folder_changes(tmp_path, capsys)
 
 def test_names_the_output_encoding_cannot_show_are_printed_escaped(tmp_path):
     folder = fill(tmp_path / "f", [n("2025-01-01T07:00:00", "\u56fe\u8868.png")])  # 图表.png
-    proc = subprocess.run([sys.executable, str(ROOT / "adjust_timestamps.py"), "--folders", "f"],
+    proc = subprocess.run([sys.executable, str(ROOT / "adjust_timestamps.py"), "--folders", "f", "--hours", "-5"],
                           cwd=tmp_path, capture_output=True, timeout=60, stdin=subprocess.DEVNULL,
                           env={**os.environ, "PYTHONIOENCODING": "cp1252"})
     assert proc.returncode == 0, proc.stderr

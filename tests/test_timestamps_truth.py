@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from helpers import contents, fill, n
 from PIL import Image
 
+import adjust_timestamps as adjust
 import check_unique_dates
 import config
 import deduplicate_images
@@ -213,3 +214,85 @@ def test_periods_that_follow_daylight_saving_suggest_from_zone(tmp_path, capsys)
     assert out.count("coincides with a daylight-saving change in America/New_York") == 2
     assert "the names look written in UTC" in out
     assert f"python adjust_timestamps.py --folders {folder} --from-zone UTC" in out
+
+
+# --- adjust_timestamps: zone conversion and post times ------------------------------
+
+def images(folder):
+    """{name: sha256} of the image files (messages.csv and bookkeeping left out)."""
+    return {name: digest for name, digest in contents(folder).items() if naming.is_image_name(name)}
+
+
+EDGES_UTC = ["2025-03-07T15:00:00", "2025-03-09T06:59:59", "2025-03-09T07:00:00",   # the March change
+             "2025-11-02T05:30:00", "2025-11-02T06:30:00",                          # 01:30 twice in New York
+             "2025-11-02T05:59:59", "2025-11-02T06:00:00", "2025-11-03T15:00:00"]   # and the hour's edges
+
+
+def test_a_utc_download_converted_from_utc_ends_exactly_as_a_new_york_download(world, capsys, tmp_path):
+    for stamp in EDGES_UTC:
+        world.post(datetime.fromisoformat(stamp).replace(tzinfo=UTC), "chart.png")
+    as_utc = download(capsys, world, tmp_path / "utc", "--timezone", "UTC")
+    as_ny = download(capsys, world, tmp_path / "ny")
+    assert images(as_utc) != images(as_ny)
+    # the fall-back hour: the New York download numbers the second 01:30 like any same-name pair
+    assert {n("2025-11-02T01:30:00"), n("2025-11-02T01:30:00", "chart_2.png")} <= set(images(as_ny))
+    code, out, _ = run(capsys, adjust, "--folders", as_utc, "--from-zone", "UTC", "--dry-run")
+    assert code == 0 and "WOULD RENAME" in out and zone.read_zone(as_utc) == "UTC"
+    code, out, _ = run(capsys, adjust, "--folders", as_utc, "--from-zone", "UTC")   # no terminal: the flag says it
+    assert code == 0, out
+    assert images(as_utc) == images(as_ny)
+    assert zone.read_zone(as_utc) == zone.read_zone(as_ny) == "America/New_York"
+    assert f"To undo: python adjust_timestamps.py --folders {as_utc} --undo" in out
+    # the archive followed: every name is its post time
+    code, out, _ = run(capsys, qc, "--folder", as_utc, "--verify", "--no-adjust", "--plot", tmp_path / "p.png")
+    assert code == 0 and f"Agree:   {len(EDGES_UTC)}" in out
+    # --undo puts back the names and the recorded zone
+    assert run(capsys, adjust, "--folders", as_utc, "--undo")[0] == 0
+    assert zone.read_zone(as_utc) == "UTC" and images(as_utc) != images(as_ny)
+    code, out, _ = run(capsys, qc, "--folder", as_utc, "--verify", "--no-adjust", "--plot", tmp_path / "p.png")
+    assert code == 0, out
+
+
+def test_ambiguous_and_nonexistent_wall_times_are_reported_when_converting(tmp_path, capsys):
+    folder = fill(tmp_path / "f", [n("2025-11-02T01:30:00"), n("2025-03-09T02:30:00", "gap.png")])
+    code, out, _ = run(capsys, adjust, "--folders", folder, "--from-zone", "America/New_York", "--to-zone", "UTC")
+    assert code == 0, out
+    assert "happens twice in America/New_York (the clocks went back); read as its first occurrence" in out
+    assert "does not exist in America/New_York (the clocks sprang forward); read with the offset before" in out
+    assert set(images(folder)) == {n("2025-11-02T05:30:00"), n("2025-03-09T07:30:00", "gap.png")}
+    assert zone.read_zone(folder) == "UTC"
+
+
+def test_to_post_time_through_another_folders_archive_repairs_a_shifted_copy(world, capsys, tmp_path):
+    import shutil
+
+    for day in WEEK[:4]:
+        world.post(ny(f"{day}T10:00:00"), "a.png")
+        world.post(ny(f"{day}T14:00:00"), "b.png")
+    world.post(ny("2025-06-05T11:00:00"), "again.png", seed=77)   # the same bytes posted twice
+    world.post(ny("2025-06-05T11:01:00"), "again.png", seed=77)
+    good = download(capsys, world, tmp_path / "good")
+    copy = tmp_path / "copy"
+    shutil.copytree(good, copy)
+    assert run(capsys, adjust, "--folders", copy, "--hours", "5")[0] == 0   # the names go wrong...
+    (copy / config.ARCHIVE_FILE).unlink()                                  # ...and the archive is lost
+    (copy / "messages.csv").unlink()
+    (copy / config.JOURNAL_FILE).unlink()
+    fill(copy, [n("2025-06-04T23:00:00", "stranger.png")])
+    stranger = images(copy)[n("2025-06-04T23:00:00", "stranger.png")]
+    code, out, _ = run(capsys, adjust, "--folders", copy, "--to-post-time")
+    assert code == 0 and "Total renamed: 0" in out and f"{copy}: 0 known, 11 unknown" in out
+    before = images(copy)
+    code, out, _ = run(capsys, adjust, "--folders", copy, "--to-post-time", "--archive", good, "--dry-run")
+    assert code == 0 and out.count("WOULD RENAME:") == 10 and images(copy) == before
+    code, out, _ = run(capsys, adjust, "--folders", copy, "--to-post-time", "--archive", good)
+    assert code == 0, out
+    assert f"{copy}: 10 known, 1 unknown" in out
+    repaired = images(copy)
+    assert repaired.pop(n("2025-06-04T23:00:00", "stranger.png")) == stranger   # unknown: untouched
+    assert repaired == images(good)
+    code, out, _ = run(capsys, qc, "--folder", copy, "--verify", "--archive", good, "--no-adjust",
+                       "--plot", tmp_path / "p.png")
+    assert code == 0 and "Agree:   10" in out and "Unknown: 1" in out
+    assert run(capsys, adjust, "--folders", copy, "--undo")[0] == 0
+    assert images(copy) == before

@@ -3,6 +3,7 @@ flags, the checks before a batch, `--undo`/`--recover`, and one shift over
 the pipeline folders (plan, confirm, apply). Results come back as
 `report.Report` objects; the scripts print them (`cli.show`)."""
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -95,9 +96,24 @@ def run_undo_or_recover(args, folders) -> Optional[report.Report]:
         # Undoing on top of a half-done batch would mix the two: recover first.
         warnings = refuse_if_pending(folders, args.dry_run)
         outcomes = undo_last_batch(folders, dry_run=args.dry_run)
+        _restore_zones(outcomes, args.dry_run)
         return report.undo_report(outcomes, "Undo", args.dry_run, warnings)
     outcomes = [recover(folder, args.recover, dry_run=args.dry_run) for folder in folders]
+    if args.recover == "revert":
+        _restore_zones(outcomes, args.dry_run)
     return report.undo_report(outcomes, f"Recover ({args.recover})", args.dry_run)
+
+
+def _restore_zones(outcomes, dry_run) -> None:
+    """A batch that changed the names' zone (its label says from which)
+    and is now reverted puts the folder's zone record back too."""
+    if dry_run:
+        return
+    from discordpicextract.timestamps import zone
+
+    for outcome in outcomes:
+        if outcome.batch is not None and outcome.plan is not None:
+            zone.restore_after_revert(outcome.folder, outcome.batch.label)
 
 
 @dataclass
@@ -118,22 +134,32 @@ def plan_shift(folders, shift, dry_run) -> ShiftRun:
 
 
 def confirm(outcomes, yes, dry_run) -> bool:
-    """On a terminal, a real run asks first (renaming whole folders is
+    """On a terminal, a real run shows a preview (the count, the first and
+    last renames per folder) and asks first (renaming whole folders is
     drastic); `--yes`, `--dry-run` or no terminal go ahead: unattended runs
-    are driven by flags and every batch can be undone with --undo."""
+    are driven by flags (a script checks that one was given) and every batch
+    can be undone with --undo. Preview and question go to the terminal
+    (stderr), so a redirected report never hides them."""
     count = sum(len(outcome.plan.moves) for outcome in outcomes)
     if yes or dry_run or count == 0 or not cli.is_interactive():
         return True
+    print(f"Would rename {count} file(s):", file=sys.stderr)
+    for line in report.preview_lines(outcomes):
+        print(line, file=sys.stderr)
     return cli.ask(f"Rename {count} file(s) in {len(outcomes)} folder(s)? (Yes/No): ",
                    flag="--yes", parse=parse_yes_no)
 
 
-def apply_shift(run: ShiftRun, *, label, yes, dry_run, show_matched=False) -> report.Report:
+def apply_shift(run: ShiftRun, *, label, yes, dry_run, show_matched=False, before_apply=None) -> report.Report:
     """Confirm (see `confirm`), apply each folder's plan unless dry, and
-    return the report."""
+    return the report. `before_apply()` runs once confirmed, before the
+    first rename (a zone conversion records the new zone there, so that a
+    crash, --recover and --undo all find the record to put right)."""
     if not confirm(run.outcomes, yes, dry_run):
         return report.Report(["Nothing renamed."])
     if not dry_run:
+        if before_apply is not None:
+            before_apply()
         for outcome in run.outcomes:
             outcome.result = apply_plan(outcome.folder, outcome.plan, label=label)
     _note_shift(run.outcomes, dry_run)

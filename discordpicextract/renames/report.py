@@ -101,3 +101,22 @@ def undo_report(outcomes: list[UndoOutcome], title, dry_run, warnings=()) -> Rep
     report.lines.append(RULE)
     report.exit_code = EXIT_FAILED if skipped_total else EXIT_OK
     return report
+
+
+PREVIEW_FIRST_LAST = 3
+
+
+def preview_lines(outcomes: list[FolderOutcome], show=PREVIEW_FIRST_LAST) -> list[str]:
+    """What the plans would rename, per folder: the count, the first and
+    last few renames, and what would be skipped (shown before a question)."""
+    lines = []
+    for outcome in outcomes:
+        moves, skipped = outcome.plan.moves, outcome.plan.skipped
+        lines.append(f"  {outcome.folder}: {len(moves)} file(s) to rename"
+                     + (f", {len(skipped)} skipped" if skipped else ""))
+        shown = moves if len(moves) <= 2 * show else [*moves[:show], None, *moves[-show:]]
+        for move in shown:
+            lines.append(f"    ... ({len(moves) - 2 * show} more) ..." if move is None
+                         else f"    {move.old} -> {move.new}")
+        lines += [f"    SKIPPED: {skip.describe()}" for skip in skipped]
+    return lines

@@ -9,6 +9,7 @@ written before the record existed was named in, unless told otherwise).
 """
 import json
 import os
+import re
 from pathlib import Path
 from typing import Optional
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -152,3 +153,18 @@ def _argparse_zone(text):
         return check_zone_name(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+# A rename batch that rewrites names into another zone says so in its label,
+# so that reverting it (--undo, --recover revert) puts the record back.
+_CHANGE = re.compile(r"\[names zone (\S+) -> (\S+)\]")
+
+
+def change_label(old, new) -> str:
+    return f"[names zone {old} -> {new}]"
+
+
+def restore_after_revert(folder, label) -> None:
+    found = _CHANGE.search(label or "")
+    if found:
+        record_zone(folder, found.group(1))

@@ -37,6 +37,8 @@ USER_AGENT = f"DiscordBot ({PROJECT_URL}, {__version__})"
 CLEAN_OUTPUT_DIR = "spx-realtime-aws-clean"
 ONE_PER_DAY_DIR = "spx-clean-1perDay"
 PIPELINE_FOLDERS = (DEFAULT_OUTPUT_DIR, CLEAN_OUTPUT_DIR, ONE_PER_DAY_DIR)
+# review_archive.py writes its page and thumbnails here.
+REVIEW_DIR = "review"
 
 # --- Timestamp checks (quality_check_timestamps.py) -----------------------
 # Regular US session, both ends inside, in MARKET_TIMEZONE.

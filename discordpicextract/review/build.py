@@ -1,0 +1,103 @@
+"""Build the review page: list the folders, plan the model, find the pairs,
+make the thumbnails, write the page. Returns what happened; the script
+prints it."""
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Optional
+
+from discordpicextract import image_hashes, naming
+from discordpicextract.errors import RunError, UsageError
+from discordpicextract.review import folder as review_folder
+from discordpicextract.review import model, pairs, render, thumbs
+
+
+@dataclass
+class ReviewRun:
+    page: Path
+    model: model.ReviewModel
+    thumbs: thumbs.ThumbStats
+    hashes: pairs.HashStats
+    errors: dict[str, str]                    # name -> why it has no thumbnail
+    seconds: dict[str, float] = field(default_factory=dict)  # step -> wall time
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        skipped = any(f.skipped for f in self.model.folders)
+        return bool(self.errors or self.model.unmatched or skipped)
+
+
+def fetch_folders(paths: Mapping[str, Path]) -> list[model.FolderInput]:
+    """role -> folder as listed FolderInputs, in ROLES order."""
+    inputs = []
+    for role in model.ROLES:
+        if role in paths:
+            try:
+                listing = naming.list_images(paths[role])
+            except OSError as exc:
+                raise UsageError(f"cannot read folder {paths[role]}: {exc.strerror or exc}") from None
+            inputs.append(model.FolderInput(role, Path(paths[role]), listing))
+    return inputs
+
+
+def build_review(paths: Mapping[str, Path], output, *, workers=1, dedupe_report=None,
+                 post_times: Optional[Mapping[str, datetime]] = None) -> ReviewRun:
+    clock = _Clock()
+    review_dir = Path(output)
+    _refuse_image_folder(paths, review_dir)
+    record = review_folder.open_review_dir(review_dir)
+    folders = fetch_folders(paths)
+    entries = model.plan_entries(folders, post_times)
+    clock.lap("list")
+    cache = image_hashes.HashCache(review_dir)
+    try:
+        with image_hashes.Workers(workers) as pool:
+            found, hashes = _fetch_pairs(folders, entries, cache, review_dir, pool, dedupe_report)
+            clock.lap("pairs")
+            made, errors, stats, fresh = thumbs.fetch_thumbs({e.name: e.path for e in entries}, review_dir, record,
+                                                             pool)
+            clock.lap("thumbnails")
+    except image_hashes.WorkerDied as exc:
+        raise RunError(f"{exc}; no page written") from None
+    review_folder.save_record(review_dir, fresh)
+    warnings = [w for w in (cache.warning, cache.save()) if w]
+    thumbs.prune_thumbs(review_dir, {Path(t.file).name for t in made.values()})
+    page = model.plan_review(folders, entries, found, verified=post_times is not None)
+    html = render.render_page(page, made, errors, review_dir, datetime.now())
+    target = review_dir / review_folder.PAGE_FILE
+    review_folder.write_atomic(target, html.encode("utf-8"))
+    clock.lap("page")
+    return ReviewRun(target, page, stats, hashes, errors, clock.laps, warnings)
+
+
+def _fetch_pairs(folders, entries, cache, review_dir, pool, dedupe_report):
+    if dedupe_report:
+        return pairs.read_dedupe_report(dedupe_report), pairs.HashStats()
+    removed = {e.name: e for e in entries if e.removed}
+    if not removed:
+        return {}, pairs.HashStats()
+    clean = next(f.path for f in folders if f.role == model.CLEAN)
+    # dedupe's own cache, in the clean folder: read only, never written.
+    dedupe_cache = image_hashes.HashCache(clean, readonly=True)
+    return pairs.fetch_pairs(model.pair_candidates(entries), removed, cache, dedupe_cache, pool)
+
+
+def _refuse_image_folder(paths, review_dir: Path):
+    target = review_dir.resolve()
+    for role, path in paths.items():
+        if Path(path).resolve() == target:
+            raise UsageError(f"--output must not be the {role} folder: {path}")
+
+
+class _Clock:
+    def __init__(self):
+        self.start = self.last = time.perf_counter()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name):
+        now = time.perf_counter()
+        self.laps[name] = now - self.last
+        self.last = now

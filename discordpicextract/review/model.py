@@ -1,0 +1,213 @@
+"""The review page's model: which images, what is flagged, which pairs.
+
+Pure: built from the folders' listings, the duplicate pairs and (when
+known) the post times; reads no file. `render` turns it into HTML.
+
+- An *entry* is one image name over the pipeline folders (download, clean,
+  one-per-day); the same name in several folders is one image shown once.
+- Days are the names' dates (what one-per-day and the date check use); the
+  outside-hours flag is the quality check's own test (market time against
+  config.TRADING_START..END), so the page flags exactly the files the check
+  counts.
+- *Removed*: in the download folder but not in the clean folder (only when
+  the clean folder holds images, i.e. dedupe ran). A removed image is shown
+  beside the kept image it duplicates (its `Pair`), or on its own, flagged,
+  when no kept image matches it.
+"""
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Optional
+
+from discordpicextract import market, naming
+
+DOWNLOAD, CLEAN, DAILY = "download", "clean", "daily"
+ROLES = (DOWNLOAD, CLEAN, DAILY)
+ROLE_LABELS = {DOWNLOAD: "downloaded", CLEAN: "deduplicated", DAILY: "one per day"}
+
+
+@dataclass(frozen=True)
+class FolderInput:
+    role: str                       # one of ROLES
+    path: Path
+    listing: naming.FolderListing
+
+
+@dataclass(frozen=True)
+class Pair:
+    """How a removed image duplicates a kept one."""
+
+    kept: str                       # the kept image's name
+    seconds: float                  # removed time minus kept time
+    distance: Optional[int]         # pHash bits between them (None: not known)
+
+
+@dataclass
+class Entry:
+    name: str
+    timestamp: datetime             # the name's time (config.TIMEZONE)
+    market_time: datetime           # the same instant in config.MARKET_TIMEZONE
+    path: Path                      # the copy the thumbnail is made from
+    roles: list[str]                # the folders holding it, in ROLES order
+    outside: bool = False           # outside trading hours (the quality check's test)
+    pick: bool = False              # the one-per-day pick of its date
+    removed: bool = False           # left out by dedupe
+    pair: Optional[Pair] = None     # for a removed image: what it duplicates
+    post_time: Optional[datetime] = None  # true post time, where known
+
+    @property
+    def date(self) -> date:
+        return self.timestamp.date()
+
+    @property
+    def time_off(self) -> Optional[timedelta]:
+        """Post time minus name time, when known and not the same second."""
+        if self.post_time is None:
+            return None
+        off = self.post_time.replace(microsecond=0) - self.timestamp
+        return off if off else None
+
+
+@dataclass
+class Tile:
+    """A thumbnail on a day's sheet, with the removed duplicates of it."""
+
+    entry: Entry
+    duplicates: list[Entry] = field(default_factory=list)
+
+
+@dataclass
+class Day:
+    date: date
+    tiles: list[Tile]
+    reminder: bool = False          # named by the QUALITY CHECK REMINDER
+
+    @property
+    def entries(self) -> list[Entry]:
+        return [e for tile in self.tiles for e in (tile.entry, *tile.duplicates)]
+
+
+@dataclass
+class FolderSummary:
+    role: str
+    path: Path
+    images: int
+    skipped: list[str]              # names not parsed, folders or broken links
+    dates: list[date]
+    outside: int
+    missing_sessions: list[date]    # NYSE sessions of the archive's span without an image here
+
+
+@dataclass
+class ReviewModel:
+    folders: list[FolderSummary]
+    entries: list[Entry]            # (timestamp, name) order
+    days: list[Day]                 # reminder days first, then the others, each in date order
+    reminder_windows: tuple         # ((from, to), (from, to)) or () when nothing is outside hours
+    missing_sessions: list[date]    # sessions without an image in any folder
+    verified: bool                  # post times were given
+
+    @property
+    def removed(self) -> list[Entry]:
+        return [e for e in self.entries if e.removed]
+
+    @property
+    def unmatched(self) -> list[Entry]:
+        return [e for e in self.entries if e.removed and e.pair is None]
+
+    @property
+    def outside(self) -> list[Entry]:
+        return [e for e in self.entries if e.outside]
+
+    @property
+    def wrong_time(self) -> list[Entry]:
+        return [e for e in self.entries if e.time_off is not None]
+
+    @property
+    def known_time(self) -> list[Entry]:
+        return [e for e in self.entries if e.post_time is not None]
+
+
+def plan_entries(folders: list[FolderInput], post_times: Optional[Mapping[str, datetime]] = None) -> list[Entry]:
+    """One Entry per image name over all folders, flags set except pairs."""
+    start, end = market.trading_hours()
+    by_name: dict[str, Entry] = {}
+    for folder in folders:
+        for image in folder.listing.images:
+            entry = by_name.get(image.name)
+            if entry is None:
+                moment = market.to_market(image.timestamp)
+                entry = by_name[image.name] = Entry(
+                    image.name, image.timestamp, moment, image.path, [],
+                    outside=market.is_outside(moment.time(), start, end))
+            entry.roles.append(folder.role)
+    roles = {folder.role: folder for folder in folders}
+    dedupe_ran = CLEAN in roles and bool(roles[CLEAN].listing.images)
+    for entry in by_name.values():
+        entry.pick = DAILY in entry.roles
+        entry.removed = dedupe_ran and DOWNLOAD in entry.roles and CLEAN not in entry.roles
+        if post_times is not None:
+            entry.post_time = post_times.get(entry.name)
+    return sorted(by_name.values(), key=lambda e: (e.timestamp, e.name))
+
+
+def pair_candidates(entries: list[Entry]) -> dict[str, list[Entry]]:
+    """For each removed image, the kept images it may duplicate: dedupe
+    compares images of one date and keeps the earliest, so the kept image
+    of a pair is a kept image of the same date, not later than it."""
+    kept_by_date: dict[date, list[Entry]] = {}
+    for entry in entries:
+        if CLEAN in entry.roles:
+            kept_by_date.setdefault(entry.date, []).append(entry)
+    return {entry.name: [k for k in kept_by_date.get(entry.date, ())
+                         if (k.timestamp, k.name) <= (entry.timestamp, entry.name)]
+            for entry in entries if entry.removed}
+
+
+def plan_review(folders: list[FolderInput], entries: list[Entry], pairs: Mapping[str, Pair],
+                verified: bool = False) -> ReviewModel:
+    """The page: summaries, days (reminder days first) with duplicates
+    beside the images they duplicate. `pairs`: removed name -> Pair."""
+    for entry in entries:
+        if entry.removed:
+            entry.pair = pairs.get(entry.name)
+    windows = _reminder_windows(entries)
+    days = _plan_days(entries, windows)
+    span = (entries[0].date, entries[-1].date) if entries else None
+    sessions = market.nyse_sessions(*span) if span else []
+    every_date = {e.date for e in entries}
+    summaries = [_summarize(folder, entries, sessions) for folder in folders]
+    return ReviewModel(summaries, entries, days, windows,
+                       [d for d in sessions if d not in every_date], verified)
+
+
+def _reminder_windows(entries):
+    outside_dates = sorted({e.market_time.date() for e in entries if e.outside})
+    if not outside_dates:
+        return ()
+    return market.reminder_windows(outside_dates[0], outside_dates[-1])
+
+
+def _plan_days(entries, windows) -> list[Day]:
+    tiles: dict[str, Tile] = {}
+    by_date: dict[date, list[Tile]] = {}
+    for entry in entries:
+        if entry.removed and entry.pair is not None and entry.pair.kept in tiles:
+            # Kept images come first: dedupe keeps the earliest of a group.
+            tiles[entry.pair.kept].duplicates.append(entry)
+            continue
+        tile = tiles[entry.name] = Tile(entry)
+        by_date.setdefault(entry.date, []).append(tile)
+    days = [Day(day, day_tiles, reminder=any(lo <= day <= hi for lo, hi in windows))
+            for day, day_tiles in sorted(by_date.items())]
+    return [d for d in days if d.reminder] + [d for d in days if not d.reminder]
+
+
+def _summarize(folder: FolderInput, entries, sessions) -> FolderSummary:
+    mine = [e for e in entries if folder.role in e.roles]
+    dates = sorted({e.date for e in mine})
+    have = set(dates)
+    skipped = [p.name for p in (*folder.listing.unparsed, *folder.listing.not_files)]
+    return FolderSummary(folder.role, folder.path, len(mine), skipped, dates,
+                         sum(e.outside for e in mine), [d for d in sessions if d not in have])

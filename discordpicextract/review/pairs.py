@@ -1,0 +1,149 @@
+"""Which kept image each removed duplicate duplicates.
+
+From dedupe's own `--report` file when one is given (exactly what dedupe
+decided), else recomputed with dedupe's pHash code: the kept candidate of
+the same date (see model.pair_candidates) nearest in pHash, same size
+first, earliest first. pHashes come from the review's cache, then from the
+clean folder's dedupe cache (read only), and only then are decoded.
+"""
+import csv
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from discordpicextract import image_hashes
+from discordpicextract.errors import UsageError
+from discordpicextract.review.model import Entry, Pair
+
+# A nearest kept image further than this many pHash bits is not called a
+# duplicate: the removed image is shown unmatched, for a look.
+MAX_PAIR_DISTANCE = 10
+
+
+@dataclass
+class HashStats:
+    decoded: int = 0
+    cached: int = 0
+
+
+@dataclass
+class _Known:
+    """What the caches (or a decode) say about one file."""
+
+    key: str            # the cache key: the file's real path
+    size: int
+    stamp: str
+    digest: Optional[str] = None
+    phash: Optional[str] = None
+
+
+def read_dedupe_report(path) -> dict[str, Pair]:
+    """removed name -> Pair from deduplicate_images.py --report (.csv/.json)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix.lower() == ".json":
+            rows = [(group["kept"], item["name"], item["difference_seconds"], item["match"])
+                    for group in json.loads(text)["groups"] for item in group["removed"]]
+        else:
+            rows = [(row["kept"], row["removed"], row["difference_seconds"], row["match"])
+                    for row in csv.DictReader(text.splitlines())]
+        return {removed: Pair(kept, float(seconds), _distance(match)) for kept, removed, seconds, match in rows}
+    except OSError as exc:
+        raise UsageError(f"cannot read --dedupe-report {path}: {exc.strerror or exc}") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"--dedupe-report {path} is not a deduplicate_images.py report: {exc}") from None
+
+
+def _distance(match: str) -> Optional[int]:
+    if match == "identical bytes":
+        return 0
+    if match.startswith("phash distance "):
+        return int(match.rsplit(" ", 1)[1])
+    raise ValueError(f"unknown match {match!r}")
+
+
+def fetch_pairs(candidates: dict[str, list[Entry]], removed: dict[str, Entry], cache, dedupe_cache,
+                workers) -> "tuple[dict[str, Pair], HashStats]":
+    """removed name -> Pair, recomputed. A kept candidate with the same
+    bytes (digests from dedupe's cache) pairs without a decode; the rest by
+    pHash. `cache` (a HashCache in the review folder) is read and filled;
+    `dedupe_cache` only read."""
+    everyone = {e.name: e for e in removed.values()}
+    for kept in candidates.values():
+        everyone.update((e.name, e) for e in kept)
+    known = {name: facts for name, entry in everyone.items()
+             if (facts := _cached_facts(entry, cache, dedupe_cache)) is not None}
+    pairs = {}
+    for name, kept in candidates.items():
+        pair = _identical_pair(removed[name], kept, known)
+        if pair is not None:
+            pairs[name] = pair
+    rest = {name: kept for name, kept in candidates.items() if name not in pairs}
+    todo = {name: everyone[name] for name in rest}
+    for kept in rest.values():
+        todo.update((e.name, e) for e in kept)
+    stats = _fill_phashes([(todo[name], known[name]) for name in todo if name in known], cache, workers)
+    for name, kept in rest.items():
+        pair = choose_pair(removed[name], kept, known)
+        if pair is not None:
+            pairs[name] = pair
+    stats.cached = len(known) - stats.decoded
+    return pairs, stats
+
+
+def _identical_pair(entry: Entry, kept: list[Entry], known: dict[str, _Known]) -> Optional[Pair]:
+    mine = known.get(entry.name)
+    if mine is None or mine.digest is None:
+        return None
+    for candidate in kept:  # in time order: the earliest identical one is dedupe's pick
+        theirs = known.get(candidate.name)
+        if theirs is not None and theirs.digest == mine.digest and theirs.size == mine.size:
+            return Pair(candidate.name, (entry.timestamp - candidate.timestamp).total_seconds(), 0)
+    return None
+
+
+def choose_pair(entry: Entry, kept: list[Entry], known: dict[str, _Known]) -> Optional[Pair]:
+    """The nearest kept image in pHash (same size first, then earliest)."""
+    mine = known.get(entry.name)
+    if mine is None or mine.phash is None:
+        return None
+    best, best_key = None, None
+    for candidate in kept:
+        theirs = known.get(candidate.name)
+        if theirs is None or theirs.phash is None:
+            continue
+        distance = image_hashes.hamming(mine.phash, theirs.phash)
+        key = (distance, theirs.size != mine.size, candidate.timestamp, candidate.name)
+        if best_key is None or key < best_key:
+            best, best_key = candidate, key
+    if best is None or best_key is None or best_key[0] > MAX_PAIR_DISTANCE:
+        return None
+    return Pair(best.name, (entry.timestamp - best.timestamp).total_seconds(), best_key[0])
+
+
+def _cached_facts(entry: Entry, cache, dedupe_cache) -> Optional[_Known]:
+    try:
+        stat = os.stat(entry.path)
+    except OSError:
+        return None
+    facts = _Known(os.path.realpath(entry.path), stat.st_size, image_hashes.file_stamp(stat))
+    for source in (cache, dedupe_cache):
+        check = source.get_check(facts.key, facts.size, facts.stamp)
+        facts.digest = facts.digest or (check.digest if check else None)
+        facts.phash = facts.phash or source.get_phash(facts.key, facts.size, facts.stamp)
+    return facts
+
+
+def _fill_phashes(items, cache, workers) -> HashStats:
+    """Decode the files whose pHash no cache knows; remember them."""
+    todo = [(entry, facts) for entry, facts in items if facts.phash is None]
+    results = workers.map(image_hashes.compute_phash, [str(entry.path) for entry, _ in todo],
+                          image_hashes.PARALLEL_MIN_DECODES)
+    for (_, facts), result in zip(todo, results):
+        facts.phash = result.phash
+        if result.phash:
+            cache.put(facts.key, facts.size, facts.stamp, image_hashes.FileCheck(facts.digest, None), result.phash)
+    return HashStats(decoded=len(todo))

@@ -1,0 +1,307 @@
+"""The review page as one self-contained HTML file.
+
+Offline and alone: no script, no font, no request to any host; every
+`src`/`href` is relative (a thumbnail, an image in a pipeline folder, a
+`#day` on the page). A Content-Security-Policy says so to the browser too,
+so even a page edited by hand cannot fetch from the network. Every name is
+data: it goes through `html.escape` (text and attributes) and, in links,
+through URL quoting.
+"""
+import html
+import os
+from datetime import date, datetime
+from pathlib import Path
+from typing import Optional
+from urllib.parse import quote
+
+import config
+from discordpicextract import __version__, market
+from discordpicextract.review.model import ROLE_LABELS, ROLES, Day, Entry, ReviewModel, Tile
+from discordpicextract.review.thumbs import Thumb
+
+CSP = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'"
+
+STYLE = """
+:root{--ink:#1d2330;--mute:#667085;--line:#d9dee7;--band:#e3f1e6;--out:#d92d20;--off:#f79009;--pick:#1570ef}
+*{box-sizing:border-box}
+body{margin:0;font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--ink);background:#f6f7f9}
+header,section,nav{padding:12px 20px}
+h1{margin:0 0 4px;font-size:22px}h2{font-size:17px;margin:0 0 8px}
+.mute,small{color:var(--mute)}
+table{border-collapse:collapse;background:#fff}
+th,td{border:1px solid var(--line);padding:4px 8px;text-align:left;vertical-align:top}
+td.n{text-align:right;font-variant-numeric:tabular-nums}
+.facts{margin:8px 0 0;padding-left:20px}
+.warn{color:var(--out);font-weight:600}
+#days a,#check-first a{display:inline-block;margin:2px;padding:2px 6px;border:1px solid var(--line);
+ border-radius:4px;background:#fff;color:var(--ink);text-decoration:none;font-variant-numeric:tabular-nums}
+#days a.has-out{border-color:var(--out);color:var(--out)}
+#check-first a{border-color:var(--off);font-weight:600}
+.scroll{overflow-x:auto;background:#fff;border:1px solid var(--line)}
+svg text{font-size:10px;fill:var(--mute)}
+svg .band{fill:var(--band)}svg .grid{stroke:var(--line);stroke-width:1}
+svg .dot{fill:#475467}svg .dot.out{fill:var(--out)}svg .dot.rm{fill:none;stroke:#475467}
+svg .dot.off{stroke:var(--off);stroke-width:2}svg .gap{fill:var(--mute)}
+.legend span{margin-right:14px}
+.day{content-visibility:auto;contain-intrinsic-size:auto 420px;border-top:1px solid var(--line)}
+.day.remind h2::after{content:"quality check: verify this day";margin-left:8px;font-size:12px;
+ color:#fff;background:var(--off);padding:1px 6px;border-radius:3px}
+.day h2 a.top{font-size:12px;font-weight:400;margin-left:8px}
+.sheet{display:flex;flex-wrap:wrap;gap:10px;align-items:flex-start}
+.group{display:flex;gap:6px;padding:6px;border:2px dashed var(--mute);border-radius:6px;background:#eef0f3}
+figure.tile{margin:0;width:248px;padding:3px;background:#fff;border:1px solid var(--line);border-radius:4px}
+figure.tile img{display:block;max-width:240px;height:auto;background:#eef0f3}
+figure.tile .broken{width:240px;height:60px;display:flex;align-items:center;justify-content:center;
+ background:#fee4e2;color:var(--out);font-size:12px;text-align:center}
+figure.tile.outside{border:2px solid var(--out)}
+figure.tile.pick{box-shadow:0 0 0 3px var(--pick)}
+figure.tile.removed{opacity:.85;background:#f2f4f7}
+figure.tile.wrong-time{outline:3px dotted var(--off)}
+figcaption{font-size:12px;word-break:break-all}
+figcaption time{font-weight:700;font-size:13px;font-variant-numeric:tabular-nums}
+.flag{display:inline-block;margin:1px 2px;padding:0 4px;border-radius:3px;color:#fff;font-size:11px}
+.flag.out{background:var(--out)}.flag.pick{background:var(--pick)}.flag.rm{background:#475467}
+.flag.off{background:var(--off)}.flag.bad{background:#7a271a}
+.name{display:block;color:var(--mute)}
+"""
+
+
+def esc(text) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def href_to(path: Path, review_dir: Path) -> Optional[str]:
+    """A relative, URL-quoted link from the page to `path`; None when there
+    is no relative way (another drive on Windows)."""
+    try:
+        relative = os.path.relpath(os.path.abspath(path), os.path.abspath(review_dir))
+    except ValueError:
+        return None
+    return quote(relative.replace(os.sep, "/"), safe="/")
+
+
+def day_id(day: date) -> str:
+    return f"d-{day.isoformat()}"
+
+
+def render_page(model: ReviewModel, thumbs: dict[str, Thumb], errors: dict[str, str], review_dir: Path,
+                generated: datetime) -> str:
+    parts = [
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
+        f"<meta http-equiv=\"Content-Security-Policy\" content=\"{esc(CSP)}\">",
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
+        "<title>Archive review</title>",
+        f"<style>{STYLE}</style></head><body id=\"top\">",
+        _header(model, generated),
+        _summary(model, review_dir),
+        _check_first(model),
+        _day_index(model),
+        _timeline(model),
+        "<main>",
+        *(_day(day, thumbs, errors, review_dir) for day in model.days),
+        "</main></body></html>\n",
+    ]
+    return "\n".join(parts)
+
+
+def _header(model, generated) -> str:
+    start, end = market.trading_hours()
+    return (f"<header><h1>Archive review</h1><p class=\"mute\">Written {generated:%Y-%m-%d %H:%M} by "
+            f"discordpicextract {esc(__version__)}. Names in {esc(config.TIMEZONE)}; trading hours "
+            f"{start:%H:%M}–{end:%H:%M} {esc(config.MARKET_TIMEZONE)}. {len(model.entries)} images, "
+            f"{len(model.days)} days.</p></header>")
+
+
+def _summary(model: ReviewModel, review_dir) -> str:
+    rows = []
+    for folder in model.folders:
+        dates = folder.dates
+        span = f"{dates[0]} – {dates[-1]}" if dates else "–"
+        link = href_to(folder.path, review_dir)
+        shown = f"<a href=\"{esc(link)}/\">{esc(folder.path)}</a>" if link else esc(folder.path)
+        skipped = (f"<span class=\"warn\" title=\"{esc(', '.join(folder.skipped))}\">{len(folder.skipped)}</span>"
+                   if folder.skipped else "0")
+        rows.append(f"<tr data-role=\"{esc(folder.role)}\"><td>{esc(ROLE_LABELS[folder.role])}</td><td>{shown}</td>"
+                    f"<td class=\"n images\">{folder.images}</td><td class=\"n\">{len(dates)}</td><td>{span}</td>"
+                    f"<td class=\"n outside\">{folder.outside}</td>"
+                    f"<td class=\"n missing\">{len(folder.missing_sessions)}</td><td class=\"n\">{skipped}</td></tr>")
+    table = ("<table class=\"folders\"><tr><th>Folder</th><th>Path</th><th>Images</th><th>Dates</th>"
+             "<th>First – last</th><th>Outside hours</th><th>Sessions without an image</th>"
+             "<th>Skipped names</th></tr>" + "".join(rows) + "</table>")
+    return f"<section id=\"summary\"><h2>Summary</h2>{table}<ul class=\"facts\">{''.join(_facts(model))}</ul></section>"
+
+
+def _facts(model: ReviewModel) -> list[str]:
+    removed, unmatched, outside = model.removed, model.unmatched, model.outside
+    lost = f"; <span class=\"warn\">{len(unmatched)} match no kept image: look at them</span>" if unmatched else ""
+    facts = [f"<li>Duplicates left out by dedupe: <b id=\"n-removed\">{len(removed)}</b>"
+             f", each shown beside the image it duplicates{lost}</li>",
+             f"<li>Outside trading hours: <b id=\"n-outside\">{len(outside)}</b> images on "
+             f"{len({e.market_time.date() for e in outside})} dates (red)</li>"]
+    if model.missing_sessions:
+        days = ", ".join(str(d) for d in model.missing_sessions[:30])
+        more = f" and {len(model.missing_sessions) - 30} more" if len(model.missing_sessions) > 30 else ""
+        facts.append(f"<li>NYSE sessions without an image in any folder: <b>{len(model.missing_sessions)}</b>"
+                     f" ({days}{more})</li>")
+    else:
+        facts.append("<li>Every NYSE session of the span has an image.</li>")
+    if model.verified:
+        facts.append(f"<li>Post times known for {len(model.known_time)} images; "
+                     f"<b id=\"n-wrong\">{len(model.wrong_time)}</b> named at another time (orange)</li>")
+    else:
+        facts.append("<li class=\"mute\">Names not checked against Discord's post times.</li>")
+    return facts
+
+
+def _check_first(model: ReviewModel) -> str:
+    reminder = [d for d in model.days if d.reminder]
+    if not model.reminder_windows:
+        return ("<section id=\"check-first\"><h2>Check these days first</h2>"
+                "<p class=\"mute\">No image is outside trading hours.</p></section>")
+    (a, b), (c, d) = model.reminder_windows
+    links = " ".join(f"<a href=\"#{day_id(day.date)}\">{day.date}</a>" for day in reminder)
+    return (f"<section id=\"check-first\"><h2>Check these days first</h2><p>The quality check asks for a look "
+            f"around the first and last dates with images outside trading hours: {a} to {b} and {c} to {d}. "
+            f"They are listed first below.</p><p>{links or 'No images on those dates.'}</p></section>")
+
+
+def _day_index(model: ReviewModel) -> str:
+    links = []
+    for day in sorted(model.days, key=lambda d: d.date):
+        entries = day.entries
+        marked = " class=\"has-out\"" if any(e.outside for e in entries) else ""
+        links.append(f"<a href=\"#{day_id(day.date)}\"{marked}>"
+                     f"{day.date} <small>{len(entries)}</small></a>")
+    return f"<nav id=\"days\"><h2>Days</h2>{''.join(links)}</nav>"
+
+
+# --- the timeline ----------------------------------------------------------------
+
+TOP, LEFT, HOUR_PX, BOTTOM = 10, 40, 12, 34
+
+
+def _timeline(model: ReviewModel) -> str:
+    if not model.entries:
+        return ""
+    first, last = model.entries[0].date, model.entries[-1].date
+    span = (last - first).days + 1
+    column = max(4.0, min(24.0, 1100 / span))
+    width, height = LEFT + span * column + 10, TOP + 24 * HOUR_PX + BOTTOM
+    start, end = market.trading_hours()
+    top, bottom = _y(start.hour + start.minute / 60), _y(end.hour + end.minute / 60)
+    body = [f"<rect class=\"band\" x=\"{LEFT}\" y=\"{top:.1f}\" width=\"{span * column:.1f}\" "
+            f"height=\"{bottom - top:.1f}\"/>"]
+    for hour in range(0, 25, 3):
+        body.append(f"<line class=\"grid\" x1=\"{LEFT}\" x2=\"{width - 10:.1f}\" y1=\"{_y(hour)}\" y2=\"{_y(hour)}\"/>"
+                    f"<text x=\"{LEFT - 4}\" y=\"{_y(hour) + 3}\" text-anchor=\"end\">{hour:02d}:00</text>")
+    body.extend(_date_labels(first, span, column))
+    for missing in model.missing_sessions:
+        x = LEFT + ((missing - first).days + 0.5) * column
+        body.append(f"<rect class=\"gap\" x=\"{x - 1.5:.1f}\" y=\"{_y(24) + 2}\" width=\"3\" height=\"5\">"
+                    f"<title>{missing}: NYSE session without an image</title></rect>")
+    for day in sorted(model.days, key=lambda d: d.date):
+        x = LEFT + ((day.date - first).days + 0.5) * column
+        dots = "".join(_dot(entry, x) for entry in day.entries)
+        body.append(f"<a href=\"#{day_id(day.date)}\"><title>{day.date}: {len(day.entries)} images</title>{dots}</a>")
+    svg = (f"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0f}\" height=\"{height}\" "
+           f"role=\"img\" aria-label=\"Every image by date and time of day\">{''.join(body)}</svg>")
+    legend = ("<p class=\"legend mute\"><span>green band: trading hours</span><span style=\"color:var(--out)\">"
+              "● outside hours</span><span>○ left out by dedupe</span><span style=\"color:var(--off)\">◎ named at "
+              "another time than posted</span><span>▮ session without an image</span></p>")
+    return (f"<section id=\"timeline\"><h2>Timeline <small>(market time, {esc(config.MARKET_TIMEZONE)})</small></h2>"
+            f"<div class=\"scroll\">{svg}</div>{legend}</section>")
+
+
+def _y(hours: float) -> float:
+    return TOP + hours * HOUR_PX
+
+
+def _dot(entry: Entry, x: float) -> str:
+    moment = entry.market_time
+    y = _y(moment.hour + moment.minute / 60 + moment.second / 3600)
+    classes = "dot" + (" out" if entry.outside else "") + (" rm" if entry.removed else "") + \
+              (" off" if entry.time_off is not None else "")
+    return f"<circle class=\"{classes}\" cx=\"{x:.1f}\" cy=\"{y:.1f}\" r=\"2.5\"/>"
+
+
+def _date_labels(first: date, span: int, column: float) -> list[str]:
+    every = max(1, round(60 / column))  # a label about every 60 px
+    labels = []
+    for offset in range(0, span, every):
+        day = date.fromordinal(first.toordinal() + offset)
+        x = LEFT + (offset + 0.5) * column
+        labels.append(f"<text x=\"{x:.1f}\" y=\"{_y(24) + 20}\" text-anchor=\"middle\">{day:%m-%d}</text>")
+    return labels
+
+
+# --- the days ----------------------------------------------------------------------
+
+def _day(day: Day, thumbs, errors, review_dir) -> str:
+    entries = day.entries
+    outside = sum(e.outside for e in entries)
+    removed = sum(e.removed for e in entries)
+    note = f"{day.date:%A} · {len(entries)} images" + (f" · {outside} outside hours" if outside else "") + \
+        (f" · {removed} duplicates left out" if removed else "")
+    tiles = "".join(_tile_group(tile, thumbs, errors, review_dir) for tile in day.tiles)
+    return (f"<section class=\"day{' remind' if day.reminder else ''}\" id=\"{day_id(day.date)}\">"
+            f"<h2>{day.date} <small>{note}</small><a class=\"top\" href=\"#top\">top</a></h2>"
+            f"<div class=\"sheet\">{tiles}</div></section>")
+
+
+def _tile_group(tile: Tile, thumbs, errors, review_dir) -> str:
+    main = _figure(tile.entry, thumbs, errors, review_dir)
+    if not tile.duplicates:
+        return main
+    dups = "".join(_figure(entry, thumbs, errors, review_dir) for entry in tile.duplicates)
+    return f"<div class=\"group\" title=\"kept image and the duplicates dedupe left out\">{main}{dups}</div>"
+
+
+def _figure(entry: Entry, thumbs, errors, review_dir) -> str:
+    classes = ["tile"] + [c for c, on in (("outside", entry.outside), ("pick", entry.pick),
+                                          ("removed", entry.removed),
+                                          ("wrong-time", entry.time_off is not None)) if on]
+    thumb = thumbs.get(entry.name)
+    if thumb is not None:
+        picture = (f"<img src=\"{esc(quote(thumb.file))}\" width=\"{thumb.width}\" height=\"{thumb.height}\" "
+                   f"loading=\"lazy\" decoding=\"async\" alt=\"{esc(entry.name)}\">")
+    else:
+        picture = f"<div class=\"broken\">{esc(errors.get(entry.name, 'no thumbnail'))}</div>"
+    link = href_to(entry.path, review_dir)
+    if link:
+        picture = f"<a href=\"{esc(link)}\">{picture}</a>"
+    roles = " ".join(r for r in ROLES if r in entry.roles)
+    return (f"<figure class=\"{' '.join(classes)}\" data-name=\"{esc(entry.name)}\" data-in=\"{roles}\">{picture}"
+            f"<figcaption><time>{entry.timestamp:%H:%M:%S}</time>{_market_note(entry)}{''.join(_flags(entry))}"
+            f"<span class=\"name\">{esc(entry.name)}</span></figcaption></figure>")
+
+
+def _market_note(entry: Entry) -> str:
+    if entry.market_time == entry.timestamp:
+        return ""
+    return f" <small>(market {entry.market_time:%H:%M:%S})</small>"
+
+
+def _flags(entry: Entry):
+    if entry.outside:
+        yield " <span class=\"flag out\">outside hours</span>"
+    if entry.pick:
+        yield " <span class=\"flag pick\">day's pick</span>"
+    if entry.removed and entry.pair is not None:
+        distance = "pHash ?" if entry.pair.distance is None else f"pHash {entry.pair.distance}"
+        yield (f" <span class=\"flag rm\" title=\"{esc('duplicates ' + entry.pair.kept)}\">duplicate "
+               f"{_signed(entry.pair.seconds)} · {distance}</span>")
+    elif entry.removed:
+        yield " <span class=\"flag bad\">left out; matches no kept image</span>"
+    if entry.time_off is not None:
+        yield (f" <span class=\"flag off\">posted {entry.post_time:%H:%M:%S}"
+               f" ({_signed(entry.time_off.total_seconds())})</span>")
+
+
+def _signed(seconds: float) -> str:
+    sign = "+" if seconds >= 0 else "−"
+    value = abs(seconds)
+    if value >= 3600:
+        return f"{sign}{int(value // 3600)}h{int(value % 3600 // 60):02d}m"
+    if value >= 60:
+        return f"{sign}{int(value // 60)}m{int(value % 60):02d}s"
+    return f"{sign}{value:.0f}s"

@@ -66,6 +66,11 @@ figcaption time{font-weight:700;font-size:13px;font-variant-numeric:tabular-nums
 """
 
 
+def count(number: int, word: str) -> str:
+    """`1 image`, `2 images`."""
+    return f"{number} {word}" if number == 1 else f"{number} {word}s"
+
+
 def esc(text) -> str:
     return html.escape(str(text), quote=True)
 
@@ -137,7 +142,7 @@ def _facts(model: ReviewModel) -> list[str]:
     facts = [f"<li>Duplicates left out by dedupe: <b id=\"n-removed\">{len(removed)}</b>"
              f", each shown beside the image it duplicates{lost}</li>",
              f"<li>Outside trading hours: <b id=\"n-outside\">{len(outside)}</b> images on "
-             f"{len({e.market_time.date() for e in outside})} dates (red)</li>"]
+             f"{count(len({e.market_time.date() for e in outside}), 'date')} (red)</li>"]
     if model.missing_sessions:
         days = ", ".join(str(d) for d in model.missing_sessions[:30])
         more = f" and {len(model.missing_sessions) - 30} more" if len(model.missing_sessions) > 30 else ""
@@ -202,7 +207,8 @@ def _timeline(model: ReviewModel) -> str:
     for day in sorted(model.days, key=lambda d: d.date):
         x = LEFT + ((day.date - first).days + 0.5) * column
         dots = "".join(_dot(entry, x) for entry in day.entries)
-        body.append(f"<a href=\"#{day_id(day.date)}\"><title>{day.date}: {len(day.entries)} images</title>{dots}</a>")
+        label = f"{day.date}: {count(len(day.entries), 'image')}"
+        body.append(f"<a href=\"#{day_id(day.date)}\"><title>{label}</title>{dots}</a>")
     svg = (f"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0f}\" height=\"{height}\" "
            f"role=\"img\" aria-label=\"Every image by date and time of day\">{''.join(body)}</svg>")
     legend = ("<p class=\"legend mute\"><span>green band: trading hours</span><span style=\"color:var(--out)\">"
@@ -240,8 +246,8 @@ def _day(day: Day, thumbs, errors, review_dir) -> str:
     entries = day.entries
     outside = sum(e.outside for e in entries)
     removed = sum(e.removed for e in entries)
-    note = f"{day.date:%A} · {len(entries)} images" + (f" · {outside} outside hours" if outside else "") + \
-        (f" · {removed} duplicates left out" if removed else "")
+    note = f"{day.date:%A} · {count(len(entries), 'image')}" + (f" · {outside} outside hours" if outside else "") + \
+        (f" · {count(removed, 'duplicate')} left out" if removed else "")
     tiles = "".join(_tile_group(tile, thumbs, errors, review_dir) for tile in day.tiles)
     return (f"<section class=\"day{' remind' if day.reminder else ''}\" id=\"{day_id(day.date)}\">"
             f"<h2>{day.date} <small>{note}</small><a class=\"top\" href=\"#top\">top</a></h2>"

@@ -90,6 +90,10 @@ DEMO_STEPS = [
     DemoStep("check timestamps against market hours", "quality_check_timestamps",
              lambda download, clean, daily, plot: ["--folder", clean, "--folders", download, clean, daily,
                                                    "--no-adjust", "--plot", plot]),
+    # Last, so that the demo ends with the page's path.
+    DemoStep("see it all on one page", "review_archive",
+             lambda download, clean, daily, plot: ["--folders", download, clean, daily, "--output",
+                                                   str(Path(download).parent / config.REVIEW_DIR)]),
 ]
 
 

@@ -95,6 +95,9 @@ def print_run(run: build.ReviewRun, out=None, err=None):
               f"{len(folder.dates)} dates, {folder.outside} outside trading hours", file=out)
     print(f"Duplicates left out by dedupe: {len(page.removed)} ({len(page.unmatched)} unmatched); "
           f"days: {len(page.days)}; NYSE sessions without an image: {len(page.missing_sessions)}", file=out)
+    if page.verified:
+        print(f"Post times: {len(page.known_time)} known, {len(page.wrong_time)} named at another time",
+              file=out)
     stats, seconds = run.thumbs, run.seconds
     print(f"Thumbnails: {stats.made} made, {stats.reused} reused, {stats.cached} cached, {stats.failed} failed "
           f"({seconds.get('thumbnails', 0):.1f} s); pHashes: {run.hashes.decoded} decoded, "

@@ -105,7 +105,10 @@ def test_demo_runs_the_whole_pipeline_and_replaces_only_its_own_folders(capsys, 
     # everything inside the demo's own folder, nothing beside it
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]
     assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == sorted(
-        [*config.PIPELINE_FOLDERS, config.PLOT_FILE])
+        [*config.PIPELINE_FOLDERS, config.PLOT_FILE, config.REVIEW_DIR])
+    # ... and it ends with the review page's path
+    page = tmp_path / "demo" / config.REVIEW_DIR / "index.html"
+    assert out.rstrip().endswith(f"Review page: {page}") and page.stat().st_size > 10_000
     clean, daily = tmp_path / "demo" / config.CLEAN_OUTPUT_DIR, tmp_path / "demo" / config.ONE_PER_DAY_DIR
     downloaded, kept, per_day = images_in(download), images_in(clean), images_in(daily)
     assert len(downloaded) > len(kept) > len(per_day) > 15

@@ -201,6 +201,30 @@ def test_review_page_in_a_real_browser(archive, tmp_path, capsys):
     assert "Thumbnails: 0 made, 0 reused, 12 cached, 0 failed" in capsys.readouterr().out
 
 
+def test_post_times_from_the_download_archive_mark_names_that_differ(tmp_path, capsys):
+    """The download archive ties each file to its message, whose snowflake
+    is its post time: a name an hour off is marked, on its tile and dot."""
+    from zoneinfo import ZoneInfo
+
+    from discordpicextract import download_archive
+    from discordpicextract.emulator import snowflake_for
+
+    download = tmp_path / "dl"
+    download.mkdir()
+    right, wrong = n("2025-06-02T10:00:00", "right.png"), n("2025-06-02T12:00:00", "wrong.png")
+    with download_archive.DownloadArchive(download) as archive:
+        for seed, (name, posted) in enumerate([(right, "2025-06-02T10:00:00"), (wrong, "2025-06-02T11:00:00")]):
+            path = write_image(download / name, seed=seed)
+            when = datetime.fromisoformat(posted).replace(tzinfo=ZoneInfo("America/New_York"))
+            archive.add(f"item-{seed}", str(snowflake_for(when)), name, path.stat().st_size, "0" * 64)
+    assert review_archive.main(["--folders", str(download), "--output", str(tmp_path / "review")]) == 0
+    assert "Post times: 2 known, 1 named at another time" in capsys.readouterr().out
+    page = (tmp_path / "review" / PAGE_FILE).read_text(encoding="utf-8")
+    marked = re.findall(r'<figure class="tile[^"]*wrong-time[^"]*" data-name="([^"]+)"', page)
+    assert marked == [wrong] and "posted 11:00:00 (−1h00m)" in page
+    assert len(re.findall(r'<circle class="dot[^"]* off"', page)) == 1
+
+
 def test_dedupe_report_gives_the_same_pairs(archive, tmp_path, capsys):
     review = tmp_path / "review"
     assert review_archive.main([*folder_args(archive), "--output", str(review), "--dedupe-report",

@@ -9,6 +9,9 @@ from pathlib import Path
 from typing import Optional
 
 from discordpicextract import image_hashes, naming
+from discordpicextract.timestamps import truth
+from discordpicextract.timestamps import zone as names_zone
+from discordpicextract.timestamps.convert import to_wall
 from discordpicextract.errors import RunError, UsageError
 from discordpicextract.review import folder as review_folder
 from discordpicextract.review import model, pairs, render, thumbs
@@ -43,13 +46,35 @@ def fetch_folders(paths: Mapping[str, Path]) -> list[model.FolderInput]:
     return inputs
 
 
+def fetch_post_times(folders: list[model.FolderInput]) -> Optional[dict[str, datetime]]:
+    """name -> post time (naive, in the names' zone) from the download
+    folder's archive: by name for its own files, by content for names only
+    the other folders hold. None when there is no archive to ask."""
+    download = next((f for f in folders if f.role == model.DOWNLOAD), None)
+    rows = truth.own_archive_rows(download.path) if download else []
+    if download is None or not rows:
+        return None
+    zone = names_zone.folder_zone(download.path)
+    found = truth.match_messages(download.listing.images, rows, [], zone).known
+    mine = {image.name for image in download.listing.images}
+    others = {image.name: image for f in folders if f.role != model.DOWNLOAD for image in f.listing.images
+              if image.name not in mine}
+    if others:
+        found.update(truth.match_messages(list(others.values()), [], rows, zone).known)
+    return {name: to_wall(known.posted, zone) for name, known in found.items()}
+
+
 def build_review(paths: Mapping[str, Path], output, *, workers=1, dedupe_report=None,
                  post_times: Optional[Mapping[str, datetime]] = None) -> ReviewRun:
+    """`post_times` (name -> naive post time) defaults to what the download
+    folder's archive knows (fetch_post_times)."""
     clock = _Clock()
     review_dir = Path(output)
     _refuse_image_folder(paths, review_dir)
     record = review_folder.open_review_dir(review_dir)
     folders = fetch_folders(paths)
+    if post_times is None:
+        post_times = fetch_post_times(folders)
     entries = model.plan_entries(folders, post_times)
     clock.lap("list")
     cache = image_hashes.HashCache(review_dir)

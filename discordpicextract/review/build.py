@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Optional
 
 from discordpicextract import image_hashes, naming
-from discordpicextract.timestamps import truth
-from discordpicextract.timestamps import zone as names_zone
-from discordpicextract.timestamps.convert import to_wall
 from discordpicextract.errors import RunError, UsageError
 from discordpicextract.review import folder as review_folder
 from discordpicextract.review import model, pairs, render, thumbs
+from discordpicextract.timestamps import truth
+from discordpicextract.timestamps import zone as names_zone
+from discordpicextract.timestamps.convert import to_wall
 
 
 @dataclass

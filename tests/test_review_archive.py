@@ -55,8 +55,12 @@ def test_model_flags_pairs_picks_sessions_and_reminder_days_first():
     assert [e.name for e in page.removed] == [B] and by_name[B].pair.kept == A and not page.unmatched
     first_day = next(d for d in page.days if d.date == date(2025, 6, 2))
     assert [(t.entry.name, [x.name for x in t.duplicates]) for t in first_day.tiles] == [(A, [B]), (C, [])]
-    # Outside-hours dates 06-02 and 06-09: the reminder's windows, and those days first.
-    assert page.reminder_windows == ((date(2025, 5, 30), date(2025, 6, 2)), (date(2025, 6, 9), date(2025, 6, 12)))
+    # Outside-hours dates 06-02 and 06-09, and 06-09 (08:00 only) estimated as a
+    # shifted period: the reminder's windows, and those days first.
+    assert [(r.first, r.last) for r in page.reminders] == [
+        (date(2025, 5, 30), date(2025, 6, 2)), (date(2025, 6, 9), date(2025, 6, 12)),
+        (date(2025, 6, 6), date(2025, 6, 9)), (date(2025, 6, 9), date(2025, 6, 12))]
+    assert page.reminders[2].why.startswith("where period 1 (2025-06-09..2025-06-09, names -")
     assert [d.date.day for d in page.days] == [2, 9, 3, 20]
     assert [d.reminder for d in page.days] == [True, True, False, False]
     # Sessions 06-02..06-20 without an image; 06-19 (Juneteenth) is no session.
@@ -149,18 +153,20 @@ def folder_args(archive):
     return ["--folders", *map(str, archive[:3])]
 
 
-def quality_check_count(folder, plot, capsys):
+def quality_check(folder, plot, capsys):
+    """(files outside hours, the date ranges its reminder names) as printed."""
     capsys.readouterr()
     quality_check_timestamps.main(["--folder", str(folder), "--no-adjust", "--plot", str(plot)])
     out = capsys.readouterr().out
     found = re.search(r"Total: (\d+) file\(s\) outside trading hours", out)
-    return int(found.group(1)) if found else 0
+    ranges = re.findall(r"(?:around|check) (\d{4}-\d\d-\d\d) to (\d{4}-\d\d-\d\d)", out)
+    return int(found.group(1)) if found else 0, sorted(set(ranges))
 
 
 def test_review_page_in_a_real_browser(archive, tmp_path, capsys):
     download, clean, daily, report = archive
-    expected_outside = {role: quality_check_count(folder, tmp_path / "plot.png", capsys)
-                        for role, folder in zip(rm.ROLES, archive)}
+    checks = {role: quality_check(folder, tmp_path / "plot.png", capsys) for role, folder in zip(rm.ROLES, archive)}
+    expected_outside = {role: check[0] for role, check in checks.items()}
     assert expected_outside == {rm.DOWNLOAD: 2, rm.CLEAN: 2, rm.DAILY: 1}
     review = tmp_path / "review"
     code = review_archive.main([*folder_args(archive), "--output", str(review), "--workers", "2"])
@@ -191,7 +197,10 @@ def test_review_page_in_a_real_browser(archive, tmp_path, capsys):
     assert n("2025-06-03T13:00:00", XSS) in {f["name"] for f in figures}
     assert_offline_source(dom)  # no on* attribute, no src="x": markup never comes from a name
     assert "&lt;img src=x onerror=alert(1)&gt;.png</span>" in dom
-    # Reminder days (06-02 .. 06-05 around the one outside-hours date) first.
+    # The reminder names what the quality check's names (it reads the clean
+    # folder), and those days (06-02 .. 06-05 here) come first.
+    named = re.findall(r"<li>(\d{4}-\d\d-\d\d) to (\d{4}-\d\d-\d\d): ", dom)
+    assert sorted(set(named)) == checks[rm.CLEAN][1] and named
     assert re.findall(r'<section class="day[^"]*" id="d-([\d-]+)"', dom) == \
         ["2025-06-02", "2025-06-03", "2025-06-05", "2025-06-06"]
     assert_real_screenshot(shot)
@@ -206,7 +215,7 @@ def test_post_times_from_the_download_archive_mark_names_that_differ(tmp_path, c
     is its post time: a name an hour off is marked, on its tile and dot."""
     from zoneinfo import ZoneInfo
 
-    from discordpicextract import download_archive
+    from discordpicextract import archive as download_archive
     from discordpicextract.emulator import snowflake_for
 
     download = tmp_path / "dl"

@@ -8,8 +8,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
-from discordpicextract import image_hashes, naming
+from discordpicextract import naming
 from discordpicextract.errors import RunError, UsageError
+from discordpicextract.images.cache import HashCache
+from discordpicextract.images.workers import WorkerDied, Workers
 from discordpicextract.review import folder as review_folder
 from discordpicextract.review import model, pairs, render, thumbs
 from discordpicextract.timestamps import truth
@@ -42,7 +44,7 @@ def fetch_folders(paths: Mapping[str, Path]) -> list[model.FolderInput]:
                 listing = naming.list_images(paths[role])
             except OSError as exc:
                 raise UsageError(f"cannot read folder {paths[role]}: {exc.strerror or exc}") from None
-            inputs.append(model.FolderInput(role, Path(paths[role]), listing))
+            inputs.append(model.FolderInput(role, Path(paths[role]), listing, names_zone.folder_zone(paths[role])))
     return inputs
 
 
@@ -77,15 +79,15 @@ def build_review(paths: Mapping[str, Path], output, *, workers=1, dedupe_report=
         post_times = fetch_post_times(folders)
     entries = model.plan_entries(folders, post_times)
     clock.lap("list")
-    cache = image_hashes.HashCache(review_dir)
+    cache = HashCache(review_dir)
     try:
-        with image_hashes.Workers(workers) as pool:
+        with Workers(workers) as pool:
             found, hashes = _fetch_pairs(folders, entries, cache, review_dir, pool, dedupe_report)
             clock.lap("pairs")
             made, errors, stats, fresh = thumbs.fetch_thumbs({e.name: e.path for e in entries}, review_dir, record,
                                                              pool)
             clock.lap("thumbnails")
-    except image_hashes.WorkerDied as exc:
+    except WorkerDied as exc:
         raise RunError(f"{exc}; no page written") from None
     review_folder.save_record(review_dir, fresh)
     warnings = [w for w in (cache.warning, cache.save()) if w]
@@ -106,7 +108,7 @@ def _fetch_pairs(folders, entries, cache, review_dir, pool, dedupe_report):
         return {}, pairs.HashStats()
     clean = next(f.path for f in folders if f.role == model.CLEAN)
     # dedupe's own cache, in the clean folder: read only, never written.
-    dedupe_cache = image_hashes.HashCache(clean, readonly=True)
+    dedupe_cache = HashCache(clean, readonly=True)
     return pairs.fetch_pairs(model.pair_candidates(entries), removed, cache, dedupe_cache, pool)
 
 

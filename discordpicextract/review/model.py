@@ -20,7 +20,10 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Optional
 
+import config
 from discordpicextract import market, naming
+from discordpicextract.timestamps import periods
+from discordpicextract.timestamps.truth import format_offset
 
 DOWNLOAD, CLEAN, DAILY = "download", "clean", "daily"
 ROLES = (DOWNLOAD, CLEAN, DAILY)
@@ -32,6 +35,16 @@ class FolderInput:
     role: str                       # one of ROLES
     path: Path
     listing: naming.FolderListing
+    zone: Optional[str] = None      # the zone its names are written in (None: config.TIMEZONE)
+
+
+@dataclass(frozen=True)
+class Reminder:
+    """Dates the QUALITY CHECK REMINDER asks to look at, and why."""
+
+    why: str
+    first: date
+    last: date
 
 
 @dataclass(frozen=True)
@@ -104,7 +117,7 @@ class ReviewModel:
     folders: list[FolderSummary]
     entries: list[Entry]            # (timestamp, name) order
     days: list[Day]                 # reminder days first, then the others, each in date order
-    reminder_windows: tuple         # ((from, to), (from, to)) or () when nothing is outside hours
+    reminders: list[Reminder]       # what the quality check's reminder names
     missing_sessions: list[date]    # sessions without an image in any folder
     verified: bool                  # post times were given
 
@@ -137,7 +150,7 @@ def plan_entries(folders: list[FolderInput], post_times: Optional[Mapping[str, d
         for image in folder.listing.images:
             entry = by_name.get(image.name)
             if entry is None:
-                moment = market.to_market(image.timestamp)
+                moment = market.to_market(image.timestamp, folder.zone)
                 entry = by_name[image.name] = Entry(
                     image.name, image.timestamp, moment, image.path, [],
                     outside=market.is_outside(moment.time(), start, end))
@@ -172,21 +185,60 @@ def plan_review(folders: list[FolderInput], entries: list[Entry], pairs: Mapping
     for entry in entries:
         if entry.removed:
             entry.pair = pairs.get(entry.name)
-    windows = _reminder_windows(entries)
-    days = _plan_days(entries, windows)
+    reminders = plan_reminders(entries, _zone_of(folders))
+    days = _plan_days(entries, [(r.first, r.last) for r in reminders])
     span = (entries[0].date, entries[-1].date) if entries else None
     sessions = market.nyse_sessions(*span) if span else []
     every_date = {e.date for e in entries}
     summaries = [_summarize(folder, entries, sessions) for folder in folders]
-    return ReviewModel(summaries, entries, days, windows,
+    return ReviewModel(summaries, entries, days, reminders,
                        [d for d in sessions if d not in every_date], verified)
 
 
-def _reminder_windows(entries):
-    outside_dates = sorted({e.market_time.date() for e in entries if e.outside})
-    if not outside_dates:
-        return ()
-    return market.reminder_windows(outside_dates[0], outside_dates[-1])
+@dataclass(frozen=True)
+class _Known:
+    """A name time and how far it is from the post time (what
+    periods.day_offsets_from_truth reads)."""
+
+    named: datetime
+    offset: timedelta
+
+
+def _zone_of(folders) -> Optional[str]:
+    """The zone of the folder the quality check reads (the clean one)."""
+    chosen = next((f for f in folders if f.role == CLEAN), folders[0] if folders else None)
+    return chosen.zone if chosen else None
+
+
+def plan_reminders(entries: list[Entry], zone: Optional[str]) -> list[Reminder]:
+    """What the quality check's reminder names: a few days around the first
+    and last outside-hours dates, and around both edges of each period the
+    estimate finds shifted (post times, where known, win over the estimate),
+    over the images dedupe kept, as the check reads the clean folder."""
+    kept = [e for e in entries if not e.removed]
+    outside = sorted({e.market_time.date() for e in kept if e.outside})
+    reminders = []
+    if outside:
+        before, after = market.reminder_windows(outside[0], outside[-1])
+        reminders += [Reminder(f"before the first date outside trading hours ({outside[0]})", *before),
+                      Reminder(f"after the last date outside trading hours ({outside[-1]})", *after)]
+    for number, run in enumerate(_estimate(kept, zone).periods, 1):
+        before, after = market.reminder_windows(run.start, run.end)
+        label = f"period {number} ({run.start}..{run.end}, names {format_offset(run.offset)})"
+        reminders += [Reminder(f"where {label} starts", *before), Reminder(f"where {label} ends", *after)]
+    return reminders
+
+
+def _estimate(kept: list[Entry], zone: Optional[str]) -> periods.Estimate:
+    start, end = market.trading_hours()
+    day_seconds: dict[date, list[int]] = {}
+    for entry in kept:
+        day_seconds.setdefault(entry.market_time.date(), []).append(periods.seconds_of(entry.market_time.time()))
+    known = [_Known(e.timestamp, e.timestamp - e.post_time.replace(microsecond=0))
+             for e in kept if e.post_time is not None]
+    verified = periods.day_offsets_from_truth(known, lambda stamp: market.to_market(stamp, zone).date())
+    return periods.estimate_periods(day_seconds, periods.seconds_of(start), periods.seconds_of(end),
+                                    zone or config.TIMEZONE, verified)
 
 
 def _plan_days(entries, windows) -> list[Day]:

@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from discordpicextract import image_hashes
 from discordpicextract.errors import UsageError
+from discordpicextract.images import cache as hash_cache
+from discordpicextract.images import phash
+from discordpicextract.images.integrity import FileCheck
+from discordpicextract.images.workers import PARALLEL_MIN_DECODES
 from discordpicextract.review.model import Entry, Pair
 
 # A nearest kept image further than this many pHash bits is not called a
@@ -66,7 +69,7 @@ def _distance(match: str) -> Optional[int]:
 
 
 def fetch_pairs(candidates: dict[str, list[Entry]], removed: dict[str, Entry], cache, dedupe_cache,
-                workers) -> "tuple[dict[str, Pair], HashStats]":
+                pool) -> "tuple[dict[str, Pair], HashStats]":
     """removed name -> Pair, recomputed. A kept candidate with the same
     bytes (digests from dedupe's cache) pairs without a decode; the rest by
     pHash. `cache` (a HashCache in the review folder) is read and filled;
@@ -85,7 +88,7 @@ def fetch_pairs(candidates: dict[str, list[Entry]], removed: dict[str, Entry], c
     todo = {name: everyone[name] for name in rest}
     for kept in rest.values():
         todo.update((e.name, e) for e in kept)
-    stats = _fill_phashes([(todo[name], known[name]) for name in todo if name in known], cache, workers)
+    stats = _fill_phashes([(todo[name], known[name]) for name in todo if name in known], cache, pool)
     for name, kept in rest.items():
         pair = choose_pair(removed[name], kept, known)
         if pair is not None:
@@ -115,7 +118,7 @@ def choose_pair(entry: Entry, kept: list[Entry], known: dict[str, _Known]) -> Op
         theirs = known.get(candidate.name)
         if theirs is None or theirs.phash is None:
             continue
-        distance = image_hashes.hamming(mine.phash, theirs.phash)
+        distance = phash.hamming(mine.phash, theirs.phash)
         key = (distance, theirs.size != mine.size, candidate.timestamp, candidate.name)
         if best_key is None or key < best_key:
             best, best_key = candidate, key
@@ -129,7 +132,7 @@ def _cached_facts(entry: Entry, cache, dedupe_cache) -> Optional[_Known]:
         stat = os.stat(entry.path)
     except OSError:
         return None
-    facts = _Known(os.path.realpath(entry.path), stat.st_size, image_hashes.file_stamp(stat))
+    facts = _Known(os.path.realpath(entry.path), stat.st_size, hash_cache.file_stamp(stat))
     for source in (cache, dedupe_cache):
         check = source.get_check(facts.key, facts.size, facts.stamp)
         facts.digest = facts.digest or (check.digest if check else None)
@@ -137,13 +140,13 @@ def _cached_facts(entry: Entry, cache, dedupe_cache) -> Optional[_Known]:
     return facts
 
 
-def _fill_phashes(items, cache, workers) -> HashStats:
+def _fill_phashes(items, cache, pool) -> HashStats:
     """Decode the files whose pHash no cache knows; remember them."""
     todo = [(entry, facts) for entry, facts in items if facts.phash is None]
-    results = workers.map(image_hashes.compute_phash, [str(entry.path) for entry, _ in todo],
-                          image_hashes.PARALLEL_MIN_DECODES)
+    results = pool.map(phash.compute_phash, [str(entry.path) for entry, _ in todo],
+                          PARALLEL_MIN_DECODES)
     for (_, facts), result in zip(todo, results):
         facts.phash = result.phash
         if result.phash:
-            cache.put(facts.key, facts.size, facts.stamp, image_hashes.FileCheck(facts.digest, None), result.phash)
+            cache.put(facts.key, facts.size, facts.stamp, FileCheck(facts.digest, None), result.phash)
     return HashStats(decoded=len(todo))

@@ -159,15 +159,14 @@ def _facts(model: ReviewModel) -> list[str]:
 
 
 def _check_first(model: ReviewModel) -> str:
-    reminder = [d for d in model.days if d.reminder]
-    if not model.reminder_windows:
+    if not model.reminders:
         return ("<section id=\"check-first\"><h2>Check these days first</h2>"
-                "<p class=\"mute\">No image is outside trading hours.</p></section>")
-    (a, b), (c, d) = model.reminder_windows
-    links = " ".join(f"<a href=\"#{day_id(day.date)}\">{day.date}</a>" for day in reminder)
-    return (f"<section id=\"check-first\"><h2>Check these days first</h2><p>The quality check asks for a look "
-            f"around the first and last dates with images outside trading hours: {a} to {b} and {c} to {d}. "
-            f"They are listed first below.</p><p>{links or 'No images on those dates.'}</p></section>")
+                "<p class=\"mute\">No image is outside trading hours and no period looks shifted.</p></section>")
+    reasons = "".join(f"<li>{r.first} to {r.last}: {esc(r.why)}</li>" for r in model.reminders)
+    links = " ".join(f"<a href=\"#{day_id(day.date)}\">{day.date}</a>" for day in model.days if day.reminder)
+    return (f"<section id=\"check-first\"><h2>Check these days first</h2><p>The quality check's reminder asks "
+            f"for a look at the days around:</p><ul>{reasons}</ul><p>They are listed first below: "
+            f"{links or 'no images on those dates.'}</p></section>")
 
 
 def _day_index(model: ReviewModel) -> str:

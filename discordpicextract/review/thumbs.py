@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from discordpicextract import image_hashes
+from discordpicextract.images.cache import file_stamp
 
 THUMB_WIDTH = 240
 # Tall screenshots are cut down to this height, not shown a metre long.
@@ -98,7 +98,7 @@ def _save_atomic(image, target: Path, fmt: str) -> None:
         raise
 
 
-def fetch_thumbs(paths: dict[str, Path], review_dir: Path, record: dict, workers) \
+def fetch_thumbs(paths: dict[str, Path], review_dir: Path, record: dict, pool) \
         -> tuple[dict[str, Thumb], dict[str, str], ThumbStats, dict]:
     """Thumbnails for `paths` (name -> source). Returns name -> Thumb,
     name -> error for sources that could not be read or decoded, and the
@@ -116,7 +116,7 @@ def fetch_thumbs(paths: dict[str, Path], review_dir: Path, record: dict, workers
         except OSError as exc:
             errors[name] = f"cannot read: {exc.strerror or exc}"
             continue
-        key, stamp = os.path.realpath(path), image_hashes.file_stamp(stat)
+        key, stamp = os.path.realpath(path), file_stamp(stat)
         row = record.get(key)
         if row and row[:2] == [stat.st_size, stamp] and f"{row[2]}{ext}" in present:
             thumbs[name] = Thumb(f"{THUMB_DIR}/{row[2]}{ext}", row[3], row[4])
@@ -124,7 +124,7 @@ def fetch_thumbs(paths: dict[str, Path], review_dir: Path, record: dict, workers
             stats.cached += 1
         else:
             todo.append((name, path, key, stat.st_size, stamp))
-    results = workers.map(make_thumb, [(str(item[1]), str(folder)) for item in todo], PARALLEL_MIN_THUMBS)
+    results = pool.map(make_thumb, [(str(item[1]), str(folder)) for item in todo], PARALLEL_MIN_THUMBS)
     for (name, _path, key, size, stamp), result in zip(todo, results):
         if result.error or result.digest is None:
             errors[name] = result.error or "cannot read"

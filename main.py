@@ -55,10 +55,22 @@ def run_demo(root=DEMO_ROOT, *, tz=None, workers=None, progress=None):
                   progress=sys.stderr.isatty() if progress is None else progress)
         print_demo_prompts(job)
         code = discord_downloader.run_job(job, api_base=emulated.api_base)
+    write_old_tool_stretch(folders[0], job.tz)
     for step in DEMO_STEPS:
         code = max(code, step(str(root)))
     demo.record_demo_files(folders)
     return code
+
+
+def write_old_tool_stretch(folder, names_zone):
+    """Give a few dates of the demo's download the names the old tool wrote
+    (in UTC), through the rename engine, so that verify has them to find."""
+    from discordpicextract.renames.apply import apply_plan
+
+    plan, dates = demo.plan_old_tool_stretch(folder, names_zone=names_zone)
+    apply_plan(folder, plan, label="demo: names written in UTC, as the old tool wrote them")
+    print(f"\n{'#' * 70}\n# Demo: the names of {dates[0]}..{dates[-1]} ({len(plan.moves)} files) rewritten in UTC,"
+          f"\n#   as the old tool wrote them (the download archive knows their messages)\n{'#' * 70}")
 
 
 @dataclass(frozen=True)
@@ -70,12 +82,14 @@ class DemoStep:
     title: str
     script: str  # the step script's module name
     argv_for: Callable[[str, str, str, str], list[str]]  # (download, clean, daily, plot) -> argv
+    finding: bool = False  # exit 1 is what this step is there to show (verify finding the old names)
 
     def __call__(self, root):
         download, clean, daily = (str(f) for f in demo.demo_folders(root))
         argv = self.argv_for(download, clean, daily, str(Path(root) / config.PLOT_FILE))
         print(f"\n{'#' * 70}\n# Demo step: {self.title}\n#   python {self.script}.py {' '.join(argv)}\n{'#' * 70}")
-        return importlib.import_module(self.script).main(argv)
+        code = importlib.import_module(self.script).main(argv)
+        return cli.EXIT_OK if self.finding and code == cli.EXIT_FAILED else code
 
 
 # Pipeline steps the demo runs after its download, in order: callables
@@ -90,6 +104,13 @@ DEMO_STEPS = [
     DemoStep("check timestamps against market hours", "quality_check_timestamps",
              lambda download, clean, daily, plot: ["--folder", clean, "--folders", download, clean, daily,
                                                    "--no-adjust", "--plot", plot]),
+    DemoStep("verify the names against Discord's post times", "quality_check_timestamps",
+             lambda download, clean, daily, plot: ["--folder", clean, "--folders", download, clean, daily,
+                                                   "--verify", "--archive", download, "--no-adjust",
+                                                   "--plot", plot], finding=True),
+    DemoStep("fix every known name to its post time (the command verify printed)", "adjust_timestamps",
+             lambda download, clean, daily, plot: ["--folders", download, clean, daily, "--to-post-time",
+                                                   "--archive", download]),
     # Last, so that the demo ends with the page's path.
     DemoStep("see it all on one page", "review_archive",
              lambda download, clean, daily, plot: ["--folders", download, clean, daily, "--output",

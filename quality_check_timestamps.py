@@ -358,8 +358,8 @@ def print_verification(result: truth.Verification, folders, archive=None, verbos
     print(RULE)
     checked, differ = result.checked, result.differ
     by_content = sum(1 for item in checked if item.via == truth.BY_CONTENT)
-    print(f"Verified: {len(checked)} file(s) ({len(checked) - by_content} through the folder's archive, "
-          f"{by_content} by content)")
+    print(f"Verified: {len(checked)} file(s) ({len(checked) - by_content} by name in the folder's archive or "
+          f"messages.csv, {by_content} by content)")
     print(f"  Agree:   {len(checked) - len(differ)}")
     print(f"  Differ:  {len(differ)}")
     print(f"  Unknown: {len(result.unknown)} (no message known: not checked, never guessed)")

@@ -84,3 +84,28 @@ def _only_demo_files(folder):
     except (OSError, ValueError, TypeError):
         return False  # no marker, or an unfinished or foreign one
     return present <= recorded
+
+
+# The stretch of trading dates (first index, count) whose names the demo
+# rewrites in UTC, as the old tool wrote them, for verify to find.
+OLD_TOOL_STRETCH = (12, 3)
+
+
+def plan_old_tool_stretch(folder, stretch=OLD_TOOL_STRETCH, names_zone=None):
+    """(plan, dates): renames that put the names of `stretch` trading dates
+    of `folder` in UTC, as the old tool named files (the archive follows,
+    as it does for every rename of ours). Nothing is touched."""
+    from discordpicextract import naming
+    from discordpicextract.renames.plan import plan_mapping
+    from discordpicextract.timestamps import convert
+
+    names_zone = names_zone or config.TIMEZONE
+    listing = naming.list_images(folder)
+    dates = sorted({image.date for image in listing.images})
+    first, count = stretch
+    chosen = set(dates[first:first + count])
+    picked = [image for image in listing.images if image.date in chosen]
+    names = {image.name for image in picked}
+    staying = [name for name in os.listdir(folder) if name not in names]
+    conversion = convert.plan_conversion(picked, staying, names_zone, "UTC")
+    return plan_mapping(conversion.targets.mapping, set(os.listdir(folder))), sorted(chosen)

@@ -2,6 +2,7 @@
 subprocess run, and the --demo end to end."""
 import io
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -98,6 +99,14 @@ def test_demo_runs_end_to_end_then_the_follow_up_steps(capsys, monkeypatch, tmp_
     assert "DISCORD_API_BASE" not in os.environ
 
 
+def run_main_step(capsys, script, *argv):
+    import importlib
+
+    code = importlib.import_module(script).main([str(a) for a in argv])
+    capsys.readouterr()
+    return code
+
+
 def test_demo_runs_the_whole_pipeline_and_replaces_only_its_own_folders(capsys, tmp_path):
     download = tmp_path / "demo" / "spx-realtime-aws"
     code, out, err = run_main(capsys, "--demo", "--no-progress", "--output", tmp_path / "demo")
@@ -116,6 +125,19 @@ def test_demo_runs_the_whole_pipeline_and_replaces_only_its_own_folders(capsys, 
     for heading in ("Deduplication Summary:", "Extracted", "Unique Dates Analysis",
                     "Quality Check: Timestamps Outside Trading Hours", "QUALITY CHECK REMINDER"):
         assert heading in out
+    # a stretch named in UTC, as the old tool did: verify finds it against the post times
+    # and prints the one command that fixes it, which the demo then runs
+    stretch = re.search(r"# Demo: the names of (\S+)\.\.(\S+) \((\d+) files\) rewritten in UTC", out)
+    assert stretch, out
+    verify = out.split("# Demo step: verify the names against Discord's post times")[1]
+    assert re.search(rf"  {stretch[1]}\.\.{stretch[2]}: \d+ file\(s\) off by \+[45]:00:00", verify)
+    fix = (f"python adjust_timestamps.py --folders {download} {clean} {daily} --to-post-time "
+           f"--archive {download}")
+    assert f"Fix every known file to its post time (planned, journaled, undoable):\n  {fix}" in verify
+    assert f"#   {fix}" in out  # run as printed
+    for folder in (download, clean, daily):
+        assert run_main_step(capsys, "quality_check_timestamps", "--folder", folder, "--verify", "--archive",
+                             download, "--no-adjust", "--plot", tmp_path / "check.png") == 0
     from PIL import Image
     with Image.open(tmp_path / "demo" / config.PLOT_FILE) as plot:
         assert plot.format == "PNG"

@@ -67,7 +67,7 @@ def test_verify_finds_a_minus_one_hour_period_including_its_quiet_day(world, cap
     # verify knows: 15 files on five dates, the quiet one included
     code, out, _ = run(capsys, qc, "--folder", folder, "--verify", "--no-adjust", "--plot", tmp_path / "p.png")
     assert code == 1
-    assert "Verified: 21 file(s) (21 through the folder's archive, 0 by content)" in out
+    assert "Verified: 21 file(s) (21 by name in the folder's archive or messages.csv, 0 by content)" in out
     assert "  Agree:   6\n  Differ:  15\n  Unknown: 0" in out
     assert "  2025-06-03..2025-06-09: 15 file(s) off by -1:00:00" in out
     # where verify knows, the truth wins over the estimate, and says so
@@ -95,7 +95,7 @@ def test_verify_counts_unknown_files_and_matches_copies_by_content(world, capsys
     code, out, _ = run(capsys, qc, "--folder", copy, "--verify", "--archive", folder, "--no-adjust",
                        "--plot", tmp_path / "p.png")
     assert code == 1
-    assert "Verified: 3 file(s) (0 through the folder's archive, 3 by content)" in out
+    assert "Verified: 3 file(s) (0 by name in the folder's archive or messages.csv, 3 by content)" in out
     assert "Unknown: 1" in out and "  2025-06-02..2025-06-04: 3 file(s) off by +5:00:00" in out
     assert f"--to-post-time --archive {folder}" in out
     code, _, err = run(capsys, qc, "--folder", copy, "--verify", "--archive", tmp_path / "nowhere")

@@ -13,7 +13,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from helpers import n, write_image
+from helpers import chart_image, n, write_image
 
 import deduplicate_images
 import extract_one_per_day
@@ -127,14 +127,20 @@ def test_post_times_mark_the_names_that_differ():
 @pytest.fixture
 def archive(tmp_path):
     """Download, clean and one-per-day folders made by the real steps; a
-    dedupe report; and names that must stay text in the page."""
+    dedupe report; names that must stay text in the page; both ends of the
+    session (inside) and a second before it (outside); byte copies, and a
+    look-alike (same pixels and size, other bytes) that only pHash pairs."""
+    from PIL import PngImagePlugin
+
     download = tmp_path / "dl"
     plan = [("2025-06-02T09:00:00", "early.png", 1), ("2025-06-02T10:00:00", "a.png", 2),
             ("2025-06-02T10:00:40", "a-again.png", 2), ("2025-06-02T12:00:00", "b.jpg", 3),
-            ("2025-06-02T16:30:00", "late.png", 4), ("2025-06-03T11:00:00", "d.png", 5),
-            ("2025-06-03T11:02:00", "d2.png", 5), ("2025-06-03T11:05:00", "d3.png", 5),
-            ("2025-06-03T13:00:00", XSS, 6), ("2025-06-03T14:00:00", "a #1 100%.png", 7),
-            ("2025-06-05T15:00:00", "e.png", 8), ("2025-06-06T10:00:00", "f.png", 9)]
+            ("2025-06-02T16:30:00", "late.png", 4), ("2025-06-03T09:30:00", "opening.png", 10),
+            ("2025-06-03T11:00:00", "d.png", 5), ("2025-06-03T11:02:00", "d2.png", 5),
+            ("2025-06-03T11:05:00", "d3.png", 5), ("2025-06-03T13:00:00", XSS, 6),
+            ("2025-06-03T14:00:00", "a #1 100%.png", 7), ("2025-06-05T09:29:59", "before-open.png", 11),
+            ("2025-06-05T15:00:00", "e.png", 8), ("2025-06-05T16:00:00", "closing.png", 12),
+            ("2025-06-06T10:00:00", "f.png", 9)]
     written = {}
     for stamp, original, seed in plan:
         name = n(stamp, original)
@@ -142,6 +148,13 @@ def archive(tmp_path):
             shutil.copyfile(written[seed], download / name)  # the same image posted again
         else:
             written[seed] = write_image(download / name, seed=seed, size=(320, 200))
+    tags = []
+    for text in ("first", "again"):  # equally long chunks: same size, other bytes
+        tags.append(PngImagePlugin.PngInfo())
+        tags[-1].add_text("Comment", text)
+    look = chart_image(13, (320, 200))
+    look.save(download / n("2025-06-06T11:00:00", "g.png"), pnginfo=tags[0])
+    look.save(download / n("2025-06-06T11:01:30", "g-retagged.png"), pnginfo=tags[1])
     clean, daily, report = tmp_path / "clean", tmp_path / "daily", tmp_path / "dupes.csv"
     assert deduplicate_images.main(["--source", str(download), "--output", str(clean), "--report", str(report),
                                     "--workers", "1"]) == 0
@@ -167,7 +180,7 @@ def test_review_page_in_a_real_browser(archive, tmp_path, capsys):
     download, clean, daily, report = archive
     checks = {role: quality_check(folder, tmp_path / "plot.png", capsys) for role, folder in zip(rm.ROLES, archive)}
     expected_outside = {role: check[0] for role, check in checks.items()}
-    assert expected_outside == {rm.DOWNLOAD: 2, rm.CLEAN: 2, rm.DAILY: 1}
+    assert expected_outside == {rm.DOWNLOAD: 3, rm.CLEAN: 3, rm.DAILY: 1}
     review = tmp_path / "review"
     code = review_archive.main([*folder_args(archive), "--output", str(review), "--workers", "2"])
     out = capsys.readouterr().out
@@ -188,26 +201,26 @@ def test_review_page_in_a_real_browser(archive, tmp_path, capsys):
         assert len(flagged) == expected_outside[role], role
     # Duplicates sit beside the image dedupe kept (its --report says which).
     dedupe_pairs = {row["removed"]: row["kept"] for row in _csv_rows(report)}
-    assert len(dedupe_pairs) == 3
+    assert len(dedupe_pairs) == 4 and "phash distance 0" in {row["match"] for row in _csv_rows(report)}
     beside = {f["name"]: f["group_first"] for f in figures if "removed" in f["class"]}
     assert beside == dedupe_pairs
-    assert [f["name"] for f in figures if "pick" in f["class"]] == sorted(p.name for p in daily.iterdir()
+    assert sorted(f["name"] for f in figures if "pick" in f["class"]) == sorted(p.name for p in daily.iterdir()
                                                                          if not p.name.startswith("."))
     # A name is data: the XSS name is a caption, not an element.
     assert n("2025-06-03T13:00:00", XSS) in {f["name"] for f in figures}
     assert_offline_source(dom)  # no on* attribute, no src="x": markup never comes from a name
     assert "&lt;img src=x onerror=alert(1)&gt;.png</span>" in dom
     # The reminder names what the quality check's names (it reads the clean
-    # folder), and those days (06-02 .. 06-05 here) come first.
+    # folder), and those days come first: 05-30..06-02 and 06-05..06-08.
     named = re.findall(r"<li>(\d{4}-\d\d-\d\d) to (\d{4}-\d\d-\d\d): ", dom)
     assert sorted(set(named)) == checks[rm.CLEAN][1] and named
     assert re.findall(r'<section class="day[^"]*" id="d-([\d-]+)"', dom) == \
-        ["2025-06-02", "2025-06-03", "2025-06-05", "2025-06-06"]
+        ["2025-06-02", "2025-06-05", "2025-06-06", "2025-06-03"]
     assert_real_screenshot(shot)
 
     # A re-run makes no thumbnail and decodes nothing.
     assert review_archive.main([*folder_args(archive), "--output", str(review)]) == 0
-    assert "Thumbnails: 0 made, 0 reused, 12 cached, 0 failed" in capsys.readouterr().out
+    assert "Thumbnails: 0 made, 0 reused, 17 cached, 0 failed" in capsys.readouterr().out
 
 
 def test_post_times_from_the_download_archive_mark_names_that_differ(tmp_path, capsys):
@@ -241,7 +254,7 @@ def test_dedupe_report_gives_the_same_pairs(archive, tmp_path, capsys):
     by_report = (review / PAGE_FILE).read_text(encoding="utf-8")
     assert review_archive.main([*folder_args(archive), "--output", str(review)]) == 0
     recomputed = (review / PAGE_FILE).read_text(encoding="utf-8")
-    assert _groups(by_report) == _groups(recomputed) and len(_groups(recomputed)) == 2
+    assert _groups(by_report) == _groups(recomputed) and len(_groups(recomputed)) == 3
 
 
 def test_only_a_new_empty_or_earlier_review_folder_is_written(archive, tmp_path, capsys):

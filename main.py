@@ -133,13 +133,14 @@ def print_demo_prompts(job):
 
 def run_pipeline(args):
     """Download each channel, then dedupe, one per day, the date-coverage and
-    the market-hours checks on its folders; one summary table at the end."""
+    the market-hours checks on its folders, and its review page; one summary
+    table at the end."""
     found = settings.find(args.config)
     loaded = settings.load(found) if found else settings.Settings()
     targets = pipeline.plan_targets(
         args.channel, args.guild, args.output, loaded.channels,
         lambda folder: loaded.folder_set(settings.Channel(folder)), config.PIPELINE_FOLDERS,
-        config.DEFAULT_DAYS, config.PLOT_FILE)
+        config.DEFAULT_DAYS, config.PLOT_FILE, config.REVIEW_DIR)
     options = pipeline.Options(days=args.days, config=args.config, quiet=args.quiet, verbose=args.verbose,
                                no_messages=args.no_messages, bot=args.bot, threads=args.threads,
                                workers=args.workers, timezone=args.timezone,

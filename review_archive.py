@@ -26,7 +26,7 @@ import webbrowser
 from pathlib import Path
 
 import config
-from discordpicextract import cli
+from discordpicextract import cli, logs
 from discordpicextract.review import build, model
 
 
@@ -105,6 +105,19 @@ def print_run(run: build.ReviewRun, out=None, err=None):
     print(f"Review page: {run.page}", file=out)
 
 
+def _note(run: build.ReviewRun):
+    """The one-line summary (what -q prints, main.py --pipeline's table)."""
+    page = run.model
+    did = f"{len(page.entries)} images on {len(page.days)} days, {run.thumbs.made} new thumbnails: {run.page}"
+    look = [f"{len(run.errors)} cannot be shown"] if run.errors else []
+    if page.unmatched:
+        look.append(f"{len(page.unmatched)} removed images match no kept one")
+    skipped = sum(len(f.skipped) for f in page.folders)
+    if skipped:
+        look.append(f"{skipped} skipped names")
+    return did, ", ".join(look)
+
+
 def _main(argv):
     args = build_parser().parse_args(argv)
     paths = folder_roles(args.folders)
@@ -112,6 +125,7 @@ def _main(argv):
         raise cli.UsageError(f"--dedupe-report file not found: {args.dedupe_report}")
     run = build.build_review(paths, args.output, workers=args.workers, dedupe_report=args.dedupe_report)
     print_run(run)
+    logs.note("review_archive.py", *_note(run))
     if args.open:
         webbrowser.open(run.page.resolve().as_uri())
     return cli.EXIT_ITEMS_FAILED if run.failed else cli.EXIT_OK

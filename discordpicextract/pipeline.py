@@ -8,7 +8,7 @@ from typing import Optional
 from discordpicextract.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
 
 STEP_TITLES = {"download": "download", "dedupe": "dedupe", "one_per_day": "one per day",
-               "coverage": "date coverage", "market_hours": "market hours"}
+               "coverage": "date coverage", "market_hours": "market hours", "review": "review page"}
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,7 @@ class Target:
     folders: tuple
     days: float
     plot: str
+    review: str = "review"   # the review page's folder
 
 
 @dataclass(frozen=True)
@@ -47,15 +48,18 @@ class Options:
     verify: bool = False     # the market-hours check knows --verify (and --archive)
 
 
-def plan_targets(channel, guild, output, configured, folder_set, default_folders, default_days, plot_file):
+def plan_targets(channel, guild, output, configured, folder_set, default_folders, default_days, plot_file,
+                 review_dir="review"):
     """The channels to sync: `--channel` (with `--guild`), into `--output`'s
     folder set or the default folders; else every configured channel
     (settings.Channel) into its own set. `folder_set(folder)` applies the
-    template."""
+    template. Each channel's plot and review page are named after its
+    download folder (the defaults' keep their plain names)."""
     if channel:
         folders = tuple(folder_set(output)) if output else tuple(default_folders)
         plot = f"{folders[0]}-{plot_file}" if output else plot_file
-        return [Target(channel, channel, guild or "", folders, default_days, plot)]
+        review = f"{folders[0]}-{review_dir}" if output else review_dir
+        return [Target(channel, channel, guild or "", folders, default_days, plot, review)]
     if not configured:
         raise UsageError("--pipeline needs a channel: pass --channel (and --guild for a name), "
                          "or list [[channel]] tables in the settings file")
@@ -63,12 +67,12 @@ def plan_targets(channel, guild, output, configured, folder_set, default_folders
     for entry in configured:
         folders = tuple(folder_set(entry.folder))
         targets.append(Target(entry.folder, entry.target, entry.guild, folders,
-                              entry.days or default_days, f"{folders[0]}-{plot_file}"))
+                              entry.days or default_days, f"{folders[0]}-{plot_file}", f"{folders[0]}-{review_dir}"))
     return targets
 
 
 def plan_steps(target: Target, options: Options) -> list:
-    """The five steps of one channel, in order, each with its full argv."""
+    """The six steps of one channel, in order, each with its full argv."""
     download, clean, daily = target.folders
     common = [*(["--config", options.config] if options.config else []),
               *(["-q"] if options.quiet else []), *(["-v"] if options.verbose else [])]
@@ -86,6 +90,8 @@ def plan_steps(target: Target, options: Options) -> list:
         ("market_hours", "quality_check_timestamps",
          ["--folder", clean, "--folders", download, clean, daily, "--no-adjust", "--plot", target.plot,
           *(["--verify", "--archive", download] if options.verify else [])]),
+        ("review", "review_archive", ["--folders", download, clean, daily, "--output", target.review,
+                                      *(["--workers", str(options.workers)] if options.workers else [])]),
     ]
     return [StepRun(target, step, script, tuple(argv + common)) for step, script, argv in steps]
 

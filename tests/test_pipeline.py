@@ -4,6 +4,7 @@ re-runs after more messages, renames and undo; several configured channels;
 messages.csv; file times; settings errors."""
 import csv
 import os
+import re
 import subprocess
 import sys
 from datetime import date, datetime, timedelta
@@ -154,7 +155,11 @@ def test_two_configured_channels_each_into_its_own_folder_set_quietly(world, cap
     assert not Path(DOWNLOAD).exists()
     # quiet: the summary table is the whole output
     assert out.startswith("=" * 70) and "Pipeline Summary" in out and "Download Summary" not in out
-    assert out.count("\nsignals  ") == 5 and out.count("\nspx  ") == 5
+    assert out.count("\nsignals  ") == 6 and out.count("\nspx  ") == 6
+    # each channel's own review page, named after its download folder
+    for folder in ("signals", "spx"):
+        page = Path(f"{folder}-{config.REVIEW_DIR}") / "index.html"
+        assert page.is_file() and re.search(rf"\n{folder} +review page +ok .*{page}", out)
 
 
 def test_pipeline_as_a_subprocess_from_cron(world):
@@ -204,7 +209,7 @@ def test_a_channel_that_cannot_be_downloaded_skips_its_steps_not_the_others(worl
     assert code == 2
     assert "channel #no-such-channel not found" in err
     table = out[out.index("Pipeline Summary"):]
-    assert "\nspx      download       error" in table and table.count("not run") == 4
+    assert "\nspx      download       error" in table and table.count("not run") == 5
     assert len(images_in("signals-daily")) == 2 and not Path("spx-clean").exists()
     assert "Exit 2: bad input" in table
 

@@ -5,10 +5,11 @@ known) the post times; reads no file. `render` turns it into HTML.
 
 - An *entry* is one image name over the pipeline folders (download, clean,
   one-per-day); the same name in several folders is one image shown once.
-- Days are the names' dates (what one-per-day and the date check use); the
-  outside-hours flag is the quality check's own test (market time against
-  config.TRADING_START..END), so the page flags exactly the files the check
-  counts.
+- Days are the market dates of the names, read in each folder's zone (what
+  one-per-day and the date check count); dedupe's pairs stay within a name
+  date, as dedupe compares. The outside-hours flag is the quality check's
+  own test (market time against config.TRADING_START..END), so the page
+  flags exactly the files the check counts.
 - *Removed*: in the download folder but not in the clean folder (only when
   the clean folder holds images, i.e. dedupe ran). A removed image is shown
   beside the kept image it duplicates (its `Pair`), or on its own, flagged,
@@ -71,7 +72,14 @@ class Entry:
 
     @property
     def date(self) -> date:
+        """The name's date: what dedupe compares within."""
         return self.timestamp.date()
+
+    @property
+    def day(self) -> date:
+        """The market's date: the trading day it shows (one per day and the
+        date check count these)."""
+        return self.market_time.date()
 
     @property
     def time_off(self) -> Optional[timedelta]:
@@ -187,9 +195,10 @@ def plan_review(folders: list[FolderInput], entries: list[Entry], pairs: Mapping
             entry.pair = pairs.get(entry.name)
     reminders = plan_reminders(entries, _zone_of(folders))
     days = _plan_days(entries, [(r.first, r.last) for r in reminders])
-    span = (entries[0].date, entries[-1].date) if entries else None
+    days_seen = sorted({e.day for e in entries})
+    span = (days_seen[0], days_seen[-1]) if entries else None
     sessions = market.nyse_sessions(*span) if span else []
-    every_date = {e.date for e in entries}
+    every_date = set(days_seen)
     summaries = [_summarize(folder, entries, sessions) for folder in folders]
     return ReviewModel(summaries, entries, days, reminders,
                        [d for d in sessions if d not in every_date], verified)
@@ -250,7 +259,7 @@ def _plan_days(entries, windows) -> list[Day]:
             tiles[entry.pair.kept].duplicates.append(entry)
             continue
         tile = tiles[entry.name] = Tile(entry)
-        by_date.setdefault(entry.date, []).append(tile)
+        by_date.setdefault(entry.day, []).append(tile)
     days = [Day(day, day_tiles, reminder=any(lo <= day <= hi for lo, hi in windows))
             for day, day_tiles in sorted(by_date.items())]
     return [d for d in days if d.reminder] + [d for d in days if not d.reminder]
@@ -258,7 +267,7 @@ def _plan_days(entries, windows) -> list[Day]:
 
 def _summarize(folder: FolderInput, entries, sessions) -> FolderSummary:
     mine = [e for e in entries if folder.role in e.roles]
-    dates = sorted({e.date for e in mine})
+    dates = sorted({e.day for e in mine})
     have = set(dates)
     skipped = [p.name for p in (*folder.listing.unparsed, *folder.listing.not_files)]
     return FolderSummary(folder.role, folder.path, len(mine), skipped, dates,

@@ -185,9 +185,10 @@ TOP, LEFT, HOUR_PX, BOTTOM = 10, 40, 12, 34
 
 
 def _timeline(model: ReviewModel) -> str:
-    if not model.entries:
+    if not model.days:
         return ""
-    first, last = model.entries[0].date, model.entries[-1].date
+    days = sorted(day.date for day in model.days)
+    first, last = days[0], days[-1]
     span = (last - first).days + 1
     column = max(4.0, min(24.0, 1100 / span))
     width, height = LEFT + span * column + 10, TOP + 24 * HOUR_PX + BOTTOM

@@ -26,6 +26,7 @@ from discordpicextract import market, naming
 from discordpicextract.timestamps import periods
 from discordpicextract.timestamps.truth import format_offset
 
+_Date = date  # Entry.date shadows the type inside the class
 DOWNLOAD, CLEAN, DAILY = "download", "clean", "daily"
 ROLES = (DOWNLOAD, CLEAN, DAILY)
 ROLE_LABELS = {DOWNLOAD: "downloaded", CLEAN: "deduplicated", DAILY: "one per day"}
@@ -76,7 +77,7 @@ class Entry:
         return self.timestamp.date()
 
     @property
-    def day(self) -> date:
+    def day(self) -> "_Date":
         """The market's date: the trading day it shows (one per day and the
         date check count these)."""
         return self.market_time.date()

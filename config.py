@@ -29,9 +29,21 @@ MAX_IMAGE_MB = 600
 # File names are written in this zone (daylight saving handled by zoneinfo).
 TIMEZONE = "America/New_York"
 DEFAULT_API_BASE = "https://discord.com/api/v10"
-# Discord asks API clients for "DiscordBot ($url, $versionNumber)".
+# Discord asks bot clients for "DiscordBot ($url, $versionNumber)"; it is sent
+# with a bot token only (a user token sends no User-Agent: see
+# discordpicextract/discord/client.py, user_agent_for).
 PROJECT_URL = "https://github.com/DiscordPicExtract/DiscordPicExtract"
 USER_AGENT = f"DiscordBot ({PROJECT_URL}, {__version__})"
+# Discord's media proxy serves resized or re-encoded copies of attachments;
+# the CDN host beside it serves the file whole.
+MEDIA_PROXY_HOSTS = {"media.discordapp.net": "cdn.discordapp.com"}
+# Discord bans an IP for 10,000 invalid answers (401, 403, 429) in 10
+# minutes; a run stops long before that many.
+MAX_INVALID_REQUESTS = 500
+INVALID_REQUEST_WINDOW = 600
+# A 429 of the shared scope (another user's load on the same resource)
+# asking for a longer wait than this skips that channel or thread.
+MAX_SHARED_LIMIT_WAIT = 30
 
 # --- Cleaning (deduplicate_images.py / extract_one_per_day.py) ------------
 CLEAN_OUTPUT_DIR = "spx-realtime-aws-clean"

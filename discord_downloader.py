@@ -3,6 +3,7 @@
     python discord_downloader.py                   # asks for what it needs
     python discord_downloader.py --channel spx-realtime-aws --guild 数学家炒美股 --days 14
     python discord_downloader.py --channel 123456789012345678 --output spx-realtime-aws
+    python discord_downloader.py --channel https://discord.com/channels/1/2 --after 2026-01-05
 
 The pipeline's first step: `python main.py` runs it (and `python main.py
 --demo` runs it against a local emulated Discord). Files are saved as
@@ -12,9 +13,11 @@ so that every later step reads the names in it. A re-run into the same
 folder fetches only what is missing; one with another --timezone is refused.
 Exit codes: 0 every image saved or skipped, 1 some failed, 2 bad input.
 """
+import shutil
 import sqlite3
 import sys
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -22,11 +25,11 @@ import config
 from discordpicextract import cli, logs
 from discordpicextract.archive import ArchiveError, archive_path
 from discordpicextract.discord import (
+    AccessError,
     AuthError,
     DiscordClient,
     DiscordError,
     channels_with_threads,
-    cutoff_for,
     is_channel_id,
     resolve_channel,
     run_download,
@@ -44,6 +47,8 @@ from discordpicextract.discord.job import (
     parse_args,
     token_value,
 )
+from discordpicextract.discord.run import starter_message
+from discordpicextract.discord.window import parse_bound, plan_window
 from discordpicextract.errors import UsageError
 from discordpicextract.timestamps import zone as names_zone
 
@@ -59,10 +64,16 @@ def _ask_or_default(prompt, flag, default, parse=None):
     return default
 
 
+USER_TOKEN_WARNING = ("warning: this is a user token. Discord disables accounts used for bulk reads "
+                      "with user tokens (2026 reports); a bot token is the safe way (README: Bot token)")
+
+
 def _token_and_kind(args):
-    """The token from the environment, .env or a hidden prompt, and its kind
-    ("bot", or None to detect: a DISCORD_USER_TOKEN may be a bot token)."""
+    """The token from the environment, .env or a hidden prompt, its kind
+    ("bot", or None to detect: a DISCORD_USER_TOKEN may be a bot token) and
+    whether it was typed."""
     token, kind = config.load_token()
+    typed = False
     if token:
         try:
             token, is_bot = token_value(token)
@@ -70,25 +81,53 @@ def _token_and_kind(args):
             raise UsageError(f"{exc}: check {TOKEN_VARIABLES}") from None
     elif cli.is_interactive():
         token, is_bot = cli.ask(PROMPT_TOKEN, flag=TOKEN_VARIABLES, secret=True, parse=token_value)
+        typed = True
     else:
         raise UsageError(f"no Discord token: set {TOKEN_VARIABLES} in the environment or in .env "
                          "(no terminal to ask on)")
-    return token, "bot" if args.bot or kind == "bot" or is_bot else None
+    return token, "bot" if args.bot or kind == "bot" or is_bot else None, typed
 
 
-def gather_job(args):
+def check_token(token, kind, typed, api_base=None, max_wait=config.MAX_RATE_LIMIT_WAIT):
+    """(user, settled kind) of the token, asked of Discord right away: a
+    wrong token is said before any other question."""
+    client = DiscordClient(token, kind, api_base=api_base, max_wait=max_wait)
+    try:
+        return client.identify(), client.kind
+    except AuthError as exc:
+        if typed:
+            raise UsageError(f"the token you typed was refused ({_status_text(exc)}): copy it again"
+                             f"{'' if kind == 'bot' else ' (a bot token: type it as Bot <token>)'}") from None
+        raise UsageError(f"invalid token ({_status_text(exc)}): check {TOKEN_VARIABLES}"
+                         f"{'' if kind == 'bot' else ' (or pass --bot for a bot token)'}") from None
+    except DiscordError as exc:
+        raise type(exc)(client.scrub(exc), status=exc.status, code=exc.code) from None
+
+
+def gather_job(args, api_base=None):
     """The job from flags, the environment and prompts, asked in order:
-    token, channel, guild (only for a channel name), days, output folder."""
-    token, kind = _token_and_kind(args)
+    token (checked at once), channel, guild (only for a channel name), days
+    (unless --after), output folder."""
+    token, kind, typed = _token_and_kind(args)
+    user = None
+    if cli.is_interactive():  # questions follow: a wrong token is said first
+        user, kind = check_token(token, kind, typed, api_base, args.max_wait or config.MAX_RATE_LIMIT_WAIT)
     channel = args.channel or cli.ask(PROMPT_CHANNEL, flag="--channel")
     guild = ""
     if not is_channel_id(channel):
         guild = args.guild or cli.ask(PROMPT_GUILD, flag="--guild")
-    days = args.days if args.days is not None else _ask_or_default(
-        PROMPT_DAYS, "--days", config.DEFAULT_DAYS, days_back)
+    if args.after is not None and args.days is not None:
+        raise UsageError("--after and --days both set the window's start: pass one of them")
+    days = args.days
+    if days is None and args.after is None:
+        days = _ask_or_default(PROMPT_DAYS, "--days", config.DEFAULT_DAYS, days_back)
     output = args.output or _ask_or_default(PROMPT_OUTPUT, "--output", config.DEFAULT_OUTPUT_DIR)
+    options = _common_options(args)
     return Job(token=token, kind=kind, channel=channel.strip(), guild=(guild or "").strip(),
-               days=days, output=output, **_common_options(args))
+               days=days if days is not None else 0, output=output, user=user,
+               after=parse_bound(args.after, options["tz"]) if args.after else None,
+               before=parse_bound(args.before, options["tz"]) if args.before else None,
+               since_last=args.since_last, **options)
 
 
 def _common_options(args):
@@ -111,23 +150,34 @@ def run_job(job, api_base=None):
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"output folder is a file: {job.output}")
     client = DiscordClient(job.token, job.kind, api_base=api_base, max_wait=job.max_wait)
-    cutoff = cutoff_for(job.days)
     try:
-        user = client.identify()
+        window = plan_window(datetime.now(timezone.utc), job.days, job.after, job.before)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    new_folder = not folder.exists()
+    try:
+        user = _signed_in(client, job)
         channel, guild_name = resolve_channel(client, job.channel, job.guild)
-        print_target(user, client.kind, channel, guild_name, job, cutoff)
-        channels, thread_errors = channels_with_threads(client, channel, cutoff, job.threads)
+        print_target(user, client.kind, channel, guild_name, job, window)
+        if client.kind != "bot":  # the bulk read starts now
+            print(USER_TOKEN_WARNING, file=sys.stderr)
+        channels, thread_errors = channels_with_threads(client, channel, window, job.threads)
+        starters = _starters(client, channel, window)
         _make_folder(folder)  # only now: a bad token or channel leaves no empty folder behind
         # Every later step reads the names in this zone; a folder named in
         # another one is refused before any file is added to it.
         names_zone.claim_zone(folder, job.tz, source="--timezone")
-        with _progress_bar(job.progress) as progress:
-            result = run_download(client, channels, folder, cutoff, tz=job.tz,
-                                  workers=job.workers, progress=progress, keep_messages=job.messages,
-                                  max_bytes=int(job.max_image_mb * 1024 * 1024))
+        with _progress_bar(job.progress) as (progress, on_paged):
+            result = run_download(client, channels, folder, window, tz=job.tz, workers=job.workers,
+                                  progress=progress, keep_messages=job.messages,
+                                  max_bytes=int(job.max_image_mb * 1024 * 1024), since_last=job.since_last,
+                                  starters=starters, on_paged=on_paged)
     except AuthError as exc:
         raise UsageError(f"invalid token ({_status_text(exc)}): check {TOKEN_VARIABLES}"
                          f"{'' if job.kind == 'bot' else ' (or pass --bot for a bot token)'}") from None
+    except AccessError as exc:
+        _remove_if_unused(folder, new_folder)
+        raise AccessError(_no_access_text(client, exc, job), status=exc.status, code=exc.code) from None
     except DiscordError as exc:  # its class carries the exit code: 2 for no access or no such channel
         raise type(exc)(client.scrub(exc), status=exc.status, code=exc.code) from None
     except ArchiveError as exc:
@@ -155,6 +205,42 @@ def _what_was_kept(result):
     return f"{saved} and recorded in the archive; free some space and run again for the rest"
 
 
+def _signed_in(client, job):
+    """The token's user: checked already when the job was gathered."""
+    if job.user is not None and job.kind is not None:
+        client.signed_in = True
+        return job.user
+    return client.identify()
+
+
+def _starters(client, channel, window):
+    """A thread read on its own: its starter message in the parent channel
+    (a thread started from a message), so that its images are saved too."""
+    if channel.get("type") not in (10, 11, 12) or not channel.get("parent_id"):
+        return []
+    try:
+        parent = client.fetch_channel(channel["parent_id"])
+        starter = starter_message(client, channel, parent, window)
+    except AccessError:
+        return []
+    return [starter] if starter else []
+
+
+def _no_access_text(client, exc, job):
+    text = client.scrub(exc)
+    if text.startswith("no access"):
+        return text
+    return f"no access to channel {job.channel} (Missing Access)"
+
+
+def _remove_if_unused(folder, new_folder):
+    """A folder this run made and saved nothing in goes again."""
+    if not new_folder or not folder.is_dir():
+        return
+    if all(p.name.startswith(".") for p in folder.iterdir()):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _status_text(exc):
     return f"HTTP {exc.status}" if exc.status else "rejected"
 
@@ -168,15 +254,28 @@ def _make_folder(folder):
 
 @contextmanager
 def _progress_bar(enabled):
-    """A `progress(found, done)` callback drawing a bar on stderr (none when not `enabled`)."""
+    """(progress(found, done), on_paged(messages)) drawing a bar on stderr
+    (none when not `enabled`). While pages are read the bar counts images
+    found and saved with no percentage (the total is not known yet, and a
+    growing total would make it go backwards); once paging has ended the
+    total is set."""
     from tqdm import tqdm
 
-    with tqdm(total=0, unit="img", desc="Downloading", file=sys.stderr, disable=not enabled,
+    with tqdm(total=None, unit="img", desc="Downloading", file=sys.stderr, disable=not enabled,
               dynamic_ncols=True, leave=True) as bar:
-        def progress(found, done):
-            bar.total += found
+        found = [0]
+
+        def progress(new, done):
+            found[0] += new
+            if bar.total is None:
+                bar.set_postfix_str(f"found {found[0]}", refresh=False)
             bar.update(done)
-        yield progress
+
+        def on_paged(messages):
+            bar.total = found[0]
+            bar.set_postfix_str(f"{messages} messages read", refresh=False)
+            bar.refresh()
+        yield progress, on_paged
 
 
 # --- printing -------------------------------------------------------------------
@@ -186,18 +285,31 @@ def print_answers(job):
     print(f"Channel: {job.channel}")
     if job.guild:
         print(f"Server: {job.guild}")
-    print(f"Days back: {job.days}")
+    if job.after is None:
+        print(f"Days back: {job.days}")
+    else:
+        print(f"After: {job.after}")
+    if job.before is not None:
+        print(f"Before: {job.before}")
     print(f"Output folder: {job.output}")
 
 
-def print_target(user, kind, channel, guild_name, job, cutoff):
+def print_target(user, kind, channel, guild_name, job, window):
     name = user.get("global_name") or user.get("username", "?")
     print(f"Signed in as {name} ({kind} token)")
     where = f" in {guild_name}" if guild_name else ""
-    print(f"Channel: #{channel.get('name', '?')} (ID {channel['id']}){where}")
-    local = cutoff.astimezone(ZoneInfo(job.tz)).strftime("%Y-%m-%d %H:%M:%S")
-    unit = "day" if job.days == 1 else "days"
-    print(f"Looking back {job.days} {unit}: messages since {local} {job.tz}")
+    what = {15: " (forum: its posts are read)", 16: " (media channel: its posts are read)"}.get(channel.get("type"), "")
+    print(f"Channel: #{channel.get('name', '?')} (ID {channel['id']}){where}{what}")
+    local = window.start.astimezone(ZoneInfo(job.tz)).strftime("%Y-%m-%d %H:%M:%S")
+    if job.after is None:
+        unit = "day" if job.days == 1 else "days"
+        print(f"Looking back {job.days} {unit}: messages since {local} {job.tz}")
+    else:
+        print(f"Messages since {local} {job.tz}")
+    if window.before_id is not None:
+        print(f"  up to message ID {window.before_id}")
+    if job.since_last:
+        print("  only messages newer than the newest one already archived (--since-last)")
 
 
 def print_summary(result, folder):
@@ -211,6 +323,8 @@ def print_summary(result, folder):
     skipped = result.skipped + result.present
     detail = f" (already on disk: {result.present})" if result.present else ""
     print(f"  Skipped (already downloaded): {skipped}{detail}")
+    if result.thumbnails:
+        print(f"  Skipped (media-channel grid thumbnails): {result.thumbnails}")
     print(f"  Errors: {len(result.errors)}")
     if result.cleaned:
         print(f"  Leftovers of an interrupted run removed: {len(result.cleaned)} .part files")
@@ -225,7 +339,7 @@ def print_summary(result, folder):
 # --- entry point ------------------------------------------------------------------
 
 def _main(argv):
-    job = gather_job(parse_args(build_parser("discord_downloader.py"), argv))
+    job = gather_job(parse_args(build_parser("discord_downloader.py"), argv), config.api_base())
     print_answers(job)
     return run_job(job, api_base=config.api_base())
 

@@ -22,6 +22,8 @@ CREATE TABLE IF NOT EXISTS downloads (
 );
 CREATE INDEX IF NOT EXISTS downloads_filename ON downloads(filename);
 """
+# Added later: the channel (or thread) of the item's message, for --since-last.
+_CHANNEL_COLUMN = "ALTER TABLE downloads ADD COLUMN channel_id TEXT"
 
 
 class ArchiveError(sqlite3.DatabaseError):
@@ -43,6 +45,10 @@ class DownloadArchive:
             raise self._unusable(exc) from None
         try:
             self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(downloads)")}
+            if "channel_id" not in columns:
+                with self._db:
+                    self._db.execute(_CHANNEL_COLUMN)
         except sqlite3.Error as exc:
             self._db.close()
             raise self._unusable(exc) from None
@@ -75,18 +81,25 @@ class DownloadArchive:
         found = row.fetchone()
         return found[0] if found else None
 
-    def add(self, item_key, message_id, filename, size, sha256):
-        self.add_many([(item_key, message_id, filename, size, sha256)])
+    def add(self, item_key, message_id, filename, size, sha256, channel_id=None):
+        self.add_many([(item_key, message_id, filename, size, sha256, channel_id)])
 
     def add_many(self, rows):
-        """Add (item_key, message_id, filename, size, sha256) rows in one
-        transaction: one disk sync for a batch instead of one per file."""
+        """Add (item_key, message_id, filename, size, sha256[, channel_id])
+        rows in one transaction: one disk sync for a batch instead of one per file."""
         with self._db:
             self._db.executemany(
-                "INSERT OR REPLACE INTO downloads(item_key, message_id, filename, size, sha256)"
-                " VALUES (?, ?, ?, ?, ?)",
-                [(key, str(mid), name, size, digest) for key, mid, name, size, digest in rows],
+                "INSERT OR REPLACE INTO downloads(item_key, message_id, filename, size, sha256, channel_id)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(row[0], str(row[1]), row[2], row[3], row[4], str(row[5]) if len(row) > 5 and row[5] else None)
+                 for row in rows],
             )
+
+    def newest_message(self, channel_id):
+        """The highest message ID archived for `channel_id`, or None."""
+        found = self._db.execute("SELECT MAX(CAST(message_id AS INTEGER)) FROM downloads WHERE channel_id = ?",
+                                 (str(channel_id),)).fetchone()
+        return found[0] if found and found[0] is not None else None
 
     def rename(self, mapping):
         """Point rows at new names. `mapping` is {old: new} applied all at

@@ -28,21 +28,28 @@ def test_the_step_script_downloads_a_channel_and_knows_no_demo(world, capsys):
     assert code == 2 and "discord_downloader.py: unrecognized arguments: --demo" in err
 
 
-def test_thread_search_pages_are_followed_by_offset(world, capsys):
+def test_thread_search_pages_are_followed_by_offset_and_stop_at_the_first_stale_thread(world, capsys):
     """A user token lists threads 25 at a time (/threads/search, archived and
-    not): 30 of each take two pages each; the image sits in the last page."""
+    not), sorted by last message time: 30 active threads take two pages; the
+    first thread whose last message is older than the window ends the paging
+    (30 stale ones behind it are neither paged through nor read)."""
     w = world
-    open_threads = [w.emu.add_thread(w.channel["id"], f"open {k}") for k in range(30)]
-    closed = [w.emu.add_thread(w.channel["id"], f"closed {k}", archived=True, archive_time=ago(hours=1))
-              for k in range(30)]
-    w.post(ago(hours=2), "deep_open.png", channel=open_threads[0])    # the lowest ID: the last page
+    active = [w.emu.add_thread(w.channel["id"], f"open {k}", created=ago(hours=8)) for k in range(30)]
+    stale = [w.emu.add_thread(w.channel["id"], f"stale {k}", created=ago(days=3)) for k in range(30)]
+    for thread in active[1:]:
+        w.emu.add_message(thread["id"], ago(hours=1), content="chatter")
+    w.post(ago(hours=2), "deep_open.png", channel=active[0])    # the oldest last message: the last page
+    closed = [w.emu.add_thread(w.channel["id"], f"closed {k}", archived=True, archive_time=ago(hours=1),
+                               created=ago(hours=9)) for k in range(3)]
     w.post(ago(hours=2), "deep_closed.png", channel=closed[0])
     code, out, err = _run(capsys, "--channel", w.channel["id"], "--days", "1", "--threads", "--output", "out")
     assert code == 0, err
     assert sorted(n.split("_", 2)[2] for n in images_in("out")) == ["deep_closed.png", "deep_open.png"]
-    assert "Channels and threads: 61" in out
+    assert "Channels and threads: 34" in out
     searches = [(r.query["archived"], r.query["offset"]) for r in api_requests(w.emu, "/threads/search")]
-    assert searches == [("false", "0"), ("false", "25"), ("true", "0"), ("true", "25")]
+    assert searches == [("false", "0"), ("false", "25"), ("true", "0")]
+    assert all(r.query["sort_by"] == "last_message_time" for r in api_requests(w.emu, "/threads/search"))
+    assert not any(api_requests(w.emu, f"/channels/{t['id']}/messages") for t in stale)
 
 
 def test_archived_thread_pages_are_followed_by_archive_time(monkeypatch, capsys):
@@ -51,8 +58,8 @@ def test_archived_thread_pages_are_followed_by_archive_time(monkeypatch, capsys)
     archived before the window."""
     w = start_world(monkeypatch, kind="bot")
     try:
-        recent = [w.emu.add_thread(w.channel["id"], f"t{k}", archived=True, archive_time=ago(minutes=10 + k))
-                  for k in range(105)]
+        recent = [w.emu.add_thread(w.channel["id"], f"t{k}", archived=True, archive_time=ago(minutes=10 + k),
+                                   created=ago(hours=20)) for k in range(105)]
         for k in range(3):
             w.emu.add_thread(w.channel["id"], f"old{k}", archived=True, archive_time=ago(days=3 + k))
         w.post(ago(hours=20), "oldest_recent.png", channel=recent[-1])

@@ -38,9 +38,8 @@ def _assert_token_secret(w, text, folder="out"):
     cdn = cdn_requests(w.emu)
     assert all(r.authorization is None for r in cdn)
     assert all(r.authorization == w.token for r in api_requests(w.emu))
-    # Discord's documented User-Agent form, on the API and the CDN alike
-    assert {r.user_agent for r in w.emu.requests} == {config.USER_AGENT}
-    assert config.USER_AGENT.startswith("DiscordBot (https://")
+    # a user token announces no bot library: no User-Agent at all, on the API and the CDN alike
+    assert {r.user_agent for r in w.emu.requests} == {None}
 
 
 def test_channel_by_name_in_unicode_guild_downloads_every_source(world, capsys):
@@ -259,7 +258,7 @@ def test_an_image_stored_cut_short_is_refused_never_saved(world, capsys, fast_re
     assert not [p for p in Path("out").iterdir() if p.name.endswith(".part")]
 
 
-def test_expired_link_is_refreshed_once_by_rereading_the_message(world, capsys):
+def test_expired_links_are_refreshed_in_one_batch_for_a_user_token(world, capsys):
     w = world
     messages = [w.post(ago(hours=k + 1), f"c{k}.png") for k in range(3)]
     # the first image answer is slow; meanwhile every link issued so far expires
@@ -278,18 +277,20 @@ def test_expired_link_is_refreshed_once_by_rereading_the_message(world, capsys):
     assert code == 0, err
     assert len(images_in("out")) == 3
     assert any(r.status == 404 for r in cdn_requests(w.emu))
-    rereads = api_requests(w.emu, f"/messages/{messages[0]['id']}")
-    assert len(rereads) == 1
+    # one POST /attachments/refresh-urls for the batch; never the bots-only single-message GET
+    refreshes = api_requests(w.emu, "/attachments/refresh-urls")
+    assert [(r.method, r.status) for r in refreshes] == [("POST", 200)]
+    assert not any(api_requests(w.emu, f"/messages/{m['id']}") for m in messages)
 
 
 def test_link_still_dead_after_refresh_is_an_error(world, capsys):
     w = world
     w.post(ago(hours=1), "gone.png")
-    w.emu.inject("status", status=404, path_contains="/attachments/", times=5)
+    w.emu.inject("status", status=404, path_contains="gone.png", times=5)
     code, out, _ = run_main(capsys, *_by_id(w, "--days", "1"))
     assert code == 1
-    assert "gone.png" in out and "refresh" in out and images_in("out") == []
-    assert len(api_requests(w.emu, "/messages/")) == 1
+    assert "gone.png" in out and "still failing after refreshing the link" in out and images_in("out") == []
+    assert len(api_requests(w.emu, "/attachments/refresh-urls")) == 1
 
 
 def test_invalid_token_exits_2_without_printing_it(world, capsys, monkeypatch):
@@ -456,7 +457,8 @@ def test_a_damaged_archive_is_a_one_line_error_and_is_left_alone(world, capsys):
     damaged.write_bytes(b"not a database " * 20)
     code, out, err = run_main(capsys, *_by_id(world, "--days", "1"))
     assert code == 2
-    assert err.startswith("error: cannot use the download archive") and err.count("\n") == 1
+    assert err.splitlines()[-1].startswith("error: cannot use the download archive")
+    assert err.count("error:") == 1
     assert "Traceback" not in out + err and damaged.read_bytes() == b"not a database " * 20
     assert images_in("out") == []
 

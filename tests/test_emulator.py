@@ -121,8 +121,9 @@ def test_channel_lookup_errors_carry_discord_codes(emulator):
     for chan in (hidden, foreign):
         for path in (f"/channels/{chan['id']}", f"/channels/{chan['id']}/messages"):
             assert get_json(s, emulator, path) == (403, {"message": "Missing Access", "code": 50001})
+    # the single-message GET is bots-only (user token: 403, code 20002)
     assert get_json(s, emulator, f"/channels/{channel['id']}/messages/1") == \
-        (404, {"message": "Unknown Message", "code": 10008})
+        (403, {"message": "Only bots can use this endpoint", "code": 20002})
     status, obj = get_json(s, emulator, f"/channels/{thread['id']}")
     assert status == 200 and obj["type"] == 11 and obj["parent_id"] == channel["id"]
 
@@ -356,9 +357,20 @@ def test_signed_links_expire_and_rereading_gives_fresh_ones(emulator):
     gone = requests.get(link)
     assert gone.status_code == 404 and gone.text == "This content is no longer available."
     s = session_for(emulator)
-    fresh = s.get(emulator.api_base + f"/channels/{channel['id']}/messages/{posted['id']}").json()
-    new_link = fresh["attachments"][0]["url"]
+    fresh = s.get(emulator.api_base + f"/channels/{channel['id']}/messages",
+                  params={"around": posted["id"], "limit": 1}).json()
+    assert [m["id"] for m in fresh] == [posted["id"]]
+    new_link = fresh[0]["attachments"][0]["url"]
     assert new_link != link and requests.get(new_link).content == png
+    # POST /attachments/refresh-urls re-signs links for a user token too; an unknown link is left out
+    other = "https://example.com/attachments/1/2/x.png?ex=1&is=1&hm=1"
+    answer = s.post(emulator.api_base + "/attachments/refresh-urls", json={"attachment_urls": [link, other]})
+    assert answer.status_code == 200
+    [entry] = answer.json()["refreshed_urls"]
+    assert entry["original"] == link and requests.get(entry["refreshed"]).content == png
+    too_many = s.post(emulator.api_base + "/attachments/refresh-urls", json={"attachment_urls": [link] * 51})
+    assert too_many.status_code == 400 and too_many.json()["code"] == 50035
+    assert s.get(emulator.api_base + "/attachments/refresh-urls").status_code == 405
 
 
 def test_short_ttl_links_are_already_expired():
@@ -572,7 +584,8 @@ def test_emulator_json_matches_discord_openapi(discord_schemas):
             snapshots=[{"content": "fwd", "attachments": [("image.png", image_bytes(3), "image/png")],
                         "embeds": [], "timestamp": datetime(2024, 11, 4, 14, 0, tzinfo=UTC)}])
         s = session_for(emu)
-        message = s.get(emu.api_base + f"/channels/{channel['id']}/messages/{posted['id']}").json()
+        message = s.get(emu.api_base + f"/channels/{channel['id']}/messages",
+                        params={"around": posted["id"], "limit": 1}).json()[0]
         status, guilds = get_json(s, emu, "/users/@me/guilds")
         chan = get_json(s, emu, f"/channels/{channel['id']}")[1]
         me = get_json(s, emu, "/users/@me")[1]

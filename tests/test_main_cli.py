@@ -219,14 +219,19 @@ def _on_a_terminal(argv, keys, env):
     return os.waitstatus_to_exitcode(status), shown.decode("utf-8", "replace")
 
 
-def test_on_a_terminal_the_token_is_hidden_and_ctrl_d_ends_cleanly(tmp_path):
+def test_on_a_terminal_the_token_is_hidden_checked_at_once_and_ctrl_d_ends_cleanly(world, tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("DISCORD_USER_TOKEN", "DISCORD_BOT_TOKEN",
                                                             cli.INTERACTIVE_ENV)}
-    typed = "tok-typed-" + os.urandom(4).hex()
-    code, shown = _on_a_terminal([], [typed.encode() + b"\n", b"\x04"], env)
+    code, shown = _on_a_terminal([], [world.token.encode() + b"\n", b"\x04"], env)
     assert code == 2, shown
     assert main.PROMPT_TOKEN.strip() in shown and main.PROMPT_CHANNEL.strip() in shown
-    assert typed not in shown and "end of input" in shown and "Traceback" not in shown
+    assert world.token not in shown and "end of input" in shown and "Traceback" not in shown
+    assert [r.path for r in world.emu.requests] == ["/api/v10/users/@me"]  # checked before the next question
+    # a typed token Discord refuses is said so at once, before any other question
+    typed = "tok-typed-" + os.urandom(4).hex()
+    code, shown = _on_a_terminal([], [typed.encode() + b"\n"], env)
+    assert code == 2 and "the token you typed was refused (HTTP 401)" in shown, shown
+    assert main.PROMPT_CHANNEL.strip() not in shown and typed not in shown and "DISCORD_USER_TOKEN" not in shown
     # Ctrl-D at the hidden token prompt itself
     code, shown = _on_a_terminal([], [b"\x04"], env)
     assert code == 2 and "end of input" in shown and "Traceback" not in shown, shown

@@ -36,6 +36,10 @@ class Job:
     progress: bool = False
     messages: bool = True   # write messages.csv
     max_image_mb: float = config.MAX_IMAGE_MB
+    after: object = None    # --after: a message ID (int) or an aware datetime
+    before: object = None   # --before: the same
+    since_last: bool = False
+    user: Optional[dict] = None   # the token's user, once checked (GET /users/@me)
 
 
 # --- flag values ------------------------------------------------------------------
@@ -72,6 +76,15 @@ def token_value(text):
     return token, is_bot
 
 
+def bound(text):
+    """--after / --before: a message ID or a date, parsed later in the
+    chosen time zone (kept as text until then)."""
+    from discordpicextract.discord.window import parse_bound
+
+    parse_bound(text, "UTC")  # refuses what is neither
+    return text.strip()
+
+
 def worker_count(text):
     try:
         value = int(text)
@@ -99,10 +112,18 @@ def build_parser(prog, output_note=""):
         prog=prog, description="Download every image a Discord channel posted in the last N days.",
         epilog=f"The token comes from {TOKEN_VARIABLES} (environment or .env) or a hidden prompt; "
                "it is never taken on the command line.")
-    parser.add_argument("--channel", help="channel ID, or channel name (then --guild is needed)")
+    parser.add_argument("--channel", help="channel ID, a link as Discord's Copy Link gives it (a channel, "
+                                          "a thread, a forum post), or channel name (then --guild is needed)")
     parser.add_argument("--guild", help="server name, when --channel is a name")
     parser.add_argument("--days", type=cli.argparse_type(days_back),
                         help=f"days to look back (default {config.DEFAULT_DAYS})")
+    parser.add_argument("--after", type=cli.argparse_type(bound),
+                        help="only messages after this date (yyyy-mm-dd, from its start in --timezone) "
+                             "or message ID; instead of --days")
+    parser.add_argument("--before", type=cli.argparse_type(bound),
+                        help="only messages before this date (yyyy-mm-dd, its start) or message ID")
+    parser.add_argument("--since-last", action="store_true",
+                        help="only messages newer than the newest one the folder's archive holds for the channel")
     parser.add_argument("--output", help=f"download folder (default {config.DEFAULT_OUTPUT_DIR}{output_note})")
     parser.add_argument("--bot", action="store_true", help="send the token as a bot token (Bot <token>)")
     parser.add_argument("--timezone", type=cli.argparse_type(time_zone),

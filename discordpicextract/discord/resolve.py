@@ -4,11 +4,16 @@ import difflib
 import re
 import unicodedata
 
-from discordpicextract.discord.errors import AccessError, AmbiguousError, NotFoundError
+from discordpicextract.discord.errors import AccessError, AmbiguousError, ChannelTypeError, NotFoundError
+from discordpicextract.discord.window import channel_from_link
 
-# Channel types whose messages we can read: text, voice chat, announcement,
-# announcement/public/private threads.
-MESSAGE_CHANNEL_TYPES = frozenset({0, 2, 5, 10, 11, 12})
+# Channel types whose messages we can read: text, DM, voice chat, group DM,
+# announcement, announcement/public/private threads, stage chat.
+MESSAGE_CHANNEL_TYPES = frozenset({0, 1, 2, 3, 5, 10, 11, 12, 13})
+# Forum and media channels: no messages of their own, their posts are threads.
+FORUM_CHANNEL_TYPES = frozenset({15, 16})
+READABLE_TYPES = MESSAGE_CHANNEL_TYPES | FORUM_CHANNEL_TYPES
+TYPE_NAMES = {4: "a category", 6: "a store channel", 14: "a server directory"}
 _SNOWFLAKE = re.compile(r"^\d{15,21}$")
 
 
@@ -52,7 +57,7 @@ def match_guild(guilds, name):
 def match_channel(channels, name, guild_name=""):
     """The message channel named `name` (a leading '#' is ignored)."""
     wanted = _fold(name).lstrip("#").strip()
-    readable = [c for c in channels if c.get("type") in MESSAGE_CHANNEL_TYPES]
+    readable = [c for c in channels if c.get("type") in READABLE_TYPES]
     found = [c for c in readable if _fold(c.get("name")) == wanted]
     where = f" in server {guild_name!r}" if guild_name else ""
     if len(found) == 1:
@@ -63,19 +68,32 @@ def match_channel(channels, name, guild_name=""):
                              f"pass the channel ID instead")
     names = [c.get("name", "") for c in readable]
     raise NotFoundError(f"channel #{wanted} not found{where} "
-                        f"(searched {len(readable)} text channels)" + _did_you_mean(wanted, names))
+                        f"(searched {len(readable)} text, forum and media channels)" + _did_you_mean(wanted, names))
 
 
 def is_channel_id(text) -> bool:
-    return bool(_SNOWFLAKE.match(text.strip()))
+    """An ID, or a link that names one (no server name needed)."""
+    return bool(_SNOWFLAKE.match(text.strip())) or channel_from_link(text) is not None
+
+
+def check_readable(channel):
+    """The channel, when its type can hold images; else a clear error."""
+    kind = channel.get("type")
+    if kind not in READABLE_TYPES:
+        what = TYPE_NAMES.get(kind, f"a channel of type {kind}")
+        raise ChannelTypeError(f"#{channel.get('name', channel.get('id'))} is {what}, which holds no "
+                               f"messages: pass one of its text, forum or media channels")
+    return channel
 
 
 def resolve_channel(client, channel, guild_name=None):
-    """(channel object, guild name or "") for an ID or a name + guild name."""
+    """(channel object, guild name or "") for an ID, a link as Discord's
+    "Copy Link" gives it, or a name + guild name."""
     channel = channel.strip()
+    channel = channel_from_link(channel) or channel
     if is_channel_id(channel):
         try:
-            return client.fetch_channel(channel), ""
+            return check_readable(client.fetch_channel(channel)), ""
         except NotFoundError:
             raise NotFoundError(f"channel ID {channel} not found (Unknown Channel)") from None
         except AccessError:

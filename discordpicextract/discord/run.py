@@ -4,6 +4,7 @@ download archive, and return what happened (nothing is printed here)."""
 import concurrent.futures
 import os
 import sqlite3
+import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -13,10 +14,26 @@ from zoneinfo import ZoneInfo
 import config
 from discordpicextract import fileops, locking, messages, naming
 from discordpicextract.archive import DownloadArchive
-from discordpicextract.discord.errors import AccessError, AuthError, DiscordError
-from discordpicextract.discord.extract import extract_images
+from discordpicextract.discord.errors import (
+    AccessError,
+    AuthError,
+    DiscordError,
+    IntentError,
+    SharedLimitError,
+    StopError,
+)
+from discordpicextract.discord.extract import extract_images, has_content, thumbnail_count
 from discordpicextract.discord.plan import SECOND, name_family, plan_names, release_batches
 from discordpicextract.discord.transfer import DiskError, Transfer
+from discordpicextract.discord.window import as_window
+
+# Expired links are re-signed in batches of up to this many (Discord's
+# limit for one POST /attachments/refresh-urls).
+REFRESH_BATCH = 50
+# Application flags: the Message Content intent, enabled or limited.
+MESSAGE_CONTENT_INTENT = (1 << 18) | (1 << 19)
+# Channel types whose threads may start from a message of the channel.
+TEXT_PARENT_TYPES = frozenset({0, 5})
 
 # Each saved file's archive row is committed before the next file is
 # reported saved: a crash loses no row whose file exists (the archive keeps
@@ -34,6 +51,7 @@ def _no_progress(found: int, done: int) -> None:
 class DownloadResult:
     downloaded: list = field(default_factory=list)   # file names saved
     skipped: int = 0          # items already in the archive
+    thumbnails: int = 0       # media-channel grid thumbnails (IS_THUMBNAIL), not saved
     present: int = 0          # identical file already on disk (not in archive)
     errors: list = field(default_factory=list)       # (description, reason)
     warnings: list = field(default_factory=list)
@@ -86,7 +104,9 @@ class _Run:
                 pass
         self.pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="download")
         self.transfer = Transfer(self.folder, client.max_retries, client.timeout, client.scrub,
-                                 max_bytes=max_bytes, same_size=by_size)
+                                 max_bytes=max_bytes, same_size=by_size, user_agent=client.user_agent)
+        self.expired: list = []   # (plan, reason) waiting for a refresh-urls batch
+        self.intent_checked = False
         self.pending = {}
         self.rows = []
         self.progress = progress or _no_progress
@@ -121,6 +141,8 @@ class _Run:
         for future in done:
             self.pending.pop(future)
             self.finish(future.result())
+        if self.expired and (len(self.expired) >= REFRESH_BATCH or not self.pending):
+            self._refresh_expired()
 
     def finish(self, outcome):
         handler = getattr(self, f"_on_{outcome.status}")
@@ -145,7 +167,7 @@ class _Run:
         """Write the archive row of a file already in place, before the file
         is reported saved. Should the archive be unwritable (disk full), the
         rows wait in memory for one more try at the end, and the run stops."""
-        self.rows.append((item.key, item.message_id, filename, size, sha256))
+        self.rows.append((item.key, item.message_id, filename, size, sha256, item.channel_id))
         self.known.add(item.key)
         self._add_message_row(item, filename)
         self.flush()
@@ -197,26 +219,67 @@ class _Run:
         self.taken.add(name)
         self.submit(replace(plan, name=name))
 
+    def _on_misnamed(self, outcome):
+        """The file decoded as another format than its name says: saved under
+        its name with the right extension."""
+        stem = os.path.splitext(outcome.plan.name)[0]
+        name = naming.unique_name(stem + outcome.extension, lambda n: n.casefold() in self._folded_taken())
+        self._publish_here(outcome, name)
+
+    def _folded_taken(self):
+        return {t.casefold() for t in self.taken}
+
     def _on_expired(self, outcome):
         plan = outcome.plan
         if plan.refreshed:
             self._fail(plan, f"{outcome.reason}; still failing after refreshing the link")
             return
-        fresh = self._refreshed_url(plan.item)
-        if fresh is None:
-            self._fail(plan, f"{outcome.reason}; the message no longer holds it")
-            return
-        self.submit(replace(plan, item=replace(plan.item, url=fresh), refreshed=True))
+        self.expired.append((plan, outcome.reason))
 
-    def _refreshed_url(self, item):
+    def _refresh_expired(self):
+        """Re-sign the expired links of a batch with POST /attachments/refresh-urls
+        (for user and bot tokens alike; it also saves a stale link pasted in
+        message text, which re-reading the message never re-signs); a link it
+        does not re-sign is looked up again in its message, read `around` it."""
+        batch, self.expired = self.expired, []
         try:
-            message = self.client.fetch_message(item.channel_id, item.message_id)
-        except DiscordError:
-            return None
+            fresh = self.client.refresh_urls([plan.item.url for plan, _ in batch])
+            trouble = ""
+        except StopError:
+            raise
+        except DiscordError as exc:
+            fresh, trouble = {}, f"refreshing the link failed ({exc})"
+        reread: dict = {}
+        for plan, reason in batch:
+            url = fresh.get(plan.item.url)
+            why = trouble
+            if url is None:
+                url, why = self._reread_url(plan.item, reread, trouble)
+            if url is None:
+                self._fail(plan, f"{reason}; {why}")
+            else:
+                self.submit(replace(plan, item=replace(plan.item, url=url), refreshed=True))
+
+    def _reread_url(self, item, cache, trouble):
+        """(fresh URL or None, why not) from the item's message read again."""
+        if item.source.startswith("text"):
+            return None, trouble or "Discord did not re-sign the link pasted in the message text"
+        if item.message_id not in cache:
+            try:
+                cache[item.message_id] = self.client.fetch_message_around(item.channel_id, item.message_id)
+            except StopError:
+                raise
+            except DiscordError as exc:
+                cache[item.message_id] = exc
+        message = cache[item.message_id]
+        if isinstance(message, DiscordError):
+            return None, f"re-reading its message failed ({message})"
+        if message is None:
+            return None, "the message was deleted"
         for candidate in extract_images(message):
             if candidate.key == item.key:
-                return candidate.url
-        return None
+                return candidate.url, ""
+        return None, "the message no longer holds it"
 
     def _on_failed(self, outcome):
         self._fail(outcome.plan, outcome.reason)
@@ -236,7 +299,7 @@ class _Run:
             outcome = future.result()
             if outcome.status == "saved":
                 self.rows.append((plan.item.key, plan.item.message_id, outcome.filename,
-                                  outcome.size, outcome.sha256))
+                                  outcome.size, outcome.sha256, plan.item.channel_id))
                 self.result.downloaded.append(outcome.filename)
             elif outcome.temp is not None:
                 outcome.temp.unlink(missing_ok=True)
@@ -266,55 +329,107 @@ class _Run:
 
 def run_download(client, channels, folder, cutoff, *, tz=config.TIMEZONE,
                  workers=config.DEFAULT_WORKERS, progress: Optional[Progress] = None,
-                 keep_messages=True, max_bytes=None):
-    """Download the images posted after `cutoff` in `channels` (channel
-    objects: the channel, then its threads) into `folder`, holding the
-    folder's lock throughout (BusyError when another run holds it).
+                 keep_messages=True, max_bytes=None, since_last=False, starters=(),
+                 on_paged: Optional[Callable[[int], None]] = None):
+    """Download the images posted inside `cutoff` (an aware datetime or a
+    Window) in `channels` (channel objects: the channel, then its threads)
+    into `folder`, holding the folder's lock throughout (BusyError when
+    another run holds it).
 
     Items already in the folder's archive are skipped; every saved file is
     recorded there. Failures are counted in the result, never raised,
-    except an invalid token or lost access on the first page; a full disk
-    or an I/O error stops the run with `result.stopped` set.
-    `progress(found, done)` hears of images found and images finished.
-    With `keep_messages`, each saved image's message goes into the folder's
-    messages.csv.
+    except an invalid token or lost access on the first page, and the
+    answers after which no request may follow (errors.StopError); a full
+    disk or an I/O error stops the run with `result.stopped` set.
+    `progress(found, done)` hears of images found and images finished, and
+    `on_paged(messages)` of the end of paging. With `keep_messages`, each
+    saved image's message goes into the folder's messages.csv. With
+    `since_last`, each channel is read only after the newest message the
+    archive holds for it. `starters`: messages of a parent channel (a
+    thread's starter) read beside the channels.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    window = as_window(cutoff)
     with locking.hold(folder, "download") as cleaned:
         run = _Run(client, folder, tz, workers, progress, keep_messages, max_bytes)
         run.result.cleaned = cleaned
         try:
+            if starters:
+                run.guild_of[str(starters[0]["channel_id"])] = str((channels[0] if channels else {}).get("guild_id")
+                                                                   or "")
+                _read_pages(run, {"id": starters[0]["channel_id"], "name": "starter"}, iter([list(starters)]))
             for channel in channels:
                 run.result.channels.append((channel.get("name", ""), channel["id"]))
                 run.guild_of[str(channel["id"])] = str(channel.get("guild_id") or "")
-                _fetch_channel(run, channel, cutoff)
+                newest = run.archive.newest_message(channel["id"]) if since_last else None
+                _fetch_channel(run, channel, window.since(newest))
+            if on_paged is not None:
+                on_paged(run.result.messages)
             while run.pending:
                 run.drain(block=True)
         except DiskError as exc:
             run.stop(str(exc))
         finally:
             run.close()
-    run.result.warnings.extend(client.warnings)
+    run.result.warnings.extend(w for w in client.warnings if w not in run.result.warnings)
     return run.result
 
 
-def _fetch_channel(run, channel, cutoff):
-    pages = run.client.fetch_messages(channel["id"], cutoff)
+def _fetch_channel(run, channel, window):
+    where = f"#{channel.get('name', channel['id'])}"
     try:
-        for items, count in release_batches(pages, run.zone):
-            run.result.messages += count
-            run.dispatch(items)
-            run.drain(block=False)
-    except AuthError:
+        _read_pages(run, channel, run.client.fetch_messages(channel["id"], window))
+    except (AuthError, StopError, IntentError):
         raise
+    except SharedLimitError as exc:
+        run.result.warnings.append(f"{where} skipped: {exc}")
     except AccessError as exc:
         if len(run.result.channels) == 1 and run.result.messages == 0:
             raise
-        run.result.errors.append((f"channel #{channel.get('name', channel['id'])}", str(exc)))
+        run.result.errors.append((f"channel {where}", str(exc)))
     except DiscordError as exc:
-        run.result.errors.append((f"fetching messages of #{channel.get('name', channel['id'])}",
-                                  f"{exc}; later messages were not fetched"))
+        run.result.errors.append((f"fetching messages of {where}", f"{exc}; later messages were not fetched"))
+
+
+def _read_pages(run, channel, pages):
+    for items, count in release_batches(_checked(run, pages), run.zone):
+        run.result.messages += count
+        run.dispatch(items)
+        run.drain(block=False)
+
+
+def _checked(run, pages):
+    """The pages as they come, counting media-channel thumbnails, and with
+    a bot token checking that a page of messages with nothing in them is
+    not a missing Message Content intent."""
+    for page in pages:
+        run.result.thumbnails += sum(thumbnail_count(m) for m in page)
+        if run.client.kind == "bot" and not run.intent_checked and not any(has_content(m) for m in page):
+            run.intent_checked = True
+            _check_intent(run.client)
+        yield page
+
+
+def _check_intent(client):
+    flags = int(client.fetch_application().get("flags") or 0)
+    if not flags & MESSAGE_CONTENT_INTENT:
+        raise IntentError("the bot sees messages without their content: enable the Message Content "
+                          "intent (Developer Portal -> your application -> Bot -> Privileged Gateway "
+                          "Intents), then run again")
+
+
+def starter_message(client, thread, parent, window):
+    """The parent channel's message a thread was started from (same ID as
+    the thread), when it is inside the window; None for a forum post (its
+    starter is the thread's own first message) or a thread started on its
+    own. Read `around` it: the single-message GET is bots-only."""
+    if thread.get("type") not in (10, 11, 12) or (parent or {}).get("type") not in TEXT_PARENT_TYPES:
+        return None
+    message = client.fetch_message_around(thread["parent_id"], thread["id"])
+    if message is None or not window.keeps(message):
+        return None
+    return {**message, "channel_id": message.get("channel_id") or thread["parent_id"]}
 
 
 def list_threads(client, channel, cutoff):
@@ -331,15 +446,23 @@ def cutoff_for(days, now=None) -> datetime:
     return now - timedelta(days=days)
 
 
+# Forum (15) and media (16) channels hold no messages of their own: their
+# posts are threads.
+FORUM_TYPES = frozenset({15, 16})
+
+
 def channels_with_threads(client, channel, cutoff, include):
     """([channel] plus its threads when `include`, error items): a thread
     listing that fails is an error item, and the channel itself is still read;
-    only an invalid token is raised."""
-    if not include:
+    only an invalid token or a stop answer is raised. A forum or media
+    channel is always read through its posts (threads), never by itself."""
+    forum = channel.get("type") in FORUM_TYPES
+    if not include and not forum:
         return [channel], []
+    own = [] if forum else [channel]
     try:
-        return [channel, *list_threads(client, channel, cutoff)], []
-    except AuthError:
+        return [*own, *list_threads(client, channel, cutoff)], []
+    except (AuthError, StopError):
         raise
     except DiscordError as exc:  # 403, 404, a server error
-        return [channel], [("listing threads", client.scrub(exc))]
+        return own, [("listing threads", client.scrub(exc))]

@@ -27,13 +27,14 @@ CHUNK = 64 * 1024
 @dataclass
 class Outcome:
     plan: PlannedDownload
-    status: str                 # saved | expired | failed | conflict | maybe_present
+    status: str                 # saved | expired | failed | conflict | maybe_present | misnamed
     filename: str = ""
     size: int = 0
     sha256: str = ""
     reason: str = ""
     temp: Optional[Path] = None
     matches: tuple = ()         # for maybe_present: identical files on disk
+    extension: str = ""         # for misnamed: the extension of the decoded format
 
 
 class BadBody(Exception):
@@ -51,7 +52,7 @@ class Transfer:
     """
 
     def __init__(self, folder, max_retries=config.MAX_RETRIES, timeout=config.REQUEST_TIMEOUT,
-                 scrubber=str, max_bytes=None, max_seconds=None, same_size=None):
+                 scrubber=str, max_bytes=None, max_seconds=None, same_size=None, user_agent=None):
         self.folder = Path(folder)
         self.max_retries = max_retries
         self.timeout = timeout
@@ -63,12 +64,25 @@ class Transfer:
         self.same_size = same_size or {}
         # saved images get the user's usual mode, not the temp file's 0o600
         self.file_mode = fileops.new_file_mode()
+        self.user_agent = user_agent
         self._local = threading.local()
 
     def session(self):
-        return thread_session(self._local)
+        if self.user_agent is None:
+            return thread_session(self._local)
+        return thread_session(self._local, self.user_agent)
 
     def __call__(self, plan):
+        """The outcome of fetching the plan's URL, and when that fails, of
+        its fallback (an embed's origin behind the proxy copy)."""
+        outcome = self._fetch_into_place(plan, plan.item.url)
+        if outcome.status in ("expired", "failed") and plan.item.fallback and not plan.refreshed:
+            second = self._fetch_into_place(plan, plan.item.fallback)
+            if second.status not in ("expired", "failed"):
+                return second
+        return outcome
+
+    def _fetch_into_place(self, plan, url):
         reason = ""
         for attempt in range(self.max_retries + 1):
             if attempt:
@@ -79,8 +93,8 @@ class Transfer:
                 _raise_if_disk(exc, self.folder)
                 return Outcome(plan, "failed", reason=f"cannot write in {self.folder}: {exc.strerror or exc}")
             try:
-                size, digest, kind = self._fetch(plan.item.url, temp)
-                verify_image(temp, kind)
+                size, digest, kind = self._fetch(url, temp)
+                found = verify_image(temp, kind)
                 os.chmod(temp, self.file_mode)
                 # the file's time is the message's: a folder sorted by date sorts by post
                 os.utime(temp, ns=(time.time_ns(), posted_ns(plan.item.posted)))
@@ -102,6 +116,10 @@ class Transfer:
             except BaseException:
                 temp.unlink(missing_ok=True)
                 raise
+            right = FORMAT_EXTENSIONS.get(found, "")
+            if right and os.path.splitext(plan.name)[1].lower() not in _SAME_FORMAT.get(right, (right,)):
+                # named .png by Discord, decoded as a JPEG: the main thread picks the right name
+                return Outcome(plan, "misnamed", size=size, sha256=digest, temp=temp, extension=right)
             try:
                 return self._publish(plan, temp, size, digest)
             except OSError as exc:
@@ -230,12 +248,18 @@ def _describe(exc):
     return str(exc)
 
 
+# Pillow's format name -> the extension a file of it should carry
+FORMAT_EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "GIF": ".gif", "WEBP": ".webp", "BMP": ".bmp"}
+_SAME_FORMAT = {".jpg": (".jpg", ".jpeg")}
+
+
 def verify_image(path, kind=""):
     """Raise BadBody unless `path` is a complete, decodable image: the one
     check dedupe makes too (images.integrity), which also finds the JPEG,
-    GIF and WebP bodies cut short that Pillow would decode."""
+    GIF and WebP bodies cut short that Pillow would decode. Returns its
+    format (Pillow's name: PNG, JPEG...)."""
     try:
-        integrity.verify_file(path)
+        return integrity.verify_file(path)
     except integrity.DamagedImage as exc:
         sent = f"{kind} body" if kind else "body"
         raise BadBody(f"not a decodable image ({sent}; {exc})") from None

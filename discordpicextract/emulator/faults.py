@@ -19,7 +19,20 @@ from typing import Any, Callable, Optional
 
 from .responses import Response, error_response, json_response
 
-FAULT_KINDS = ("status", "rate_limit", "rate_limit_absurd", "truncate", "html", "slow", "trickle", "endless")
+FAULT_KINDS = ("status", "rate_limit", "rate_limit_absurd", "truncate", "html", "slow", "trickle", "endless",
+               "ban", "block")
+# the ban answers (facts sheet, "Blocks and limits"): JSON code 0 without any
+# rate-limit header (api-docs #5810), Cloudflare's plain-text 1015 (#1771,
+# #5385), and its HTML block page
+BAN_JSON = {"code": 0, "message": "You are being blocked from accessing our API temporarily due to "
+                                  "exceeding our rate limits frequently. Please read our docs at "
+                                  "https://discord.com/developers/docs/topics/rate-limits to prevent this "
+                                  "moving forward."}
+CLOUDFLARE_1015 = b"error code: 1015"
+CLOUDFLARE_PAGE = (b"<!DOCTYPE html><html><head><title>Access denied | discord.com used Cloudflare to "
+                   b"restrict access</title></head><body><h1>You are being rate limited</h1><p>The owner "
+                   b"of this website (discord.com) has banned you temporarily from accessing this "
+                   b"website.</p><p>Error 1015</p></body></html>")
 # what a misbehaving proxy or captive portal sends with a 200
 HTML_ERROR_PAGE = (b"<!DOCTYPE html><html><head><title>Error</title></head><body>"
                    b"<h1>Something went wrong</h1><p>Please try again later.</p></body></html>")
@@ -45,10 +58,11 @@ class RateLimiter:
         with self._lock:
             self._buckets.clear()
 
-    def too_many(self, retry_after: float, is_global: bool, bucket: Optional[str] = None) -> Response:
+    def too_many(self, retry_after: float, is_global: bool, bucket: Optional[str] = None,
+                 scope: Optional[str] = None) -> Response:
         """Discord's 429: Retry-After in whole seconds, the body's retry_after in seconds with ms."""
         headers = {"Retry-After": str(max(1, math.ceil(retry_after))),
-                   "X-RateLimit-Scope": "global" if is_global else "user"}
+                   "X-RateLimit-Scope": scope or ("global" if is_global else "user")}
         if is_global:
             headers["X-RateLimit-Global"] = "true"
         else:
@@ -134,6 +148,14 @@ class FaultInjector:
                 self._faults.remove(fault)
             return fault
 
+    @staticmethod
+    def ban_answer(shape: str) -> Response:
+        if shape == "cloudflare":
+            return Response(429, CLOUDFLARE_1015, "text/plain; charset=UTF-8")
+        if shape == "html":
+            return Response(429, CLOUDFLARE_PAGE, "text/html; charset=UTF-8")
+        return json_response(429, BAN_JSON)
+
     def respond(self, fault: Fault, server: str, normal: Callable[[], Response]) -> Optional[Response]:
         """The faulty answer (`normal()` gives the real one), or None to answer normally."""
         p = fault.params
@@ -144,9 +166,14 @@ class FaultInjector:
             status = int(p.get("status", 500))
             if server == "cdn":
                 return Response(status, b"upstream error", "text/plain")
-            return error_response(status, p.get("message", f"{status}: Internal Server Error"), 0)
+            return error_response(status, p.get("message", f"{status}: Internal Server Error"), int(p.get("code", 0)))
+        if fault.kind == "ban":
+            return self.ban_answer(str(p.get("shape", "json")))
+        if fault.kind == "block":
+            return error_response(403, "internal network error", 40333)
         if fault.kind == "rate_limit":
-            return self._limiter.too_many(float(p.get("retry_after", 1.0)), bool(p.get("is_global", False)))
+            return self._limiter.too_many(float(p.get("retry_after", 1.0)), bool(p.get("is_global", False)),
+                                          scope=p.get("scope"))
         if fault.kind == "rate_limit_absurd":
             return self._absurd_wait(float(p.get("reset_after", 3600.0)), int(p.get("status", 429)), normal)
         if fault.kind == "truncate":

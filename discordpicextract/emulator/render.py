@@ -96,6 +96,7 @@ def render_attachment(blob: Blob, links: CdnLinks, now: float) -> dict:
     url = links.signed_url(blob, now)
     out: dict[str, Any] = {"id": str(blob.id), "filename": blob.filename, "size": len(blob.data),
                            "url": url, "proxy_url": url}
+    out.update(blob.extra)      # title (the original name), flags (IS_THUMBNAIL, IS_SPOILER), description
     if blob.content_type:
         out["content_type"] = blob.content_type
     # Discord gives width/height for images, also when it could not name the type
@@ -106,19 +107,99 @@ def render_attachment(blob: Blob, links: CdnLinks, now: float) -> dict:
     return out
 
 
-def render_message(msg: Message, links: CdnLinks, now: float) -> dict:
+IS_COMPONENTS_V2 = 1 << 15
+HAS_SNAPSHOT = 1 << 14
+
+
+def render_media(blob: Blob, links: CdnLinks, now: float) -> dict:
+    """An unfurled media item for an upload a component references."""
+    url = links.signed_url(blob, now)
+    out: dict[str, Any] = {"id": str(blob.id + 1), "url": url, "proxy_url": url,
+                           "content_type": blob.content_type, "attachment_id": str(blob.id)}
+    dims = image_dimensions(blob.data)
+    out["width"], out["height"] = dims if dims else (None, None)
+    return out
+
+
+def render_components(components: list, links: CdnLinks, now: float) -> list:
+    """Component trees as Discord sends them: a stored upload becomes an
+    unfurled media item with a fresh signed link and its attachment_id."""
+    def walk(node: Any) -> Any:
+        if isinstance(node, Blob):
+            return render_media(node, links, now)
+        if isinstance(node, dict):
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+    return [walk(c) for c in components]
+
+
+def referenced_uploads(components: list) -> set:
+    found: set = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, Blob):
+            found.add(node.id)
+        elif isinstance(node, dict):
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+    walk(components)
+    return found
+
+
+def _attachments(blobs: list, components: list, links: CdnLinks, now: float) -> list:
+    """Discord lists in `attachments` only the files no component references
+    (api-docs #8277)."""
+    used = referenced_uploads(components)
+    return [render_attachment(b, links, now) for b in blobs if b.id not in used]
+
+
+def render_embeds(embeds: list, proxy: Callable[[str], Optional[str]]) -> list:
+    """Embeds as given, with Discord's proxy copy (`proxy_url`, on another
+    host than the origin) added to each image and thumbnail that has none."""
+    out = []
+    for given in embeds:
+        embed = dict(given)
+        for part in ("image", "thumbnail"):
+            media = embed.get(part)
+            if isinstance(media, dict) and media.get("url") and "proxy_url" not in media:
+                proxied = proxy(media["url"])
+                if proxied:
+                    embed[part] = {**media, "proxy_url": proxied}
+        out.append(embed)
+    return out
+
+
+def render_message(msg: Message, links: CdnLinks, now: float, proxy: Optional[Callable[[str], Optional[str]]] = None,
+                   content_visible: bool = True) -> dict:
+    """A message as Discord's JSON. `content_visible=False`: as a bot without
+    the Message Content intent sees it (no text, embeds, attachments,
+    components or forwards)."""
+    proxy = proxy or (lambda url: None)
+    flags = IS_COMPONENTS_V2 if msg.components else 0
     out: dict[str, Any] = {
-        "type": 0, "id": str(msg.id), "channel_id": str(msg.channel_id), "author": msg.author,
+        "type": msg.type, "id": str(msg.id), "channel_id": str(msg.channel_id), "author": msg.author,
         "content": msg.content, "timestamp": iso(msg.when), "edited_timestamp": None,
         "tts": False, "mention_everyone": False, "mentions": [], "mention_roles": [],
-        "attachments": [render_attachment(b, links, now) for b in msg.attachments],
-        "embeds": msg.embeds, "pinned": False, "flags": 0, "components": []}
+        "attachments": _attachments(msg.attachments, msg.components, links, now),
+        "embeds": render_embeds(msg.embeds, proxy), "pinned": False, "flags": flags,
+        "components": render_components(msg.components, links, now)}
+    if msg.reference and not msg.snapshots:
+        out["message_reference"] = msg.reference
     if msg.snapshots:
-        out["flags"] = 1 << 14          # HAS_SNAPSHOT, as Discord marks forwards
+        out["flags"] = flags | HAS_SNAPSHOT          # as Discord marks forwards
         out["message_reference"] = msg.reference
         out["message_snapshots"] = [{"message": {
             "type": 0, "content": s.content, "timestamp": iso(s.when), "edited_timestamp": None,
-            "flags": 0, "mentions": [], "mention_roles": [], "components": [],
-            "attachments": [render_attachment(b, links, now) for b in s.attachments],
-            "embeds": s.embeds}} for s in msg.snapshots]
+            "flags": IS_COMPONENTS_V2 if s.components else 0, "mentions": [], "mention_roles": [],
+            "components": render_components(s.components, links, now),
+            "attachments": _attachments(s.attachments, s.components, links, now),
+            "embeds": render_embeds(s.embeds, proxy)}} for s in msg.snapshots]
+    if not content_visible:
+        out.update(content="", embeds=[], attachments=[], components=[])
+        out.pop("message_snapshots", None)
     return out

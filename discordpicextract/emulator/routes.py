@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import bisect
 import hmac
+import io
+import json
 import re
 import time
 from datetime import datetime
-from typing import Callable, NamedTuple, Optional
-from urllib.parse import unquote
+from typing import Any, Callable, NamedTuple, Optional
+from urllib.parse import unquote, urlsplit
 
 from .faults import RateLimiter
 from .render import CdnLinks, render_message
@@ -80,11 +82,26 @@ def page_of_ids(ids: list[int], query: Query, limit: int) -> list[int]:
     return ids[max(0, hi - limit):hi]
 
 
+# Application flags: GATEWAY_MESSAGE_CONTENT_LIMITED (an unverified bot's
+# Message Content intent, enabled in the Developer Portal).
+MESSAGE_CONTENT_LIMITED = 1 << 19
+REFRESH_MAX = 50
+
+
 class ApiRoutes:
     """One method per API route; each raises ClientError for Discord's error answers."""
 
-    def __init__(self, world: World, links: CdnLinks, me: dict, token_kind: str):
+    def __init__(self, world: World, links: CdnLinks, me: dict, token_kind: str,
+                 proxy: Optional[Callable[[str], Optional[str]]] = None):
         self.world, self.links, self.me, self.token_kind = world, links, me, token_kind
+        self.proxy = proxy
+        self.message_content = True     # a bot's Message Content intent
+        self.manage_threads = False     # a bot's Manage Threads permission (private archived threads)
+        self.body: Any = None           # the JSON body of the request being answered
+
+    def _render(self, msg: Any, now: float) -> dict:
+        visible = self.token_kind != "bot" or self.message_content
+        return render_message(msg, self.links, now, self.proxy, content_visible=visible)
 
     # ---- shared checks -----------------------------------------------------------
     def _channel(self, channel_id: str) -> Channel:
@@ -127,16 +144,49 @@ class ApiRoutes:
         return json_response(200, self._channel(channel_id).obj)
 
     def messages(self, query: Query, channel_id: str) -> Response:
+        """A page of messages; a forum or media channel has none of its own (200 [])."""
         chan = self._channel(channel_id)
         chosen = page_of_ids(chan.ids, query, int_param(query, "limit", 50, 1, 100))
         now = time.time()
-        return json_response(200, [render_message(chan.messages[m], self.links, now) for m in reversed(chosen)])
+        return json_response(200, [self._render(chan.messages[m], now) for m in reversed(chosen)])
 
     def message(self, query: Query, channel_id: str, message_id: str) -> Response:
+        """The single-message GET is bots-only: a user token gets 403, code 20002."""
+        if self.token_kind != "bot":
+            raise ClientError(error_response(403, "Only bots can use this endpoint", 20002))
         msg = self._channel(channel_id).messages.get(int(message_id))
         if msg is None:
             raise ClientError(error_response(404, "Unknown Message", 10008))
-        return json_response(200, render_message(msg, self.links, time.time()))
+        return json_response(200, self._render(msg, time.time()))
+
+    def refresh_urls(self, query: Query) -> Response:
+        """POST /attachments/refresh-urls {"attachment_urls": [...]} (at most 50):
+        fresh signed links for the attachment links it recognises; others are left out."""
+        urls = (self.body or {}).get("attachment_urls") if isinstance(self.body, dict) else None
+        if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+            raise form_error("attachment_urls", "BASE_TYPE_REQUIRED", "This field is required")
+        if len(urls) > REFRESH_MAX:
+            raise form_error("attachment_urls", "BASE_TYPE_MAX_LENGTH",
+                             f"Must be {REFRESH_MAX} or fewer in length.")
+        now = time.time()
+        refreshed = []
+        for url in urls:
+            blob = self.world.blobs.get(_attachment_id(url))
+            if blob is not None and urlsplit(url).path == _attachment_path_of(blob):
+                refreshed.append({"original": url, "refreshed": self.links.signed_url(blob, now)})
+        return json_response(200, {"refreshed_urls": refreshed})
+
+    def application(self, query: Query) -> Response:
+        """GET /applications/@me: the bot's application; `flags` carries the
+        Message Content intent when it is enabled."""
+        if self.token_kind != "bot":
+            raise ClientError(error_response(401, "401: Unauthorized", 0))
+        flags = MESSAGE_CONTENT_LIMITED if self.message_content else 0
+        return json_response(200, {
+            "id": self.me["id"], "name": self.me["username"], "icon": None, "description": "",
+            "type": None, "bot": self.me, "bot_public": False, "bot_require_code_grant": False,
+            "verify_key": "0" * 64, "flags": flags, "redirect_uris": [], "rpc_origins": [],
+            "tags": [], "integration_types_config": {}})
 
     # ---- threads -------------------------------------------------------------------
     def active_threads(self, query: Query, guild_id: str) -> Response:
@@ -146,10 +196,13 @@ class ApiRoutes:
         threads = self.world.threads_of(guild_id=guild_id, archived=False)
         return json_response(200, {"threads": threads, "members": [], "has_more": False})
 
-    def archived_threads(self, query: Query, channel_id: str) -> Response:
+    def archived_threads(self, query: Query, channel_id: str, which: str = "public") -> Response:
         self._channel(channel_id)
+        if which == "private" and not (self.token_kind == "bot" and self.manage_threads):
+            raise ClientError(error_response(403, "Missing Permissions", 50013))
         limit = int_param(query, "limit", 50, 2, 100)
-        threads = self.world.threads_of(parent_id=channel_id, archived=True)
+        kind = 12 if which == "private" else 11
+        threads = [t for t in self.world.threads_of(parent_id=channel_id, archived=True) if t["type"] == kind]
         threads.sort(key=lambda t: t["thread_metadata"]["archive_timestamp"], reverse=True)
         if "before" in query:
             before = _timestamp_param(query, "before")
@@ -168,11 +221,27 @@ class ApiRoutes:
             archived = query["archived"].lower() in ("true", "1")
         limit = int_param(query, "limit", 25, 1, 25)
         offset = int_param(query, "offset", 0, 0, 9975)
+        # sort_by=last_message_time (what clients ask for): newest last message first
+        by_last = query.get("sort_by", "last_message_time") == "last_message_time"
         threads = sorted(self.world.threads_of(parent_id=channel_id, archived=archived),
-                         key=lambda t: int(t["id"]), reverse=True)
+                         key=lambda t: int((t["last_message_id"] if by_last else None) or t["id"]), reverse=True)
         page = threads[offset:offset + limit]
         return json_response(200, {"threads": page, "members": [], "has_more": offset + limit < len(threads),
                                    "total_results": len(threads)})
+
+
+_ATTACHMENT_LINK = re.compile(r"/attachments/\d+/(\d+)/")
+
+
+def _attachment_id(url: str) -> int:
+    match = _ATTACHMENT_LINK.search(urlsplit(url).path)
+    return int(match.group(1)) if match else -1
+
+
+def _attachment_path_of(blob: Any) -> str:
+    from .render import attachment_path
+
+    return attachment_path(blob)
 
 
 def _timestamp_param(query: Query, name: str) -> datetime:
@@ -188,6 +257,7 @@ class Route(NamedTuple):
     regex: re.Pattern
     handler: Callable[..., Response]    # an ApiRoutes method, called with (routes, query, *groups)
     major: Optional[int]                # the regex group of the major parameter
+    method: str = "GET"
 
 
 ROUTES = [
@@ -201,7 +271,12 @@ ROUTES = [
     Route("/channels/{channel_id}/messages/{message_id}", re.compile(r"^/channels/(\d+)/messages/(\d+)$"),
           ApiRoutes.message, 1),
     Route("/channels/{channel_id}/threads/archived/public",
-          re.compile(r"^/channels/(\d+)/threads/archived/public$"), ApiRoutes.archived_threads, 1),
+          re.compile(r"^/channels/(\d+)/threads/archived/(public)$"), ApiRoutes.archived_threads, 1),
+    Route("/channels/{channel_id}/threads/archived/private",
+          re.compile(r"^/channels/(\d+)/threads/archived/(private)$"), ApiRoutes.archived_threads, 1),
+    Route("/attachments/refresh-urls", re.compile(r"^/attachments/refresh-urls$"), ApiRoutes.refresh_urls,
+          None, "POST"),
+    Route("/applications/@me", re.compile(r"^/applications/@me$"), ApiRoutes.application, None),
     Route("/channels/{channel_id}/threads/search", re.compile(r"^/channels/(\d+)/threads/search$"),
           ApiRoutes.thread_search, 1),
 ]
@@ -217,11 +292,16 @@ class ApiRouter:
     def _authorized(self, auth: Optional[str]) -> bool:
         return auth is not None and hmac.compare_digest(auth.encode("utf-8", "replace"), self._expected_auth)
 
-    def handle(self, method: str, path: str, query: Query, auth: Optional[str]) -> Response:
+    def handle(self, method: str, path: str, query: Query, auth: Optional[str], body: bytes = b"",
+               user_agent: Optional[str] = None) -> Response:
         if not path.startswith(API_PREFIX + "/"):
             return _not_found()
         if not self._authorized(auth):
             return error_response(401, "401: Unauthorized", 0)
+        if self.routes.token_kind == "bot" and "mozilla" in (user_agent or "").lower():
+            # Discord checks the User-Agent against the token kind: a bot
+            # token posing as a browser is blocked by Cloudflare (api-docs #6473)
+            return error_response(403, "internal network error", 40333)
         found = _match(path[len(API_PREFIX):])
         if found is None:
             return _not_found()
@@ -234,15 +314,20 @@ class ApiRouter:
             limited, headers = self.limiter.check_route(route.template, match.group(route.major) if route.major else "")
             if limited is not None:
                 return limited
-        response = self._call(route, method, query, match.groups())
+        response = self._call(route, method, query, match.groups(), body)
         response.headers.update(headers)
         return response
 
-    def _call(self, route: Route, method: str, query: Query, groups: tuple) -> Response:
-        if method not in ("GET", "HEAD"):
+    def _call(self, route: Route, method: str, query: Query, groups: tuple, body: bytes) -> Response:
+        if method not in ((route.method, "HEAD") if route.method == "GET" else (route.method,)):
             return error_response(405, "405: Method Not Allowed", 0)
         try:
+            parsed = json.loads(body) if body else None
+        except ValueError:
+            return error_response(400, "400: Bad Request", 50109)
+        try:
             with self.routes.world.lock:
+                self.routes.body = parsed
                 return route.handler(self.routes, query, *groups)
         except ClientError as exc:
             return exc.response
@@ -260,7 +345,7 @@ class CdnRoutes:
     """Attachments (`/attachments/{channel}/{id}/{name}`, signed) and external images (unsigned)."""
 
     ATTACHMENT = re.compile(r"^/attachments/(\d+)/(\d+)/([^/]+)$")
-    EXTERNAL = re.compile(r"^/external/(\d+)/([^/]+)$")
+    EXTERNAL = re.compile(r"^/(external|images-ext)/(\d+)/([^/]+)$")
 
     def __init__(self, world: World, links: CdnLinks):
         self.world, self.links = world, links
@@ -270,9 +355,9 @@ class CdnRoutes:
         if match:
             return self._attachment(match, query)
         match = self.EXTERNAL.match(path)
-        if match:
-            blob = self.world.external.get(int(match.group(1)))
-            if blob is None or unquote(match.group(2)) != blob.filename:
+        if match:   # an origin (external/) or Discord's proxy copy of it (images-ext/)
+            blob = self.world.external.get(int(match.group(2)))
+            if blob is None or unquote(match.group(3)) != blob.filename:
                 return text_response(404, b"Not Found")
             return Response(200, blob.data, blob.content_type or "application/octet-stream")
         return text_response(404, b"Not Found")
@@ -282,5 +367,23 @@ class CdnRoutes:
         if blob is None or str(blob.channel_id) != match.group(1) or unquote(match.group(3)) != blob.filename \
                 or not self.links.is_valid(blob, query, time.time()):
             return text_response(404, GONE_TEXT)
+        if any(k in query for k in ("width", "height", "format", "quality")):
+            return _media_proxy_copy(blob.data, query)
         return Response(200, blob.data, blob.content_type or "application/octet-stream",
                         {"Cache-Control": "public, max-age=31536000"})
+
+
+def _media_proxy_copy(data: bytes, query: Query) -> Response:
+    """What Discord's media proxy answers to width/height/format: a resized,
+    re-encoded copy (WebP by default), not the file."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as original:
+        width = int(query.get("width") or original.width)
+        height = int(query.get("height") or original.height)
+        copy = original.convert("RGB").resize((max(1, width), max(1, height)))
+    fmt = (query.get("format") or "webp").lower()
+    fmt = {"jpg": "jpeg"}.get(fmt, fmt)
+    out = io.BytesIO()
+    copy.save(out, fmt.upper(), quality=int(query.get("quality") or 80))
+    return Response(200, out.getvalue(), f"image/{fmt}")

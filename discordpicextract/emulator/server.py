@@ -34,6 +34,7 @@ class Request(NamedTuple):
     query: dict[str, str]
     authorization: Optional[str]
     user_agent: Optional[str]
+    body: bytes = b""
 
 
 class RequestRecord(NamedTuple):
@@ -152,12 +153,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
+        body = self.rfile.read(length) if length else b""
         split = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
         request = Request(self.server.kind, self.command, split.path, query,
-                          self.headers.get("Authorization"), self.headers.get("User-Agent"))
+                          self.headers.get("Authorization"), self.headers.get("User-Agent"), body)
         self._send(self.server.app(request))
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _dispatch
@@ -209,9 +209,15 @@ class DiscordEmulator:
     def __init__(self, token: str, token_kind: str = "user", latency: float = 0.0,
                  rate_limits: bool = True, route_limit: tuple[int, float] = (5, 1.0),
                  link_ttl: float = 86400.0, username: str = "chart_watcher",
-                 global_limit: Optional[tuple[int, float]] = None):
+                 global_limit: Optional[tuple[int, float]] = None, message_content: bool = True,
+                 manage_threads: bool = False, invalid_limit: int = 10000):
         """global_limit: optional (requests, seconds) across all API routes (Discord's
-        is 50 per second); exceeding it answers a global 429."""
+        is 50 per second); exceeding it answers a global 429.
+        message_content=False: a bot without the Message Content intent (its
+        messages come back empty). manage_threads: a bot may list private
+        archived threads. invalid_limit: 401/403/429 answers (shared-scope 429s
+        not counted) within 10 minutes after which the IP is banned, as Discord
+        does at 10,000: every answer is then a 429 ban."""
         if token_kind not in ("user", "bot"):
             raise ValueError("token_kind must be 'user' or 'bot'")
         self.token = token
@@ -228,8 +234,13 @@ class DiscordEmulator:
         self.me = make_user(self.world.new_id(now), username, bot=(token_kind == "bot"))
         self.poster = make_user(self.world.new_id(now), "spx_poster")
         expected_auth = token if token_kind == "user" else "Bot " + token
-        self.api = ApiRouter(ApiRoutes(self.world, self.links, self.me, token_kind), self.limiter, expected_auth)
+        routes = ApiRoutes(self.world, self.links, self.me, token_kind, proxy=self._proxied)
+        routes.message_content, routes.manage_threads = message_content, manage_threads
+        self.api = ApiRouter(routes, self.limiter, expected_auth)
         self.cdn = CdnRoutes(self.world, self.links)
+        self.invalid_limit = invalid_limit
+        self._invalid: list[float] = []
+        self._banned = False
 
     # ---- lifecycle -------------------------------------------------------
     def start(self) -> DiscordEmulator:
@@ -283,29 +294,82 @@ class DiscordEmulator:
             return [dict(g) for g in self.world.guilds.values()]
 
     def add_channel(self, guild_id: Id, name: str, accessible: bool = True, topic: Optional[str] = None,
-                    position: Optional[int] = None) -> dict:
-        """A GUILD_TEXT channel (type 0). `accessible=False`: it exists, 403 Missing Access."""
-        return dict(self.world.add_channel(guild_id, name, accessible, topic, position))
+                    position: Optional[int] = None, kind: int = 0) -> dict:
+        """A GUILD_TEXT channel (type 0; `kind` 15 a forum, 16 a media channel,
+        4 a category...). `accessible=False`: it exists, 403 Missing Access.
+        A forum or media channel's /messages answers 200 []: its posts are threads."""
+        return dict(self.world.add_channel(guild_id, name, accessible, topic, position, kind))
 
     def add_thread(self, channel_id: Id, name: str, archived: bool = False,
-                   archive_time: Optional[datetime] = None) -> dict:
-        """A PUBLIC_THREAD (type 11) of a channel; messages can be added to it like a channel."""
-        return dict(self.world.add_thread(channel_id, name, self.poster["id"], archived, archive_time))
+                   archive_time: Optional[datetime] = None, created: Optional[datetime] = None,
+                   private: bool = False, from_message: Optional[Id] = None) -> dict:
+        """A PUBLIC_THREAD (type 11; PRIVATE_THREAD 12 with `private`) of a
+        channel; messages can be added to it like a channel. `created`
+        (default 60 days ago) sets its ID. `from_message`: a thread started
+        from that message of the channel: it takes the message's ID, and its
+        first message is a THREAD_STARTER_MESSAGE (type 21) referencing it."""
+        if from_message is None:
+            return dict(self.world.add_thread(channel_id, name, self.poster["id"], archived, archive_time,
+                                              created, private=private))
+        with self.world.lock:
+            starter = self.world.channels[int(channel_id)].messages[int(from_message)]
+            thread = self.world.add_thread(channel_id, name, self.poster["id"], archived, archive_time,
+                                           starter.when, thread_id=starter.id, private=private)
+            self.world.add_message(thread["id"], starter.when, "", (), (), (), starter.author, kind=21,
+                                   reference={"type": 0, "channel_id": str(channel_id),
+                                              "guild_id": thread["guild_id"], "message_id": str(starter.id)})
+            return dict(thread)
+
+    def add_forum_post(self, forum_id: Id, name: str, when: datetime, **message: Any) -> tuple[dict, dict]:
+        """A post of a forum or media channel: a thread whose first message
+        (same ID as the thread) holds the post; returns (thread, message)."""
+        when = message_time(when)
+        with self.world.lock:
+            mid = self.world.new_id(when)
+            thread = self.world.add_thread(forum_id, name, self.poster["id"], False, None, when, thread_id=mid)
+            msg = self.world.add_message(thread["id"], when, message.pop("content", ""),
+                                         message.pop("attachments", ()), message.pop("embeds", ()),
+                                         message.pop("snapshots", ()), message.pop("author", None) or self.poster,
+                                         components=message.pop("components", ()), message_id=mid)
+            if message:
+                raise TypeError(f"unknown message fields: {sorted(message)}")
+            return dict(thread), self._copy(msg)
 
     def add_message(self, channel_id: Id, when: datetime, content: str = "", attachments: Iterable[FileSpec] = (),
                     embeds: Iterable[dict] = (), snapshots: Iterable[dict] = (),
-                    author: Optional[dict] = None) -> dict:
+                    author: Optional[dict] = None, components: Iterable = ()) -> dict:
         """Post a message at `when` (aware); returns its Discord JSON (fresh signed links).
 
-        attachments: (filename, bytes, content_type or None) tuples.
-        snapshots: forwarded messages, dicts with content/attachments/embeds
-        (and optionally "timestamp", the original's aware datetime)."""
+        attachments: (filename, bytes, content_type or None[, {"title": ..., "flags": ...}]) tuples.
+        snapshots: forwarded messages, dicts with content/attachments/embeds/components
+        (and optionally "timestamp", the original's aware datetime).
+        components: Components V2 trees (see emulator.components: gallery,
+        section, file, container), uploads given as attachment tuples; the
+        message is then flagged IS_COMPONENTS_V2 and those uploads are left
+        out of `attachments`, as Discord does."""
         when = message_time(when)       # refuse a naive time before taking the lock
         with self.world.lock:
             msg = self.world.add_message(channel_id, when, content, attachments, embeds, snapshots,
-                                         author or self.poster)
-            # a copy: callers may change what they get without touching the stored message
-            return json.loads(json.dumps(render_message(msg, self.links, time.time())))
+                                         author or self.poster, components=components)
+            return self._copy(msg)
+
+    def _copy(self, msg: Any) -> dict:
+        # a copy: callers may change what they get without touching the stored message
+        return json.loads(json.dumps(render_message(msg, self.links, time.time(), self._proxied)))
+
+    def _proxied(self, url: str) -> Optional[str]:
+        """Discord's proxy copy of an external image this emulator hosts: on
+        another host name (localhost) than the origin (127.0.0.1)."""
+        prefix = f"{self.cdn_base}/external/"
+        if not url.startswith(prefix):
+            return None
+        return f"http://localhost:{self._port('cdn')}/images-ext/{url[len(prefix):]}"
+
+    def stale_link(self, channel_id: Id, filename: str, data: bytes, content_type: str = "image/png") -> str:
+        """A signed CDN link to a stored upload that expired a day ago, as one
+        pasted in a message's text; POST /attachments/refresh-urls re-signs it."""
+        blob = self.world.add_blob(channel_id, (filename, data, content_type))
+        return self.links.signed_url(blob, time.time() - 2 * self.links.ttl - 60)
 
     def host_image(self, filename: str, data: bytes, content_type: str = "image/png") -> str:
         """Put bytes on the CDN at an unsigned external URL (for text URLs and embeds)."""
@@ -323,7 +387,12 @@ class DiscordEmulator:
         "html" (200 text/html error page), "slow" (delay=1.0 before the normal answer),
         "trickle" (the normal body 16 bytes per interval=0.05 s: every read well within a
         timeout, the whole transfer endless in practice), "endless" (the normal body, then
-        random bytes until the client hangs up; no Content-Length)."""
+        random bytes until the client hangs up; no Content-Length),
+        "ban" (shape="json": a 429 {"code": 0, "message": "You are being blocked..."}
+        without rate-limit headers; "cloudflare": a 429 text/plain `error code: 1015`;
+        "html": a 429 Cloudflare HTML page), "block" (403 {"code": 40333}).
+        "status" takes code= (Discord's JSON error code, e.g. 40002 with status=403);
+        "rate_limit" takes scope= ("user", "global" or "shared")."""
         self.faults.add(kind, path_contains, times, params)
 
     def clear_faults(self) -> None:
@@ -356,17 +425,33 @@ class DiscordEmulator:
     # ---- answering -----------------------------------------------------------------
     def _normal(self, request: Request) -> Response:
         if request.server == "api":
-            return self.api.handle(request.method, request.path, request.query, request.authorization)
+            return self.api.handle(request.method, request.path, request.query, request.authorization,
+                                   request.body, request.user_agent)
         return self.cdn.handle(request.method, request.path, request.query)
+
+    def _count_invalid(self, response: Response) -> None:
+        """Discord's IP ban: too many 401/403/429 answers within 10 minutes."""
+        if response.status not in (401, 403, 429) or response.headers.get("X-RateLimit-Scope") == "shared":
+            return
+        now = time.time()
+        self._invalid = [t for t in self._invalid if t > now - 600] + [now]
+        if len(self._invalid) >= self.invalid_limit:
+            self._banned = True
 
     def _answer(self, request: Request) -> Response:
         if self.latency > 0:
             time.sleep(self.latency)
+        if self._banned and request.server == "api":
+            banned = self.faults.ban_answer("json")
+            self.log.add(request, banned.status)
+            return banned
         fault = self.faults.take(request.path)
-        response = None
+        response: Optional[Response] = None
         if fault is not None:
             response = self.faults.respond(fault, request.server, lambda: self._normal(request))
         if response is None:
             response = self._normal(request)
+        if request.server == "api":
+            self._count_invalid(response)
         self.log.add(request, response.status)
         return response

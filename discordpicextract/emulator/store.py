@@ -17,8 +17,10 @@ from typing import Any, Optional, Union
 from .snowflakes import UTC, iso, message_time, snowflake_for
 
 Id = Union[int, str]
-FileSpec = tuple[str, bytes, Optional[str]]      # (filename, bytes, content_type or None)
+# (filename, bytes, content_type or None[, extra attachment fields: title, flags, description])
+FileSpec = tuple
 THREAD_TYPES = (10, 11, 12)
+FORUM_TYPES = (15, 16)
 
 
 @dataclass
@@ -29,6 +31,7 @@ class Blob:
     filename: str
     data: bytes
     content_type: Optional[str]
+    extra: dict = field(default_factory=dict)   # title, flags, description as Discord sends them
 
 
 @dataclass
@@ -37,6 +40,7 @@ class Snapshot:
     attachments: list[Blob]
     embeds: list[dict]
     when: datetime
+    components: list = field(default_factory=list)
 
 
 @dataclass
@@ -50,6 +54,8 @@ class Message:
     embeds: list[dict]
     snapshots: list[Snapshot]
     reference: Optional[dict]
+    components: list = field(default_factory=list)   # with Blob where an upload is referenced
+    type: int = 0
 
 
 @dataclass
@@ -106,7 +112,7 @@ class World:
             return guild
 
     def add_channel(self, guild_id: Id, name: str, accessible: bool, topic: Optional[str],
-                    position: Optional[int]) -> dict:
+                    position: Optional[int], kind: int = 0) -> dict:
         with self.lock:
             gid = int(guild_id)
             cid = self.new_id(datetime.now(UTC) - timedelta(days=700))
@@ -114,7 +120,7 @@ class World:
                 position = sum(1 for c in self.channels.values()
                                if c.obj["guild_id"] == str(gid) and c.obj["type"] == 0)
             obj: dict[str, Any] = {
-                "id": str(cid), "type": 0, "guild_id": str(gid), "name": name,
+                "id": str(cid), "type": kind, "guild_id": str(gid), "name": name,
                 "position": position, "flags": 0, "parent_id": None, "topic": topic,
                 "nsfw": False, "rate_limit_per_user": 0, "permission_overwrites": [],
                 "last_message_id": None, "last_pin_timestamp": None}
@@ -122,14 +128,17 @@ class World:
             return obj
 
     def add_thread(self, channel_id: Id, name: str, owner_id: str, archived: bool,
-                   archive_time: Optional[datetime]) -> dict:
+                   archive_time: Optional[datetime], created: Optional[datetime] = None,
+                   thread_id: Optional[int] = None, private: bool = False) -> dict:
+        """A thread; `thread_id` given: a thread started from that message
+        (Discord gives such a thread the message's ID)."""
         with self.lock:
             parent = self.channels[int(channel_id)]
-            created = datetime.now(UTC) - timedelta(days=60)
-            tid = self.new_id(created)
+            created = message_time(created) if created else datetime.now(UTC) - timedelta(days=60)
+            tid = thread_id if thread_id is not None else self.new_id(created)
             archive_time = archive_time or (datetime.now(UTC) - timedelta(days=1) if archived else created)
             obj: dict[str, Any] = {
-                "id": str(tid), "type": 11, "guild_id": parent.obj["guild_id"], "name": name,
+                "id": str(tid), "type": 12 if private else 11, "guild_id": parent.obj["guild_id"], "name": name,
                 "parent_id": parent.obj["id"], "owner_id": owner_id, "flags": 0,
                 "last_message_id": None, "rate_limit_per_user": 0,
                 "message_count": 0, "member_count": 1, "total_message_sent": 0,
@@ -140,40 +149,63 @@ class World:
             return obj
 
     def _blob(self, channel_id: int, when: datetime, spec: FileSpec) -> Blob:
-        filename, data, content_type = spec
-        blob = Blob(self.new_id(when), channel_id, filename, bytes(data), content_type)
+        filename, data, content_type = spec[:3]
+        extra = dict(spec[3]) if len(spec) > 3 else {}
+        blob = Blob(self.new_id(when), channel_id, filename, bytes(data), content_type, extra)
         self.blobs[blob.id] = blob
         return blob
+
+    def _components(self, channel_id: int, when: datetime, components: Iterable) -> list:
+        """Component trees with each upload given as a FileSpec tuple (in a
+        media or file slot) stored as a Blob."""
+        def walk(node: Any) -> Any:
+            if isinstance(node, tuple):
+                return self._blob(channel_id, when, node)
+            if isinstance(node, dict):
+                return {k: walk(v) for k, v in node.items()}
+            if isinstance(node, list):
+                return [walk(v) for v in node]
+            return node
+        return [walk(c) for c in components]
 
     def _snapshots(self, channel_id: int, when: datetime, snapshots: Iterable[dict]) -> list[Snapshot]:
         return [Snapshot(snap.get("content", ""),
                          [self._blob(channel_id, when, a) for a in snap.get("attachments", ())],
                          [dict(e) for e in snap.get("embeds", ())],
-                         message_time(snap.get("timestamp") or when))
+                         message_time(snap.get("timestamp") or when),
+                         self._components(channel_id, when, snap.get("components", ())))
                 for snap in snapshots]
 
     def add_message(self, channel_id: Id, when: datetime, content: str, attachments: Iterable[FileSpec],
-                    embeds: Iterable[dict], snapshots: Iterable[dict], author: dict) -> Message:
+                    embeds: Iterable[dict], snapshots: Iterable[dict], author: dict,
+                    components: Iterable = (), message_id: Optional[int] = None, kind: int = 0,
+                    reference: Optional[dict] = None) -> Message:
         when = message_time(when)
         with self.lock:
             cid = int(channel_id)
             chan = self.channels[cid]
-            mid = self.new_id(when)
+            if chan.obj["type"] in FORUM_TYPES:
+                raise ValueError("a forum or media channel holds no messages: post in one of its threads")
+            mid = message_id if message_id is not None else self.new_id(when)
             snaps = self._snapshots(cid, when, snapshots)
-            reference = None
             if snaps:
                 reference = {"type": 1, "channel_id": str(cid), "guild_id": chan.obj["guild_id"],
                              "message_id": str(snowflake_for(snaps[0].when))}
             msg = Message(mid, cid, when, content, dict(author),
                           [self._blob(cid, when, a) for a in attachments],
-                          [dict(e) for e in embeds], snaps, reference)
+                          [dict(e) for e in embeds], snaps, reference,
+                          self._components(cid, when, components), kind)
             bisect.insort(chan.ids, mid)
             chan.messages[mid] = msg
             chan.obj["last_message_id"] = str(chan.ids[-1])
-            if chan.obj["type"] == 11:
+            if chan.obj["type"] in THREAD_TYPES:
                 chan.obj["message_count"] += 1
                 chan.obj["total_message_sent"] += 1
             return msg
+
+    def add_blob(self, channel_id: Id, spec: FileSpec) -> Blob:
+        with self.lock:
+            return self._blob(int(channel_id), datetime.now(UTC), spec)
 
     def add_external(self, filename: str, data: bytes, content_type: str) -> Blob:
         with self.lock:

@@ -49,7 +49,7 @@ from discordpicextract.discord.job import (
 )
 from discordpicextract.discord.run import starter_message
 from discordpicextract.discord.window import parse_bound, plan_window
-from discordpicextract.errors import UsageError
+from discordpicextract.errors import DPEError, UsageError
 from discordpicextract.timestamps import zone as names_zone
 
 RULE = "=" * 60
@@ -156,6 +156,14 @@ def run_job(job, api_base=None):
         raise UsageError(str(exc)) from None
     new_folder = not folder.exists()
     try:
+        return _run_job(job, client, folder, window)
+    except DPEError:
+        _remove_if_unused(folder, new_folder)  # a failed start leaves no empty folder behind
+        raise
+
+
+def _run_job(job, client, folder, window):
+    try:
         user = _signed_in(client, job)
         channel, guild_name = resolve_channel(client, job.channel, job.guild)
         print_target(user, client.kind, channel, guild_name, job, window)
@@ -176,7 +184,6 @@ def run_job(job, api_base=None):
         raise UsageError(f"invalid token ({_status_text(exc)}): check {TOKEN_VARIABLES}"
                          f"{'' if job.kind == 'bot' else ' (or pass --bot for a bot token)'}") from None
     except AccessError as exc:
-        _remove_if_unused(folder, new_folder)
         raise AccessError(_no_access_text(client, exc, job), status=exc.status, code=exc.code) from None
     except DiscordError as exc:  # its class carries the exit code: 2 for no access or no such channel
         raise type(exc)(client.scrub(exc), status=exc.status, code=exc.code) from None
@@ -267,8 +274,8 @@ def _progress_bar(enabled):
 
         def progress(new, done):
             found[0] += new
-            if bar.total is None:
-                bar.set_postfix_str(f"found {found[0]}", refresh=False)
+            if new and bar.total is None:  # once per page
+                bar.set_postfix_str(f"found {found[0]}")
             bar.update(done)
 
         def on_paged(messages):

@@ -4,7 +4,6 @@ download archive, and return what happened (nothing is printed here)."""
 import concurrent.futures
 import os
 import sqlite3
-import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path

@@ -38,7 +38,7 @@ import config
 from discordpicextract import cli, logs, naming
 from discordpicextract.market import is_outside, reminder_windows, to_market, trading_hours
 from discordpicextract.renames import command
-from discordpicextract.renames.apply import FolderOutcome, apply_plan
+from discordpicextract.renames.apply import FolderOutcome, apply_batch
 from discordpicextract.renames.plan import new_batch_id, plan_folder
 from discordpicextract.renames.report import preview_lines
 from discordpicextract.renames.values import (
@@ -469,9 +469,11 @@ def plan_period(number, period, folders, adjusted, names_zone=None) -> PeriodOut
 
 def apply_period(outcome: PeriodOutcome, adjusted, dry_run):
     label = f"quality_check_timestamps period {outcome.number}: {outcome.period.label()}"
+    if not dry_run:  # one batch over the folders: recovery brings them all to one state
+        results = apply_batch([(f.folder, f.plan) for f in outcome.folders], label=label)
+        for folder_outcome, result in zip(outcome.folders, results):
+            folder_outcome.result = result
     for folder_outcome in outcome.folders:
-        if not dry_run:
-            folder_outcome.result = apply_plan(folder_outcome.folder, folder_outcome.plan, label=label)
         # A dry run leaves files under their old names: exclude those too,
         # so the later periods' plans match what a real run would do.
         adjusted[folder_outcome.folder].update(

@@ -158,7 +158,7 @@ def _command() -> str:
 
 def _write_info(folder, command) -> None:
     info = {"pid": os.getpid(), "since": datetime.now().astimezone().isoformat(timespec="seconds"),
-            "command": command or _command(), "host": socket.gethostname()}
+            "command": f"{_command()}: {command}" if command else _command(), "host": socket.gethostname()}
     temp = _info_path(folder).with_name(_info_path(folder).name + ".tmp")
     try:
         temp.write_text(json.dumps(info) + "\n", encoding="utf-8")

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+from fault_helpers import lock_held_elsewhere
 from helpers import ROOT, contents, fill, n
 
 import adjust_timestamps
@@ -193,15 +194,11 @@ def test_unreadable_folder_is_a_one_line_error(tmp_path):
 
 
 def test_a_busy_folder_stops_the_run_before_any_folder_changes(tmp_path, capsys):
-    import pytest
-
-    fcntl = pytest.importorskip("fcntl")
     folders = three_folders(tmp_path)
     before = [contents(f) for f in folders]
-    with open(folders[1] / config.JOURNAL_FILE, "a") as other_run:
-        fcntl.flock(other_run.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with lock_held_elsewhere(folders[1]) as (pid,):
         assert adjust_timestamps.main(["--hours", "1"]) == 2
-    assert "another rename is running" in capsys.readouterr().err
+    assert f"another run is using {folders[1].name} (pid {pid}" in capsys.readouterr().err
     assert [contents(f) for f in folders] == before
 
 

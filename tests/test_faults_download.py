@@ -37,7 +37,7 @@ def test_a_second_download_into_a_busy_folder_is_refused_with_who_holds_it(world
     with lock_held_elsewhere(tmp_path / "out") as (pid,):
         code, out, err = _run(capsys)
         assert code == 2
-        assert f"another run is using out (pid {pid}, holder.py, since" in err
+        assert f"another run is using out (pid {pid}, -c: holder.py, since" in err
         assert "Traceback" not in err and images_in("out") == []
     code, out, err = _run(capsys)  # the holder is gone: the folder is free again
     assert code == 0 and "Downloaded: 1" in out

@@ -6,13 +6,15 @@ import sys
 from datetime import datetime, timedelta
 
 import pytest
+from fault_helpers import lock_held_elsewhere
 from helpers import contents, fill, n, write_image
 
 import config
 from discordpicextract import naming
 from discordpicextract.archive import DownloadArchive, archive_path
+from discordpicextract.errors import BusyError
 from discordpicextract.renames.apply import apply_plan
-from discordpicextract.renames.journal import BatchRunning, pending_batch, read_journal
+from discordpicextract.renames.journal import pending_batch, read_journal
 from discordpicextract.renames.plan import TEMP_PREFIX, Move, plan_folder, plan_mapping, plan_renames
 from discordpicextract.renames.recovery import locate, recover, undo_last
 from discordpicextract.renames.values import format_hours, parse_date, parse_hours, shift_by
@@ -232,12 +234,19 @@ def _revert_that_crashes(folder):
     return batch, plan
 
 
-def test_interrupted_revert_can_itself_be_recovered(tmp_path):
-    folder, original, _expected = _interrupted(tmp_path, 3)
-    _batch, plan = _revert_that_crashes(folder)
-    assert pending_batch(folder).id == plan.batch_id
-    recover(folder, "complete")
-    assert contents(folder) == original
+@pytest.mark.parametrize("mode", ["revert", "complete"])
+def test_a_killed_revert_is_recovered_to_the_state_asked_for_the_first_batch(tmp_path, mode):
+    """--recover names what to do with the batch the crash left, whatever a
+    killed recovery of it was doing: revert twice reverts (never undoes the
+    revert); complete after a killed revert completes."""
+    folder, original, expected = _interrupted(tmp_path, 3)
+    batch, _plan = _revert_that_crashes(folder)
+    assert pending_batch(folder).id == batch.id
+    recover(folder, mode)
+    assert contents(folder) == (original if mode == "revert" else expected)
+    assert pending_batch(folder) is None
+    again = recover(folder, mode)  # idempotent: nothing left to do
+    assert again.batch is None and contents(folder) == (original if mode == "revert" else expected)
 
 
 def test_download_archive_follows_renames_and_undo(tmp_path):
@@ -288,14 +297,12 @@ def test_batch_interrupted_before_its_first_move_can_be_recovered(tmp_path, mode
 
 
 def test_two_runs_never_interleave_in_one_folder(tmp_path):
-    fcntl = pytest.importorskip("fcntl")
     folder = fill(tmp_path / "f", [n("2025-01-02T10:00:00")])
     before = contents(folder)
     plan = plan_folder(folder, plus("1"))
-    with open(folder / config.JOURNAL_FILE, "a") as other_run:
-        fcntl.flock(other_run.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        with pytest.raises(BatchRunning, match="another rename is running"):
-            apply_plan(folder, plan)
+    with lock_held_elsewhere(folder) as (pid,), \
+            pytest.raises(BusyError, match=f"another run is using .* \\(pid {pid}, -c: holder.py"):
+        apply_plan(folder, plan)
     assert contents(folder) == before
     apply_plan(folder, plan)  # the lock went with the other run
     assert set(contents(folder)) == {n("2025-01-02T11:00:00")}
@@ -415,15 +422,6 @@ def test_files_an_undo_could_not_revert_are_retried_before_going_further_back(tm
     assert contents(folder) == after_first
     undo_last(folder)
     assert contents(folder) == original
-
-
-def test_reverting_an_interrupted_revert_gives_the_first_batch_back_to_recover(tmp_path):
-    folder, original, expected = _interrupted(tmp_path, 3)
-    batch, _plan = _revert_that_crashes(folder)  # the revert crashes too
-    recover(folder, "revert")  # puts the revert's files back: the first batch is half done again
-    assert pending_batch(folder).id == batch.id
-    recover(folder, "complete")
-    assert contents(folder) == expected
 
 
 def test_a_damaged_download_archive_stops_the_run_before_any_rename(tmp_path, capsys):

@@ -10,7 +10,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
-from discordpicextract import archive, messages, records
+from discordpicextract import archive, locking, messages, records
+from discordpicextract.errors import UsageError
 from discordpicextract.fileops import move_no_clobber
 from discordpicextract.renames.journal import Journal, JournalStep, sync_dir
 from discordpicextract.renames.plan import TEMP_PREFIX, Move, RenamePlan, Skip, Step
@@ -57,38 +58,94 @@ class FolderOutcome:
 
 def apply_plan(folder, plan: RenamePlan, *, label="", undoes=None, recovers=None,
                update_archive=True, stop_after=None) -> ApplyResult:
-    """Journal the batch, then rename. `stop_after` (tests) stops after that
-    many steps, leaving the batch unfinished as a crash would."""
-    result = ApplyResult(str(folder), plan.batch_id, skipped=list(plan.skipped),
-                         unparsed=list(plan.unparsed), unselected=plan.unselected)
-    if not plan.steps:
-        return result
-    folder = Path(folder)
-    steps = _steps_with_inodes(folder, plan.steps)
-    with Journal(folder) as journal:
-        journal.write({
-            "event": "begin", "batch": plan.batch_id, "label": label,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "undoes": undoes, "recovers": recovers, "update_archive": update_archive,
-            "moves": [[move.old, move.new] for move in plan.moves],
-            "steps": [list(step) for step in steps],
-        }, sync=True)
-        failed: dict[int, str] = {}
-        failed_set: set[int] = set()
-        for i, (src, dst, move, _inode) in enumerate(steps):
-            if stop_after is not None and i >= stop_after:
+    """Journal the batch, then rename (see apply_batch). `stop_after` (tests)
+    stops after that many steps, leaving the batch unfinished as a crash would."""
+    return apply_batch([(folder, plan)], label=label, undoes=undoes, recovers=recovers,
+                       update_archive=update_archive, stop_after=stop_after)[0]
+
+
+def apply_batch(parts, *, label="", undoes=None, recovers=None, update_archive=True,
+                stop_after=None) -> list[ApplyResult]:
+    """Carry out one run's batch over several folders: `parts` is
+    [(folder, plan)], the plans sharing one batch id.
+
+    Every folder's lock is held throughout, and each plan is checked again
+    under it (a plan made before another run renamed files is refused, not
+    applied on top). Every folder with something to do journals the whole
+    batch (naming all its folders) before any file moves in any of them, so
+    a crash anywhere leaves a record in each that recovery can finish or
+    roll back as one."""
+    results = [ApplyResult(str(folder), plan.batch_id, skipped=list(plan.skipped),
+                           unparsed=list(plan.unparsed), unselected=plan.unselected) for folder, plan in parts]
+    active = [(Path(folder), plan, result) for (folder, plan), result in zip(parts, results) if plan.steps]
+    if not active:
+        return results
+    with locking.hold_all([folder for folder, _plan, _result in active], "renames"):
+        for folder, plan, _result in active:
+            check_still_fits(folder, plan)
+        everyone = [os.path.realpath(folder) for folder, _plan, _result in active]
+        journals, steps_of = [], []
+        try:
+            for folder, plan, _result in active:
+                journal = Journal(folder)
+                journals.append(journal)
+                steps = _steps_with_inodes(folder, plan.steps)
+                steps_of.append(steps)
+                journal.write({
+                    "event": "begin", "batch": plan.batch_id, "label": label,
+                    "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "undoes": undoes, "recovers": recovers, "update_archive": update_archive,
+                    "folders": everyone,
+                    "moves": [[move.old, move.new] for move in plan.moves],
+                    "steps": [list(step) for step in steps],
+                }, sync=True)
+            budget = [stop_after]
+            for (folder, plan, result), journal, steps in zip(active, journals, steps_of):
+                if not _run_steps(folder, plan, journal, steps, update_archive, result, budget):
+                    break
+        finally:
+            for journal in journals:
+                journal.close()
+    return results
+
+
+def _run_steps(folder, plan, journal, steps, update_archive, result, budget) -> bool:
+    """The moves of one folder, then its end; False when `budget[0]` steps
+    (tests' stop_after, over the whole batch) ran out first."""
+    failed: dict[int, str] = {}
+    failed_set: set[int] = set()
+    for i, (src, dst, move, _inode) in enumerate(steps):
+        if budget[0] is not None:
+            if budget[0] <= 0:
                 result.interrupted = True
-                return result
-            reason = move_step(folder, src, dst, move, failed_set)
-            if reason:
-                failed[i] = reason
-                failed_set.add(move)
-            journal.write({"event": "step", "batch": plan.batch_id, "i": i, "ok": not reason,
-                           **({"reason": reason} if reason else {})}, sync=(i + 1) % SYNC_EVERY == 0)
-        journal.sync()
-        finish(folder, journal, plan.batch_id, plan.moves, failed_moves(steps, failed),
-               update_archive, result)
-    return result
+                return False
+            budget[0] -= 1
+        reason = move_step(folder, src, dst, move, failed_set)
+        if reason:
+            failed[i] = reason
+            failed_set.add(move)
+        journal.write({"event": "step", "batch": plan.batch_id, "i": i, "ok": not reason,
+                       **({"reason": reason} if reason else {})}, sync=(i + 1) % SYNC_EVERY == 0)
+    journal.sync()
+    finish(folder, journal, plan.batch_id, plan.moves, failed_moves(steps, failed), update_archive, result)
+    return True
+
+
+def check_still_fits(folder, plan: RenamePlan) -> None:
+    """Under the lock, every file the plan moves must still be there. If
+    one is gone, another run renamed files since the plan was made: refuse
+    rather than shift files twice. (A target name taken meanwhile is a
+    per-file skip at its step, as before: the move never overwrites.)"""
+    names = set(os.listdir(folder))
+    gone = [move.old for move in plan.moves if move.old not in names]
+    if gone:
+        raise PlanOutdated(f"{folder} changed since the rename plan was made ({len(gone)} file(s) gone, "
+                           f"e.g. {gone[0]}): another run renamed files meanwhile? Nothing was renamed; "
+                           "run again to plan afresh")
+
+
+class PlanOutdated(UsageError):
+    """The folder changed between planning and applying (exit 2, nothing moved)."""
 
 
 def _steps_with_inodes(folder, steps: list[Step]) -> list[JournalStep]:
@@ -164,15 +221,23 @@ def finish(folder, journal, batch_id, moves, failed, update_archive, result: App
     mapping = {move.old: move.new for move in result.done}
     if update_archive and mapping:
         journal.write({"event": "archive", "batch": batch_id}, sync=True)
-        try:
-            archive.record_renames(folder, mapping)
-        except sqlite3.Error as exc:  # e.g. locked by a running download: the renames stand
-            result.warnings.append(f"{folder}: the download archive still lists the old names of "
-                                   f"{len(mapping)} renamed file(s): {exc}")
-        result.warnings += _follow_renames(folder, mapping)
+        result.warnings += update_records(folder, mapping)
     journal.write({"event": "end", "batch": batch_id, "status": "completed",
                    "skipped": [[s.name, s.target, s.reason] for s in new_skips]}, sync=True)
     sync_dir(folder)
+
+
+def update_records(folder, mapping) -> list[str]:
+    """The download archive, messages.csv and a copy step's record follow
+    renamed files ({old: new}, applied at once); a warning per record that
+    could not (the renames stand)."""
+    warnings = []
+    try:
+        archive.record_renames(folder, mapping)
+    except sqlite3.Error as exc:
+        warnings.append(f"{folder}: the download archive still lists the old names of "
+                        f"{len(mapping)} renamed file(s): {exc}")
+    return warnings + _follow_renames(folder, mapping)
 
 
 def _follow_renames(folder, mapping) -> list[str]:

@@ -10,10 +10,18 @@ from typing import Optional
 from discordpicextract import archive, cli, logs
 from discordpicextract.errors import UsageError
 from discordpicextract.renames import report
-from discordpicextract.renames.apply import FolderOutcome, apply_plan
-from discordpicextract.renames.journal import Journal, pending_batch, pending_message
+from discordpicextract.renames.apply import FolderOutcome, apply_batch
+from discordpicextract.renames.journal import (
+    Journal,
+    damaged_message,
+    pending_batch,
+    pending_message,
+    read_journal_checked,
+    refuse_if_busy,
+    unfinished_elsewhere,
+)
 from discordpicextract.renames.plan import new_batch_id, plan_folder
-from discordpicextract.renames.recovery import RECOVER_MODES, recover, undo_last_batch
+from discordpicextract.renames.recovery import RECOVER_MODES, recover_folders, undo_last_batch
 from discordpicextract.renames.values import parse_yes_no
 
 
@@ -44,18 +52,37 @@ def check_folders(folders) -> None:
 
 
 def refuse_if_pending(folders, dry_run=False) -> list[str]:
-    """A new batch must not start on top of an unfinished one: UsageError,
-    or (a dry run, which changes nothing) a warning per such folder."""
+    """A new batch must not start on top of an unfinished one (here, or in
+    another folder of the last run's batch) nor beside a live run:
+    UsageError/BusyError, or (a dry run, which changes nothing) a warning
+    per such folder."""
     warnings = []
     for folder in folders:
+        refuse_if_busy(folder)
         batch = pending_batch(folder)
-        if batch is None:
+        found = unfinished_elsewhere(folder) if batch is None else None
+        if batch is None and found is None:
             continue
+        if batch is not None:
+            message = pending_message(folder, batch)
+        else:
+            assert found is not None
+            message = pending_message(found[1], found[0])
         if not dry_run:
-            raise UsageError(pending_message(folder, batch))
-        warnings.append(pending_message(folder, batch))
+            raise UsageError(message)
+        warnings.append(message)
     if not dry_run:
         check_writable(folders)
+    return warnings
+
+
+def journal_warnings(folders) -> list[str]:
+    """One warning per journal with damaged lines (skipped, never obeyed)."""
+    warnings = []
+    for folder in folders:
+        damaged = read_journal_checked(folder)[1]
+        if damaged:
+            warnings.append(damaged_message(folder, damaged))
     return warnings
 
 
@@ -92,16 +119,25 @@ def run_undo_or_recover(args, folders) -> Optional[report.Report]:
     if not (args.undo or args.recover):
         return None
     check_folders(folders)
+    damaged = journal_warnings(folders)
     if args.undo:
         # Undoing on top of a half-done batch would mix the two: recover first.
         warnings = refuse_if_pending(folders, args.dry_run)
         outcomes = undo_last_batch(folders, dry_run=args.dry_run)
         _restore_zones(outcomes, args.dry_run)
-        return report.undo_report(outcomes, "Undo", args.dry_run, warnings)
-    outcomes = [recover(folder, args.recover, dry_run=args.dry_run) for folder in folders]
+        return _flag_damaged(report.undo_report(outcomes, "Undo", args.dry_run, damaged + warnings), damaged)
+    outcomes = recover_folders(folders, args.recover, dry_run=args.dry_run)
     if args.recover == "revert":
         _restore_zones(outcomes, args.dry_run)
-    return report.undo_report(outcomes, f"Recover ({args.recover})", args.dry_run)
+    return _flag_damaged(report.undo_report(outcomes, f"Recover ({args.recover})", args.dry_run, damaged), damaged)
+
+
+def _flag_damaged(done: report.Report, damaged) -> report.Report:
+    """A journal with damaged lines needs a look (exit 1) even when the
+    rest went fine."""
+    if damaged and done.exit_code == cli.EXIT_OK:
+        done.exit_code = cli.EXIT_FAILED
+    return done
 
 
 def _restore_zones(outcomes, dry_run) -> None:
@@ -160,8 +196,9 @@ def apply_shift(run: ShiftRun, *, label, yes, dry_run, show_matched=False, befor
     if not dry_run:
         if before_apply is not None:
             before_apply()
-        for outcome in run.outcomes:
-            outcome.result = apply_plan(outcome.folder, outcome.plan, label=label)
+        results = apply_batch([(outcome.folder, outcome.plan) for outcome in run.outcomes], label=label)
+        for outcome, result in zip(run.outcomes, results):
+            outcome.result = result
     _note_shift(run.outcomes, dry_run)
     return report.adjustment_report(run.outcomes, dry_run, show_matched)
 

@@ -1,8 +1,12 @@
 """The folder's rename journal (`config.JOURNAL_FILE`, JSON lines, fsync):
 each batch is written whole before any file moves, then its progress and
 its end. Reading it back gives the batches (`read_journal`) and the one left
-unfinished by a crash (`pending_batch`). The journal file is also the
-folder's lock: one rename batch at a time."""
+unfinished by a crash (`pending_batch`). Every record is checked before it
+is believed: a name must be a plain name inside the folder, every field of
+its type (a damaged or foreign line is skipped and counted). One run's
+batch over several folders shares its id, and each folder's begin record
+lists them all, so that recovery brings every folder to the same state.
+Writers hold the folder's lock (`locking`); the journal is not a lock."""
 import json
 import os
 from dataclasses import dataclass, field
@@ -10,6 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 import config
+from discordpicextract import locking
 from discordpicextract.errors import BusyError, UsageError
 from discordpicextract.renames.plan import Move, Skip
 
@@ -33,6 +38,7 @@ class Batch:
     archived: bool = False
     status: Optional[str] = None  # "completed", "reverted" or None (unfinished)
     skipped: list[Skip] = field(default_factory=list)     # at apply time
+    folders: list[str] = field(default_factory=list)      # every folder of the run's batch (absolute)
 
     def done_moves(self) -> list[Move]:
         failed_moves = {self.steps[i][2] for i in self.failed}
@@ -48,44 +54,100 @@ def journal_path(folder) -> Path:
 
 
 def read_journal(folder) -> list[Batch]:
-    """The batches of `folder`'s journal, oldest first. A torn line (a crash
-    while writing it) is ignored: no file moves before its line is complete
-    and synced. An unreadable journal is a UsageError."""
+    """The batches of `folder`'s journal, oldest first (see read_journal_checked)."""
+    return read_journal_checked(folder)[0]
+
+
+def read_journal_checked(folder) -> tuple[list[Batch], list[int]]:
+    """(the batches of `folder`'s journal oldest first, the numbers of the
+    damaged lines skipped). A torn last line (a crash while writing it) is
+    not counted: no file moves before its line is complete and synced. An
+    unreadable journal is a UsageError."""
     path = journal_path(folder)
     batches: dict[str, Batch] = {}
+    damaged = []
     try:
         with open(path, "rb") as handle:
-            for line in handle:
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
                 try:
                     _apply_record(batches, json.loads(line.decode("utf-8")))
                 except (ValueError, KeyError, TypeError, AttributeError, IndexError):
-                    continue  # torn or damaged line
+                    if line.endswith(b"\n"):
+                        damaged.append(number)
     except FileNotFoundError:
-        return []
+        return [], []
     except OSError as exc:
         raise UsageError(f"cannot read the rename journal {path}: {exc.strerror or exc}") from None
-    return list(batches.values())
+    return list(batches.values()), damaged
+
+
+def damaged_message(folder, damaged) -> str:
+    shown = ", ".join(map(str, damaged[:5])) + (", ..." if len(damaged) > 5 else "")
+    return (f"{journal_path(folder)}: {len(damaged)} damaged line(s) ignored (line {shown}): "
+            "names outside the folder, wrong types or broken JSON; nothing they name was moved")
+
+
+def plain_name(value) -> str:
+    """`value` if it is a plain file name inside a folder, else ValueError:
+    a journal naming ../x, /etc/passwd or a sub/path must move nothing."""
+    if (not isinstance(value, str) or not value or value in (".", "..") or "/" in value
+            or "\\" in value or "\x00" in value or (os.altsep and os.altsep in value)):
+        raise ValueError(f"not a plain file name: {value!r}")
+    return value
+
+
+def _text(value, optional=False):
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _index(value, size):
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < size:
+        raise ValueError(f"not an index below {size}: {value!r}")
+    return value
+
+
+def _begin(record) -> Batch:
+    moves = [Move(plain_name(old), plain_name(new)) for old, new in record["moves"]]
+    steps = []
+    for src, dst, move, inode in record["steps"]:
+        if inode is not None and (not isinstance(inode, int) or isinstance(inode, bool)):
+            raise TypeError("an inode is a whole number")
+        steps.append((plain_name(src), plain_name(dst), _index(move, len(moves)), inode))
+    update_archive = record.get("update_archive", True)
+    if not isinstance(update_archive, bool):
+        raise TypeError("update_archive is true or false")
+    folders = [_text(f) for f in record.get("folders") or []]
+    return Batch(_text(record["batch"]), _text(record.get("label", "")), _text(record.get("created", "")),
+                 moves, steps, _text(record.get("undoes"), True), _text(record.get("recovers"), True),
+                 update_archive, folders=folders)
 
 
 def _apply_record(batches, record):
     event, batch_id = record.get("event"), record.get("batch")
     if event == "begin":
-        batches[batch_id] = Batch(
-            batch_id, record.get("label", ""), record.get("created", ""),
-            [Move(old, new) for old, new in record["moves"]],
-            [tuple(step) for step in record["steps"]],
-            record.get("undoes"), record.get("recovers"), record.get("update_archive", True))
+        batch = _begin(record)
+        batches[batch.id] = batch
         return
     batch = batches.get(batch_id)
     if batch is None:
         return
     if event == "step" and not record.get("ok", True):
-        batch.failed[record["i"]] = record.get("reason", "")
-    elif event == "archive":
-        batch.archived = True
+        batch.failed[_index(record["i"], len(batch.steps))] = _text(record.get("reason", ""))
+    elif event in ("archive", "unarchive"):  # the records named the new names / the old ones again
+        batch.archived = event == "archive"
     elif event == "end":
-        batch.status = record.get("status", "completed")
-        batch.skipped = [Skip(*item) for item in record.get("skipped", [])]
+        status = record.get("status", "completed")
+        if status not in ("completed", "reverted"):
+            raise ValueError(f"unknown status {status!r}")
+        skipped = [Skip(plain_name(name), _text(target), _text(reason))
+                   for name, target, reason in record.get("skipped", [])]
+        batch.status, batch.skipped = status, skipped
 
 
 class BatchRunning(BusyError):
@@ -93,20 +155,26 @@ class BatchRunning(BusyError):
     run refused to start, nothing was moved in that folder)."""
 
 
+def refuse_if_busy(folder) -> None:
+    """BatchRunning when another process holds `folder`'s lock: its batch
+    is live, not crashed, and must not be recovered or joined."""
+    found = locking.holder(folder)
+    if found is not None and not locking.holds(folder):
+        raise BatchRunning(locking.busy_message(folder, found))
+
+
 class Journal:
-    """The folder's journal, opened for appending and locked for the time of
-    one batch, so two runs never interleave their renames (POSIX flock; the
-    lock dies with the process, so a crash leaves no stale lock). Use it as
-    a context manager: leaving syncs and unlocks."""
+    """The folder's journal, opened for appending for the time of one batch
+    (the caller holds the folder's lock). Use it as a context manager:
+    leaving syncs and closes."""
 
     def __init__(self, folder):
         path = journal_path(folder)
         try:
-            # Held open (and locked) for the whole batch, closed by close().
+            # Held open for the whole batch, closed by close().
             self.handle = open(path, "a+b")  # noqa: SIM115
         except OSError as exc:
             raise UsageError(f"cannot write the rename journal {path}: {exc.strerror or exc}") from None
-        self._lock(folder)
         size = self.handle.seek(0, os.SEEK_END)
         if size == 0:
             sync_dir(folder)  # the journal's own name must survive a crash too
@@ -115,18 +183,6 @@ class Journal:
             self.handle.seek(size - 1)
             if self.handle.read(1) != b"\n":
                 self.handle.write(b"\n")
-
-    def _lock(self, folder):
-        try:
-            import fcntl
-        except ImportError:  # Windows: no advisory lock
-            return
-        try:
-            fcntl.flock(self.handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self.handle.close()
-            raise BatchRunning(f"{folder}: another rename is running in this folder; "
-                               f"try again when it has finished") from None
 
     def write(self, record, sync=False):
         # ASCII escapes keep names that are not valid UTF-8 (surrogate escapes) intact
@@ -170,16 +226,42 @@ def sync_dir(folder) -> None:
         os.close(fd)
 
 
+def root_of(batches, batch) -> Batch:
+    """The batch a recovery batch recovers (itself for any other)."""
+    by_id = {b.id: b for b in batches}
+    seen = set()
+    while batch.recovers and batch.recovers in by_id and batch.id not in seen:
+        seen.add(batch.id)
+        batch = by_id[batch.recovers]
+    return batch
+
+
 def pending_batch(folder) -> Optional[Batch]:
-    """The batch of `folder` that started and neither completed nor was
-    recovered, or None."""
+    """The batch of `folder` a crash left unfinished, or None: one that
+    started and neither completed nor was reverted here, or one whose
+    recovery is itself unfinished (the batch recovered is returned: a
+    --recover names what to do with it, whatever the crashed recovery was
+    doing)."""
     batches = read_journal(folder)
-    # A recovery that is itself unfinished is the pending one (it comes
-    # later); one that was reverted gives its batch back.
-    recovered = {batch.recovers for batch in batches if batch.recovers and batch.status != "reverted"}
     for batch in reversed(batches):
-        if batch.status is None and batch.id not in recovered:
-            return batch
+        if batch.status is None:
+            return root_of(batches, batch)
+    return None
+
+
+def unfinished_elsewhere(folder) -> Optional[tuple[Batch, str]]:
+    """(batch, other folder) when the last batch of `folder` is finished
+    here but unfinished in another folder of the same run, else None."""
+    batches = [b for b in read_journal(folder) if not b.recovers]
+    if not batches or len(batches[-1].folders) < 2:
+        return None
+    last, here = batches[-1], os.path.realpath(folder)
+    for other in last.folders:
+        if other == here or not os.path.isdir(other):
+            continue
+        found = pending_batch(other)
+        if found is not None and found.id == last.id:
+            return found, other
     return None
 
 

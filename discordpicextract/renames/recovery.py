@@ -1,17 +1,31 @@
 """Undo and recovery. `undo_last_batch` reverts the last completed batch
-over some folders through a new, journaled batch; `recover` finishes
-(`complete`) or rolls back (`revert`) a batch a crash left unfinished,
-finding each file by the inode the journal recorded, even if the last
-progress lines were not written."""
+over some folders through a new, journaled batch; `recover_folders`
+finishes (`complete`) or rolls back (`revert`) a batch a crash left
+unfinished, in every folder of that run's batch, so that they all end in
+one state. Each file is found by the inode the journal recorded (among the
+batch's own names), so recovery needs no progress line, is safe to kill
+and run again, and means the same whatever an earlier, killed recovery was
+doing: `--recover revert` twice reverts, it never undoes a revert."""
 import os
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from discordpicextract.renames.apply import ApplyResult, apply_plan, failed_moves, finish, move_step, settle_half_move
-from discordpicextract.renames.journal import Batch, Journal, close_batch, pending_batch, read_journal
-from discordpicextract.renames.plan import Move, RenamePlan, Skip, Step, plan_mapping
+from discordpicextract import locking
+from discordpicextract.errors import UsageError
+from discordpicextract.renames.apply import ApplyResult, apply_batch, apply_plan, update_records
+from discordpicextract.renames.journal import (
+    Batch,
+    Journal,
+    pending_batch,
+    read_journal,
+    refuse_if_busy,
+    root_of,
+    unfinished_elsewhere,
+)
+from discordpicextract.renames.plan import TEMP_PREFIX, Move, RenamePlan, Skip, new_batch_id, plan_mapping
 
 RECOVER_MODES = ("complete", "revert")
 
@@ -23,6 +37,7 @@ class UndoOutcome:
     plan: Optional[RenamePlan] = None
     result: Optional[ApplyResult] = None
     waiting: Optional[Batch] = None        # undo: this folder's last batch, older than the one undone now
+    note: str = ""                         # recovery: what it found here besides renames
 
 
 def _last_undoable(batches, names) -> tuple[Optional[Batch], list[Move]]:
@@ -65,26 +80,47 @@ def undo_last_batch(folders, dry_run=False) -> list[UndoOutcome]:
     it renamed nothing has no record of it: undoing "each folder's last
     batch" would then revert an older batch there. So the newest batch over
     all folders is reverted, in the folders that have it; the others wait
-    (`waiting`) for a later --undo."""
-    journals = [read_journal(folder) for folder in folders]
-    found = [_last_undoable(batches, set(os.listdir(folder))) for folder, batches in zip(folders, journals)]
-    outcomes = [UndoOutcome(str(folder)) for folder in folders]
-    candidates = {batch.id: batch for batch, _moves in found if batch is not None}
-    if not candidates:
-        return outcomes
-    target = _newest(candidates, journals)
-    for folder, outcome, (batch, moves) in zip(folders, outcomes, found):
-        if batch is None:
-            continue
-        if batch.id != target:
-            outcome.waiting = batch
-            continue
-        outcome.batch = batch
-        mapping = {move.new: move.old for move in moves}
-        outcome.plan = plan_mapping(mapping, set(os.listdir(folder)))
+    (`waiting`) for a later --undo. The undo is itself one batch over those
+    folders, planned under their locks."""
+    with _locked(folders, dry_run, "undo"):
+        journals = [read_journal(folder) for folder in folders]
+        found = [_last_undoable(batches, set(os.listdir(folder))) for folder, batches in zip(folders, journals)]
+        outcomes = [UndoOutcome(str(folder)) for folder in folders]
+        candidates = {batch.id: batch for batch, _moves in found if batch is not None}
+        if not candidates:
+            return outcomes
+        target = _newest(candidates, journals)
+        undo_id = new_batch_id()
+        parts = []
+        for folder, outcome, (batch, moves) in zip(folders, outcomes, found):
+            if batch is None:
+                continue
+            if batch.id != target:
+                outcome.waiting = batch
+                continue
+            outcome.batch = batch
+            mapping = {move.new: move.old for move in moves}
+            outcome.plan = plan_mapping(mapping, set(os.listdir(folder)), undo_id)
+            parts.append((folder, outcome))
         if not dry_run:
-            outcome.result = apply_plan(folder, outcome.plan, label=f"undo of {batch.id}", undoes=batch.id)
+            results = apply_batch([(folder, outcome.plan) for folder, outcome in parts],
+                                  label=f"undo of {target}", undoes=target)
+            for (_folder, outcome), result in zip(parts, results):
+                outcome.result = result
     return outcomes
+
+
+@contextmanager
+def _locked(folders, dry_run, command):
+    """The folders' locks for a real run; a dry run changes nothing and
+    only refuses when another run is live (a read-only folder may be looked at)."""
+    if dry_run:
+        for folder in folders:
+            refuse_if_busy(folder)
+        yield
+        return
+    with locking.hold_all(folders, command):
+        yield
 
 
 def undo_last(folder, dry_run=False) -> UndoOutcome:
@@ -93,101 +129,186 @@ def undo_last(folder, dry_run=False) -> UndoOutcome:
 
 
 def recover(folder, mode, dry_run=False) -> UndoOutcome:
-    """Finish (`complete`) or roll back (`revert`) the unfinished batch of
-    `folder`, locating each file by the inode the journal recorded."""
+    """recover_folders for one folder; its own outcome (the batch's other
+    folders, if any, are brought to the same state too)."""
+    return recover_folders([folder], mode, dry_run)[0]
+
+
+def recover_folders(folders, mode, dry_run=False) -> list[UndoOutcome]:
+    """Finish (`complete`) or roll back (`revert`) every unfinished batch of
+    `folders`, in each folder of its run (those named in its journal record,
+    added after `folders` in the outcomes). Refuses (BusyError) while another
+    run holds any of them: its batch is live, not crashed."""
     if mode not in RECOVER_MODES:
         raise ValueError(f"recover mode must be one of {', '.join(RECOVER_MODES)}")
+    with _locked(folders, dry_run, f"recover {mode}"):
+        roots: dict[str, Batch] = {}
+        for folder in folders:
+            batch = pending_batch(folder)
+            if batch is None:
+                found = unfinished_elsewhere(folder)
+                batch = found[0] if found else None
+            if batch is not None:
+                roots.setdefault(batch.id, batch)
+        every = _batch_folders(folders, roots.values())
+        with _locked(every[len(folders):], dry_run, f"recover {mode}"):
+            journals = {folder: read_journal(folder) for folder in every}
+            modes = {batch_id: _effective_mode(mode, root, journals) for batch_id, root in roots.items()}
+            outcomes = []
+            for folder in every:
+                mine = [batch_id for batch_id in roots if any(b.id == batch_id for b in journals[folder])]
+                if not mine:
+                    outcomes.append(UndoOutcome(str(folder)))
+                for batch_id in mine:
+                    outcomes.append(_recover_here(folder, journals[folder], batch_id, *modes[batch_id], dry_run))
+    return outcomes
+
+
+def _batch_folders(folders, roots) -> list:
+    """`folders`, then the other existing folders the batches name."""
+    seen = {os.path.realpath(folder) for folder in folders}
+    every = list(folders)
+    for root in roots:
+        for other in root.folders:
+            if other not in seen and os.path.isdir(other):
+                seen.add(other)
+                every.append(other)
+    return every
+
+
+def _effective_mode(mode, root, journals) -> tuple[str, str]:
+    """(mode, note). A batch journals every folder before its first move:
+    if one of its folders has no record of it, nothing had moved anywhere,
+    and there is nothing to complete: it is closed unchanged instead."""
+    by_path = {os.path.realpath(folder): batches for folder, batches in journals.items()}
+    missing = [f for f in root.folders if f in by_path and not any(b.id == root.id for b in by_path[f])]
+    if mode == "complete" and missing:
+        return "revert", (f"the batch had not started renaming (no record in {missing[0]}): "
+                          "closed unchanged; run the adjustment again")
+    return mode, ""
+
+
+def _recover_here(folder, batches, batch_id, mode, note, dry_run) -> UndoOutcome:
+    """Bring `folder`'s part of batch `batch_id` to `mode`'s state."""
     folder = Path(folder)
-    batch = pending_batch(folder)
-    outcome = UndoOutcome(str(folder), batch)
-    if batch is None:
+    batch = next(b for b in batches if b.id == batch_id)
+    status = "completed" if mode == "complete" else "reverted"
+    open_recoveries = [b for b in batches if b.status is None and b.recovers and root_of(batches, b).id == batch_id]
+    outcome = UndoOutcome(str(folder), batch, note=note)
+    if batch.status == status and not open_recoveries:
+        outcome.plan = RenamePlan(new_batch_id())
+        outcome.note = note or f"already {status}: nothing to do"
         return outcome
     if not dry_run:
-        _settle_interrupted_step(folder, batch)
-    positions = locate(folder, batch)
-    if mode == "revert":
-        outcome.plan = _plan_revert(folder, batch, positions)
-        if not dry_run:
-            outcome.result = apply_plan(folder, outcome.plan, label=f"revert of {batch.id}",
-                                        recovers=batch.id, update_archive=batch.archived)
-            close_batch(folder, batch.id, "reverted")  # also when nothing had moved yet
+        _settle_half_moves(folder, batch)
+    where = locate(folder, batch)
+    targets = _targets(batch, mode)
+    mapping = {where[m]: targets[m] for m in targets if where.get(m) and where[m] != targets[m]}
+    outcome.plan = plan_mapping(mapping, set(os.listdir(folder)))
+    outcome.plan.skipped += _not_found(batch, where, targets)
+    if dry_run:
         return outcome
-    outcome.plan = _plan_completion(batch, positions)
-    if not dry_run:
-        outcome.result = _complete(folder, batch, outcome.plan)
+    outcome.result = apply_plan(folder, outcome.plan, label=f"recover {mode} of {batch_id}",
+                                recovers=batch_id, update_archive=False)
+    _close(folder, batch, mode, open_recoveries, outcome)
     return outcome
 
 
-def _settle_interrupted_step(folder, batch) -> None:
-    """A crash can stop at most one step halfway: the first step (in order)
-    whose source and target both hold the file it moves."""
-    for src, dst, _move, inode in batch.steps:
-        if inode is not None and settle_half_move(folder, src, dst, inode):
-            return
+def _targets(batch, mode) -> dict[int, str]:
+    """{move index: the name its file must end under}. Completing leaves a
+    move that failed at apply time where it is (it was reported then)."""
+    if mode == "revert":
+        return {m: move.old for m, move in enumerate(batch.moves)}
+    failed = {batch.steps[i][2] for i in batch.failed}
+    skipped = {(skip.name, skip.target) for skip in batch.skipped}
+    return {m: move.new for m, move in enumerate(batch.moves)
+            if m not in failed and (move.old, move.new) not in skipped}
+
+
+def _close(folder, batch, mode, open_recoveries, outcome) -> None:
+    """The records that name the files follow them (once: the journal says
+    so before they change), then the batch and any crashed recovery of it
+    are closed."""
+    where = locate(folder, batch)
+    if mode == "complete" and batch.update_archive and not batch.archived:
+        mapping = {m.old: m.new for i, m in enumerate(batch.moves) if where.get(i) == m.new}
+        event = "archive"
+    elif mode == "revert" and batch.archived:
+        mapping = {m.new: m.old for i, m in enumerate(batch.moves) if where.get(i) == m.old}
+        event = "unarchive"
+    else:
+        mapping, event = {}, ""
+    reasons = {skip.name: skip.reason for skip in [*outcome.plan.skipped, *outcome.result.skipped]}
+    skipped = [Skip(batch.moves[m].old, batch.moves[m].new,
+                    reasons.get(where.get(m) or "", reasons.get(batch.moves[m].old, "file not found under any name "
+                                                                                      "of the batch")))
+               for m, target in _targets(batch, mode).items() if where.get(m) != target]
+    with Journal(folder) as journal:
+        if mapping:
+            journal.write({"event": event, "batch": batch.id}, sync=True)
+            outcome.result.warnings += update_records(folder, mapping)
+        for other in open_recoveries:
+            journal.write({"event": "end", "batch": other.id, "status": "completed"})
+        journal.write({"event": "end", "batch": batch.id, "status": "completed" if mode == "complete" else "reverted",
+                       "skipped": [[s.name, s.target, s.reason] for s in skipped]}, sync=True)
+
+
+def _candidates(folder, batch) -> dict[int, list[str]]:
+    """{inode: names in the folder holding it}, among the batch's own names
+    and temporary names only: a file the batch never touched is never
+    taken for one of its own, even if it got a recycled inode."""
+    names = {name for src, dst, _m, _i in batch.steps for name in (src, dst)}
+    holders: dict[int, list[str]] = defaultdict(list)
+    try:
+        entries = list(os.scandir(folder))
+    except OSError as exc:
+        raise UsageError(f"cannot read folder {folder}: {exc.strerror or exc}") from None
+    for entry in entries:
+        if entry.name in names or entry.name.startswith(TEMP_PREFIX):
+            try:
+                holders[entry.inode()].append(entry.name)
+            except OSError:
+                continue
+    return holders
+
+
+def _inodes(batch) -> dict[int, Optional[int]]:
+    inode_of: dict[int, Optional[int]] = {}
+    for _src, _dst, move, inode in batch.steps:
+        inode_of.setdefault(move, inode)
+    return inode_of
 
 
 def locate(folder, batch) -> dict[int, Optional[str]]:
     """{move index: the name that now holds the move's file, or None}."""
-    names: dict[int, list[str]] = defaultdict(list)
-    inode_of = {}
-    for src, dst, move, inode in batch.steps:
-        names[move] += [src, dst]
-        inode_of[move] = inode
+    holders = _candidates(folder, batch)
     positions: dict[int, Optional[str]] = {}
-    for move, candidates in names.items():
-        positions[move] = None
-        for name in dict.fromkeys(reversed(candidates)):
-            try:
-                if os.lstat(folder / name).st_ino == inode_of[move]:
-                    positions[move] = name
-                    break
-            except OSError:
-                continue
+    for move, inode in _inodes(batch).items():
+        names = holders.get(inode, []) if inode is not None else []
+        target = batch.moves[move].new
+        positions[move] = target if target in names else (sorted(names)[0] if names else None)
     return positions
 
 
-def _not_found(batch, positions) -> list[Skip]:
+def _settle_half_moves(folder, batch) -> None:
+    """A crash between a move's hard link and its unlink leaves one file
+    under two names: keep one (its target's, if it is one of them)."""
+    holders = _candidates(folder, batch)
+    for move, inode in _inodes(batch).items():
+        names = holders.get(inode, []) if inode is not None else []
+        if len(names) < 2:
+            continue
+        try:
+            if os.lstat(folder / names[0]).st_nlink != len(names):
+                continue  # another link outside the batch's names: not ours to settle
+        except OSError:
+            continue
+        keep = batch.moves[move].new if batch.moves[move].new in names else sorted(names)[0]
+        for name in names:
+            if name != keep:
+                os.unlink(folder / name)
+
+
+def _not_found(batch, where, targets) -> list[Skip]:
     return [Skip(batch.moves[m].old, batch.moves[m].new, "file not found under any name of the batch")
-            for m, now in positions.items() if now is None]
-
-
-def _plan_revert(folder, batch, positions) -> RenamePlan:
-    """Every file of `batch` back to its old name (a new batch)."""
-    mapping = {now: batch.moves[m].old for m, now in positions.items()
-               if now is not None and now != batch.moves[m].old}
-    plan = plan_mapping(mapping, set(os.listdir(folder)))
-    plan.skipped += _not_found(batch, positions)
-    return plan
-
-
-def _plan_completion(batch, positions) -> RenamePlan:
-    """The remaining steps of `batch`: those whose file still sits at the
-    step's source. Same batch id, so the journal closes the original batch."""
-    plan = RenamePlan(batch.id, moves=list(batch.moves))
-    remaining = dict(positions)
-    for src, dst, move, _inode in batch.steps:
-        if remaining.get(move) == src:
-            plan.steps.append(Step(src, dst, move))
-            remaining[move] = dst
-    plan.skipped += _not_found(batch, positions)
-    return plan
-
-
-def _complete(folder, batch, plan) -> ApplyResult:
-    result = ApplyResult(str(folder), batch.id)
-    steps = [(s.src, s.dst, s.move, None) for s in plan.steps]
-    failed: dict[int, str] = {}
-    failed_set: set[int] = set()
-    for i, (src, dst, move, _inode) in enumerate(steps):
-        reason = move_step(folder, src, dst, move, failed_set)
-        if reason:
-            failed[i] = reason
-            failed_set.add(move)
-    failed_by_move = failed_moves(steps, failed)
-    index = {move: i for i, move in enumerate(batch.moves)}
-    for skip in plan.skipped:
-        failed_by_move[index[Move(skip.name, skip.target)]] = (skip.reason, skip.name)
-    with Journal(folder) as journal:
-        finish(folder, journal, batch.id, batch.moves, failed_by_move,
-               batch.update_archive and not batch.archived, result)
-    return result
+            for m in targets if where.get(m) is None]

@@ -75,6 +75,8 @@ def _undo_folder_lines(outcome: UndoOutcome, dry_run) -> tuple[list[str], int]:
         return lines, 0
     batch = outcome.batch
     lines.append(f"  Batch: {batch.id} ({batch.label or 'no label'}, started {batch.created})")
+    if outcome.note:
+        lines.append(f"  {outcome.note[0].upper()}{outcome.note[1:]}")
     if outcome.result:
         done, skipped = len(outcome.result.done), outcome.result.skipped
         lines += [f"  RENAMED: {move.old} -> {move.new}" for move in outcome.result.done]

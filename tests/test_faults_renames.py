@@ -1,0 +1,217 @@
+"""Renames under faults, through the scripts' main(argv): a batch over three
+folders killed with kill -9 at chosen points (and its recovery killed too)
+is brought to one state in every folder by --recover complete|revert, run
+again safely; two runs at once (the second refused, or its stale plan
+refused); recovery refused while the batch is live; a journal naming files
+outside its folder or holding wrong types moves nothing."""
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime, timedelta
+
+import pytest
+from fault_helpers import ROOT, lock_held_elsewhere
+from helpers import contents, fill
+
+import adjust_timestamps
+import config
+from discordpicextract import naming
+from discordpicextract.renames import command
+from discordpicextract.renames.journal import pending_batch
+
+FOLDERS = config.PIPELINE_FOLDERS
+SIZES = (12, 8, 5)
+
+# Runs adjust_timestamps.main in a process that kills itself (SIGKILL, no
+# clean-up of any kind) at the Nth file move, or at the Nth begin record.
+KILLED = """
+import os, signal, sys
+from discordpicextract.renames import apply, journal
+where, n = sys.argv[1], int(sys.argv[2])
+calls = [0]
+def counting(real, match=lambda *a: True):
+    def wrapper(*args, **kwargs):
+        if match(*args):
+            calls[0] += 1
+            if calls[0] == n:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return real(*args, **kwargs)
+    return wrapper
+if where == "move":
+    apply.move_no_clobber = counting(apply.move_no_clobber)
+else:
+    journal.Journal.write = counting(journal.Journal.write, lambda self, record, *a: record["event"] == "begin")
+import adjust_timestamps
+sys.exit(adjust_timestamps.main(sys.argv[3:]))
+"""
+
+
+def names(count, first=datetime(2025, 3, 3, 9, 0)):
+    # an hour apart: a +1 h shift makes one long chain per folder
+    return [naming.format_name(first + timedelta(hours=k), f"c{k}.png") for k in range(count)]
+
+
+def pipeline(tmp_path):
+    return [fill(tmp_path / name, names(size)) for name, size in zip(FOLDERS, SIZES)]
+
+
+def shifted(before, hours):
+    out = {}
+    for name, digest in before.items():
+        parsed = naming.parse_name(name)
+        out[naming.format_name(parsed.timestamp + timedelta(hours=hours), parsed.original)] = digest
+    return out
+
+
+def killed_run(tmp_path, where, n, *argv):
+    proc = subprocess.run([sys.executable, "-c", KILLED, where, str(n), *argv], cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, timeout=60)
+    assert proc.returncode == -9, proc.stderr  # it really died mid-run
+    return proc
+
+
+def state_of(folders, before):
+    """'original', 'shifted' or 'mixed' for each folder."""
+    states = []
+    for folder, old in zip(folders, before):
+        now = contents(folder)
+        states.append("original" if now == old else "shifted" if now == shifted(old, 1) else "mixed")
+    return states
+
+
+@pytest.mark.parametrize("kill_at", [3, 15, 25])  # in folder 1, in folder 2, the last move of folder 3
+@pytest.mark.parametrize("mode", ["complete", "revert"])
+def test_a_batch_killed_in_any_folder_is_recovered_in_all_of_them(tmp_path, capsys, kill_at, mode):
+    folders = pipeline(tmp_path)
+    before = [contents(f) for f in folders]
+    killed_run(tmp_path, "move", kill_at, "--hours", "1")
+    assert "mixed" in state_of(folders, before) or len(set(state_of(folders, before))) > 1
+    assert adjust_timestamps.main(["--hours", "1"]) == 2  # a new run is refused until recovered
+    assert "--recover complete" in capsys.readouterr().err
+    code = adjust_timestamps.main(["--folders", str(folders[0]), "--recover", mode])  # one folder named: all follow
+    out = capsys.readouterr().out
+    assert code == 0, out
+    want = "shifted" if mode == "complete" else "original"
+    assert state_of(folders, before) == [want] * 3
+    assert all(f"Processing folder: {folder}" in out or f"Processing folder: {folder.resolve()}" in out
+               for folder in folders)
+    assert not any(pending_batch(f) for f in folders)
+    assert adjust_timestamps.main(["--recover", mode]) == 0  # again: nothing left, nothing changes
+    assert "Nothing to do" in capsys.readouterr().out and state_of(folders, before) == [want] * 3
+    if mode == "complete":  # the completed batch undoes as one, everywhere
+        assert adjust_timestamps.main(["--undo"]) == 0
+        assert state_of(folders, before) == ["original"] * 3
+
+
+@pytest.mark.parametrize("mode", ["complete", "revert"])
+def test_a_killed_recovery_is_itself_recovered_by_running_it_again(tmp_path, capsys, mode):
+    folders = pipeline(tmp_path)
+    before = [contents(f) for f in folders]
+    killed_run(tmp_path, "move", 15, "--hours", "1")          # the batch dies in folder 2
+    killed_run(tmp_path, "move", 4, "--recover", mode)          # and so does its recovery
+    assert adjust_timestamps.main(["--recover", mode]) == 0     # the same command, once more
+    want = "shifted" if mode == "complete" else "original"
+    assert state_of(folders, before) == [want] * 3
+    assert adjust_timestamps.main(["--recover", mode]) == 0 and state_of(folders, before) == [want] * 3
+
+
+def test_a_batch_killed_before_its_first_move_is_closed_unchanged(tmp_path, capsys):
+    folders = pipeline(tmp_path)
+    before = [contents(f) for f in folders]
+    killed_run(tmp_path, "begin", 2, "--hours", "1")  # folder 2's begin record is never written
+    assert pending_batch(folders[0]) is not None and pending_batch(folders[1]) is None
+    assert adjust_timestamps.main(["--recover", "complete"]) == 0
+    out = capsys.readouterr().out
+    assert "had not started renaming" in out and state_of(folders, before) == ["original"] * 3
+    assert not any(pending_batch(f) for f in folders)
+
+
+SLOW = """
+import sys, time
+from discordpicextract.renames import apply
+real, calls = apply.move_no_clobber, [0]
+def move(*args):
+    calls[0] += 1
+    if calls[0] == 3:
+        print("moving", file=sys.stderr, flush=True)
+        sys.stdin.readline()     # the test lets it go on
+    return real(*args)
+apply.move_no_clobber = move
+import adjust_timestamps
+sys.exit(adjust_timestamps.main(sys.argv[1:]))
+"""
+
+
+def test_while_a_batch_is_live_a_second_run_and_recovery_are_refused(tmp_path, capsys):
+    folders = pipeline(tmp_path)
+    before = [contents(f) for f in folders]
+    live = subprocess.Popen([sys.executable, "-c", SLOW, "--hours", "-5"], cwd=tmp_path, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert live.stderr.readline().strip() == "moving"
+        during = [contents(f) for f in folders]
+        for argv in (["--hours", "-3"], ["--recover", "complete"], ["--recover", "revert"], ["--undo"]):
+            assert adjust_timestamps.main(argv) == 2, argv
+            err = capsys.readouterr().err
+            assert "error: another run is using spx-" in err and f" (pid {live.pid}, -c: renames, since" in err
+        assert [contents(f) for f in folders] == during  # nothing touched under the live run
+    finally:
+        out, err = live.communicate("\n", timeout=60)
+        assert live.returncode == 0, err
+    assert [contents(f) for f in folders] == [shifted(old, -5) for old in before]  # -5 once, never -8
+
+
+def test_a_plan_made_before_another_run_renamed_is_refused_not_applied_twice(tmp_path, capsys, monkeypatch):
+    folders = pipeline(tmp_path)
+    before = [contents(f) for f in folders]
+    real_confirm = command.confirm
+
+    def confirm_while_another_run_renames(outcomes, yes, dry_run):
+        # the other run plans, takes the locks and renames between our plan and our apply
+        monkeypatch.setattr(command, "confirm", real_confirm)
+        assert adjust_timestamps.main(["--hours", "-5"]) == 0
+        return True
+    monkeypatch.setattr(command, "confirm", confirm_while_another_run_renames)
+    code = adjust_timestamps.main(["--hours", "-3"])
+    err = capsys.readouterr().err
+    assert code == 2 and "changed since the rename plan was made" in err
+    assert [contents(f) for f in folders] == [shifted(old, -5) for old in before]
+
+
+@pytest.mark.parametrize("bad", [
+    [["../secret.png", "2025-03-03_10-00-00_x.png"]],     # a name outside the folder
+    [["/etc/passwd", "2025-03-03_10-00-00_x.png"]],
+    [["sub/inner.png", "2025-03-03_10-00-00_x.png"]],
+    [[1, 2]],                                              # wrong types
+])
+def test_a_journal_naming_files_outside_its_folder_moves_nothing(tmp_path, capsys, bad):
+    folder = fill(tmp_path / "f", names(2))
+    (tmp_path / "secret.png").write_bytes(b"outside")
+    (folder / "sub").mkdir()
+    (folder / "sub" / "inner.png").write_bytes(b"inside a sub-folder")
+    before, outside = contents(folder), (tmp_path / "secret.png").read_bytes()
+    record = {"event": "begin", "batch": "evil", "label": "x", "created": "2025", "moves": bad,
+              "steps": [[bad[0][0], bad[0][1], 0, os.lstat(tmp_path / "secret.png").st_ino]]}
+    (folder / config.JOURNAL_FILE).write_text(json.dumps(record) + "\n")
+    for argv in (["--recover", "complete"], ["--recover", "revert"], ["--undo"]):
+        code = adjust_timestamps.main(["--folders", str(folder), *argv])
+        err = capsys.readouterr().err
+        assert code == 1 and "1 damaged line(s) ignored (line 1)" in err and "Traceback" not in err
+    assert contents(folder) == before and (tmp_path / "secret.png").read_bytes() == outside
+    assert (folder / "sub" / "inner.png").exists()
+    wrong_types = {"event": "begin", "batch": "b", "moves": [["a.png", "b.png"]], "steps": [["a.png", "b.png", "0", 1]]}
+    (folder / config.JOURNAL_FILE).write_text(json.dumps(wrong_types) + "\n")
+    assert adjust_timestamps.main(["--folders", str(folder), "--recover", "complete"]) == 1
+
+
+def test_undo_and_recover_run_beside_a_lock_held_elsewhere_only_as_dry_runs_that_refuse(tmp_path, capsys):
+    folders = pipeline(tmp_path)
+    assert adjust_timestamps.main(["--hours", "1"]) == 0
+    after = [contents(f) for f in folders]
+    with lock_held_elsewhere(folders[2]) as (pid,):
+        assert adjust_timestamps.main(["--undo", "--dry-run"]) == 2
+        assert adjust_timestamps.main(["--undo"]) == 2
+        assert f"(pid {pid}" in capsys.readouterr().err
+    assert [contents(f) for f in folders] == after

@@ -80,11 +80,12 @@ def post_new(emu, channel, last_day, new_day, count):
                         attachments=[(f"new_{k}.png", small_png(10**7 + k), "image/png")])
 
 
-def timed_pipeline(channel, days):
+def timed_pipeline(channel, days, profile=None):
     """`python main.py --pipeline -q` as cron runs it: a process of its own
     (the emulator, with the whole channel in memory, stays in this one)."""
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, str(ROOT / "main.py"), "--pipeline", "-q",
+    profiler = ["-m", "cProfile", "-o", str(profile)] if profile else []
+    done = subprocess.run([sys.executable, *profiler, str(ROOT / "main.py"), "--pipeline", "-q",
                            "--channel", channel["id"], "--days", str(days)], check=False)
     return time.perf_counter() - started, done.returncode
 
@@ -93,6 +94,8 @@ def main_bench(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=20_000)
     parser.add_argument("--new", type=int, default=50)
+    parser.add_argument("--profile", metavar="FILE", type=Path,
+                        help="write a cProfile of the nightly run to FILE (its time then is not comparable)")
 
     args = parser.parse_args(argv)
     token = "bench-" + secrets.token_hex(8)
@@ -107,7 +110,7 @@ def main_bench(argv=None):
             span = (date.today() - archive_days[0]).days + 2
             first, code1 = timed_pipeline(channel, span)
             post_new(emu, channel, archive_days[-1], new_day, args.new)
-            nightly, code2 = timed_pipeline(channel, 14)
+            nightly, code2 = timed_pipeline(channel, 14, args.profile and args.profile.resolve())
         files = len(os.listdir(work / "spx-realtime-aws"))
         print(f"\nfirst run:   {first:8.2f} s  (exit {code1}; {files - 2:,} files downloaded in all)")
         print(f"nightly run: {nightly:8.2f} s  (exit {code2}; {args.new} new images)")

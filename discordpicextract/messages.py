@@ -57,7 +57,13 @@ def read_rows(folder) -> list:
     """The rows of `folder`'s messages.csv, in file order ([] when there is none)."""
     try:
         with open(messages_path(folder), encoding="utf-8", newline="", errors="surrogateescape") as handle:
-            return [{name: entry.get(name) or "" for name in FIELDS} for entry in csv.DictReader(handle)]
+            reader = csv.reader(handle)
+            header = next(reader, [])
+            # by the header's names, so that a column added later (or moved) reads right
+            columns = [(name, header.index(name)) for name in FIELDS if name in header]
+            missing = [name for name in FIELDS if name not in header]
+            return [{**{name: row[i] if i < len(row) else "" for name, i in columns},
+                     **dict.fromkeys(missing, "")} for row in reader if row]
     except FileNotFoundError:
         return []
 
@@ -90,14 +96,16 @@ def write_rows(folder, rows) -> bool:
     return True
 
 
-def add_rows(folder, new_rows) -> None:
+def add_rows(folder, new_rows, existing=None) -> None:
     """Add the rows of newly saved files (a row for a name already listed
-    replaces it: the name now holds that file)."""
+    replaces it: the name now holds that file). `existing`: the folder's
+    rows as read earlier in the run (not read again)."""
     new_rows = list(new_rows)
     if not new_rows:
         return
     names = {entry["file"] for entry in new_rows}
-    kept = [entry for entry in read_rows(folder) if entry["file"] not in names]
+    rows = read_rows(folder) if existing is None else existing
+    kept = [entry for entry in rows if entry["file"] not in names]
     write_rows(folder, kept + sorted(new_rows, key=lambda e: (e["posted_at"], e["file"])))
 
 

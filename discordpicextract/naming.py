@@ -126,19 +126,20 @@ def list_images(folder) -> FolderListing:
     regular file (folders, broken links) in `not_files`.
     """
     images, unparsed, not_files = [], [], []
+    base = Path(folder)  # base / name: a child path without parsing the whole path again
     with os.scandir(folder) as entries:
         for entry in entries:
             if entry.name.startswith(".") or not is_image_name(entry.name):
                 continue
             if not entry.is_file():
-                not_files.append(Path(entry.path))
+                not_files.append(base / entry.name)
                 continue
             parsed = try_parse_name(entry.name)
             if parsed is None:
-                unparsed.append(Path(entry.path))
+                unparsed.append(base / entry.name)
             else:
-                images.append(ImageFile(Path(entry.path), parsed))
-    images.sort(key=lambda image: (image.timestamp, image.name))
+                images.append(ImageFile(base / entry.name, parsed))
+    images.sort(key=lambda image: (image.parsed.timestamp, image.path.name))
     unparsed.sort()
     return FolderListing(images, unparsed, sorted(not_files))
 

@@ -145,6 +145,8 @@ def fetch_state(output, sources, wanted, known_digests=None) -> SyncState:
     ({source name: digest}) saves reading a source again."""
     record = read_record(output)
     state = SyncState(record or {}, record is None, _image_files(output), {})
+    # only the names the plan looks at: a big source folder is not stat-ed whole
+    sources = {name: source for name, source in sources.items() if name in wanted or name in state.outputs}
     for name, source in sources.items():
         if isinstance(source, tuple):
             state.sources[name] = (Path(source[0]), source[1])

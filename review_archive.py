@@ -100,7 +100,8 @@ def print_run(run: build.ReviewRun, out=None, err=None):
               file=out)
     stats, seconds = run.thumbs, run.seconds
     print(f"Thumbnails: {stats.made} made, {stats.reused} reused, {stats.cached} cached, {stats.failed} failed "
-          f"({seconds.get('thumbnails', 0):.1f} s); pHashes: {run.hashes.decoded} decoded, "
+          f"({seconds.get('thumbnails', 0):.1f} s); contact sheets: {stats.sheets} made "
+          f"({seconds.get('sheets', 0):.1f} s); pHashes: {run.hashes.decoded} decoded, "
           f"{run.hashes.cached} cached; page: {seconds.get('page', 0):.1f} s", file=out)
     print(f"Review page: {run.page}", file=out)
 

@@ -220,7 +220,8 @@ def test_review_page_in_a_real_browser(archive, tmp_path, capsys):
 
     # A re-run makes no thumbnail and decodes nothing.
     assert review_archive.main([*folder_args(archive), "--output", str(review)]) == 0
-    assert "Thumbnails: 0 made, 0 reused, 17 cached, 0 failed" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Thumbnails: 0 made, 0 reused, 17 cached, 0 failed" in out and "contact sheets: 0 made" in out
 
 
 def test_post_times_from_the_download_archive_mark_names_that_differ(tmp_path, capsys):
@@ -268,7 +269,7 @@ def test_only_a_new_empty_or_earlier_review_folder_is_written(archive, tmp_path,
     empty = tmp_path / "empty"
     empty.mkdir()
     assert review_archive.main([*folder_args(archive), "--output", str(empty)]) == 0
-    assert {PAGE_FILE, RECORD_FILE, "thumbs"} <= set(os.listdir(empty))
+    assert {PAGE_FILE, RECORD_FILE, "thumbs", "sheets"} <= set(os.listdir(empty))
 
 
 def test_defaults_and_a_damaged_image(tmp_path, capsys, monkeypatch):

@@ -13,7 +13,7 @@ from discordpicextract.errors import RunError, UsageError
 from discordpicextract.images.cache import HashCache
 from discordpicextract.images.workers import WorkerDied, Workers
 from discordpicextract.review import folder as review_folder
-from discordpicextract.review import model, pairs, render, thumbs
+from discordpicextract.review import model, pairs, render, sheets, thumbs
 from discordpicextract.timestamps import truth
 from discordpicextract.timestamps import zone as names_zone
 from discordpicextract.timestamps.convert import to_wall
@@ -86,14 +86,18 @@ def build_review(paths: Mapping[str, Path], output, *, workers=1, dedupe_report=
             clock.lap("pairs")
             made, errors, stats, fresh = thumbs.fetch_thumbs({e.name: e.path for e in entries}, review_dir, record,
                                                              pool)
+            review_folder.save_record(review_dir, fresh)
+            thumbs.prune_thumbs(review_dir, {Path(t.file).name for t in made.values()})
             clock.lap("thumbnails")
+            page = model.plan_review(folders, entries, found, verified=post_times is not None)
+            groups = [[made[e.name] for e in day.entries if e.name in made] for day in page.days]
+            day_places, stats.sheets = sheets.fetch_sheets(review_dir, groups, pool)
+            clock.lap("sheets")
     except WorkerDied as exc:
         raise RunError(f"{exc}; no page written") from None
-    review_folder.save_record(review_dir, fresh)
     warnings = [w for w in (cache.warning, cache.save()) if w]
-    thumbs.prune_thumbs(review_dir, {Path(t.file).name for t in made.values()})
-    page = model.plan_review(folders, entries, found, verified=post_times is not None)
-    html = render.render_page(page, made, errors, review_dir, datetime.now())
+    places = {day.date: found_places for day, found_places in zip(page.days, day_places)}
+    html = render.render_page(page, made, errors, review_dir, datetime.now(), places)
     target = review_dir / review_folder.PAGE_FILE
     review_folder.write_atomic(target, html.encode("utf-8"))
     clock.lap("page")

@@ -17,6 +17,7 @@ from urllib.parse import quote
 import config
 from discordpicextract import __version__, market
 from discordpicextract.review.model import ROLE_LABELS, ROLES, Day, Entry, ReviewModel, Tile
+from discordpicextract.review.sheets import Place
 from discordpicextract.review.thumbs import Thumb
 
 CSP = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'"
@@ -50,7 +51,7 @@ svg .dot.off{stroke:var(--off);stroke-width:2}svg .gap{fill:var(--mute)}
 .sheet{display:flex;flex-wrap:wrap;gap:10px;align-items:flex-start}
 .group{display:flex;gap:6px;padding:6px;border:2px dashed var(--mute);border-radius:6px;background:#eef0f3}
 figure.tile{margin:0;width:248px;padding:3px;background:#fff;border:1px solid var(--line);border-radius:4px}
-figure.tile img{display:block;max-width:240px;height:auto;background:#eef0f3}
+figure.tile img{display:block;object-fit:none;background:#eef0f3}
 figure.tile .broken{width:240px;height:60px;display:flex;align-items:center;justify-content:center;
  background:#fee4e2;color:var(--out);font-size:12px;text-align:center}
 figure.tile.outside{border:2px solid var(--out)}
@@ -90,7 +91,10 @@ def day_id(day: date) -> str:
 
 
 def render_page(model: ReviewModel, thumbs: dict[str, Thumb], errors: dict[str, str], review_dir: Path,
-                generated: datetime) -> str:
+                generated: datetime, places: Optional[dict[date, dict[str, Place]]] = None) -> str:
+    """`thumbs`: name -> Thumb; `places`: per day, thumb file -> where it
+    sits on that day's contact sheet (None: each thumbnail its own file)."""
+    places = places or {}
     parts = [
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
         f"<meta http-equiv=\"Content-Security-Policy\" content=\"{esc(CSP)}\">",
@@ -103,7 +107,7 @@ def render_page(model: ReviewModel, thumbs: dict[str, Thumb], errors: dict[str, 
         _day_index(model),
         _timeline(model),
         "<main>",
-        *(_day(day, thumbs, errors, review_dir) for day in model.days),
+        *(_day(day, _Pictures(thumbs, places.get(day.date, {}), errors), review_dir) for day in model.days),
         "</main></body></html>\n",
     ]
     return "\n".join(parts)
@@ -242,36 +246,48 @@ def _date_labels(first: date, span: int, column: float) -> list[str]:
 
 # --- the days ----------------------------------------------------------------------
 
-def _day(day: Day, thumbs, errors, review_dir) -> str:
+class _Pictures:
+    """A day's pictures: a crop of its contact sheet, a thumbnail file, or
+    why there is none."""
+
+    def __init__(self, thumbs, places, errors):
+        self.thumbs, self.places, self.errors = thumbs, places, errors
+
+    def markup(self, entry: Entry) -> str:
+        thumb = self.thumbs.get(entry.name)
+        if thumb is None:
+            return f"<div class=\"broken\">{esc(self.errors.get(entry.name, 'no thumbnail'))}</div>"
+        place = self.places.get(thumb.file) or Place(thumb.file, 0, 0, thumb.width, thumb.height)
+        return (f"<img src=\"{esc(quote(place.file))}\" width=\"{place.width}\" height=\"{place.height}\" "
+                f"style=\"object-position:{-place.x}px {-place.y}px\" loading=\"lazy\" decoding=\"async\" "
+                f"alt=\"{esc(entry.name)}\">")
+
+
+def _day(day: Day, pictures: _Pictures, review_dir) -> str:
     entries = day.entries
     outside = sum(e.outside for e in entries)
     removed = sum(e.removed for e in entries)
     note = f"{day.date:%A} · {count(len(entries), 'image')}" + (f" · {outside} outside hours" if outside else "") + \
         (f" · {count(removed, 'duplicate')} left out" if removed else "")
-    tiles = "".join(_tile_group(tile, thumbs, errors, review_dir) for tile in day.tiles)
+    tiles = "".join(_tile_group(tile, pictures, review_dir) for tile in day.tiles)
     return (f"<section class=\"day{' remind' if day.reminder else ''}\" id=\"{day_id(day.date)}\">"
             f"<h2>{day.date} <small>{note}</small><a class=\"top\" href=\"#top\">top</a></h2>"
             f"<div class=\"sheet\">{tiles}</div></section>")
 
 
-def _tile_group(tile: Tile, thumbs, errors, review_dir) -> str:
-    main = _figure(tile.entry, thumbs, errors, review_dir)
+def _tile_group(tile: Tile, pictures: _Pictures, review_dir) -> str:
+    main = _figure(tile.entry, pictures, review_dir)
     if not tile.duplicates:
         return main
-    dups = "".join(_figure(entry, thumbs, errors, review_dir) for entry in tile.duplicates)
+    dups = "".join(_figure(entry, pictures, review_dir) for entry in tile.duplicates)
     return f"<div class=\"group\" title=\"kept image and the duplicates dedupe left out\">{main}{dups}</div>"
 
 
-def _figure(entry: Entry, thumbs, errors, review_dir) -> str:
+def _figure(entry: Entry, pictures: _Pictures, review_dir) -> str:
     classes = ["tile"] + [c for c, on in (("outside", entry.outside), ("pick", entry.pick),
                                           ("removed", entry.removed),
                                           ("wrong-time", entry.time_off is not None)) if on]
-    thumb = thumbs.get(entry.name)
-    if thumb is not None:
-        picture = (f"<img src=\"{esc(quote(thumb.file))}\" width=\"{thumb.width}\" height=\"{thumb.height}\" "
-                   f"loading=\"lazy\" decoding=\"async\" alt=\"{esc(entry.name)}\">")
-    else:
-        picture = f"<div class=\"broken\">{esc(errors.get(entry.name, 'no thumbnail'))}</div>"
+    picture = pictures.markup(entry)
     link = href_to(entry.path, review_dir)
     if link:
         picture = f"<a href=\"{esc(link)}\">{picture}</a>"

@@ -51,6 +51,7 @@ class ThumbStats:
     reused: int = 0      # read, but a thumbnail of the same content existed
     cached: int = 0      # answered by the record without reading the file
     failed: int = 0
+    sheets: int = 0      # contact sheets made (see sheets.py)
 
 
 def make_thumb(job) -> ThumbResult:

@@ -123,7 +123,7 @@ def build_archive(folder: Path, total: int, charts: list) -> int:
         names = []
         for n, base in enumerate(picks):
             stamp = open_ + timedelta(seconds=int(n * step + rng.uniform(0, step / 3)))
-            data = with_text(charts[base], f"post {day} {n}" + " " * rng.randrange(200))
+            data = with_text(charts[base], f"post {day} {n}" + " " * rng.randrange(6000))
             name = f"{stamp:%Y-%m-%d_%H-%M-%S}_image{n % 3 or ''}.png"
             names.append((stamp, data))
             (folder / name).write_bytes(data)

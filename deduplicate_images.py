@@ -39,7 +39,7 @@ import config
 from discordpicextract import cli, fileops, logs, messages, naming
 from discordpicextract import records as derived
 from discordpicextract.errors import RunError
-from discordpicextract.images.cache import HashCache, NoCache, file_stamp
+from discordpicextract.images.cache import HashCache, NoCache, file_identity
 from discordpicextract.images.integrity import FileCheck, check_file
 from discordpicextract.images.phash import compute_phash, hamming
 from discordpicextract.images.workers import PARALLEL_MIN_CHECKS, PARALLEL_MIN_DECODES, WorkerDied, Workers
@@ -55,7 +55,7 @@ class ImageRecord:
 
     image: naming.ImageFile
     size: int
-    stamp: str                    # images.cache.file_stamp: the cache's freshness key
+    identity: tuple               # images.cache.file_identity: the cache's key
     digest: Optional[str] = None
     error: Optional[str] = None   # not None: unreadable or corrupt
     key: tuple = ()               # records.file_key: the output record's view of the file
@@ -217,44 +217,27 @@ def fetch_records(images, cache, workers, fast=True, ignore_size=False):
             stat = os.stat(image.path)
         except OSError:
             # Gone or unreachable since the listing: check_file reports why.
-            records.append(ImageRecord(image, -1, ""))
+            records.append(ImageRecord(image, -1, ()))
             continue
-        records.append(ImageRecord(image, stat.st_size, file_stamp(stat), key=derived.file_key(stat)))
-    keys = _cache_keys(records)
-    _fill_checks(records, keys, cache, workers, stats)
+        records.append(ImageRecord(image, stat.st_size, file_identity(stat), key=derived.file_key(stat)))
+    _fill_checks(records, cache, workers, stats)
     _fill_phashes(records, workers, fast, ignore_size, stats)
     for record in records:
-        cache.put(keys[id(record)], record.size, record.stamp,
-                  FileCheck(record.digest, record.error), record.phash)
+        if record.identity:
+            cache.put(record.identity, record.image.path, FileCheck(record.digest, record.error), record.phash)
     stats.cached = len(records) - stats.checked
     return records, stats
 
 
-def _cache_keys(records):
-    """{id(record): its file's real path}. Resolving each path costs a
-    system call per path component, the bulk of a cached re-run: the folder
-    is resolved once and only a file that is itself a link on its own."""
-    folders, keys = {}, {}
-    for record in records:
-        path = Path(record.image.path)
-        if path.is_symlink():
-            keys[id(record)] = str(path.resolve())
-            continue
-        if path.parent not in folders:
-            folders[path.parent] = path.parent.resolve()
-        keys[id(record)] = str(folders[path.parent] / path.name)
-    return keys
-
-
-def _fill_checks(records, keys, cache, workers, stats):
+def _fill_checks(records, cache, workers, stats):
     todo = []
     for record in records:
-        check = cache.get_check(keys[id(record)], record.size, record.stamp)
+        check = cache.get_check(record.identity) if record.identity else None
         if check is None:
             todo.append(record)
         else:
             record.digest, record.error = check.digest, check.error
-            record.phash = cache.get_phash(keys[id(record)], record.size, record.stamp)
+            record.phash = cache.get_phash(record.identity)
     results = workers.map(check_file, [str(r.image.path) for r in todo],
                           PARALLEL_MIN_CHECKS)
     for record, check in zip(todo, results):

@@ -673,3 +673,30 @@ def test_a_cached_path_taken_over_by_another_image_is_hashed_again(tmp_path, cap
     code, out, err = run(capsys, "--source", str(src), "--output", str(tmp_path / "out"), "--dry-run")
     assert code == 0, err
     assert "Duplicates skipped: 0" in out
+
+
+def test_the_cache_follows_renames_adjust_and_undo_read_nothing_again(tmp_path, capsys):
+    """The cache is keyed by the file's identity, not its name: after the
+    timestamp tools rename every file (and after their undo), a re-run
+    reads none of them again, and still gives the same answer."""
+    import adjust_timestamps
+
+    src, out_dir = tmp_path / "src", tmp_path / "out"
+    first = write_image(src / "2025-02-14_10-00-00_a.png", seed=1)
+    copy_as(first, "2025-02-14_10-01-00_a.png")
+    write_image(src / "2025-02-14_11-00-00_b.png", seed=2)
+    assert run(capsys, "--source", str(src), "--output", str(out_dir))[0] == 0
+
+    assert adjust_timestamps.main(["--folders", str(src), "--hours", "-1", "--yes"]) == 0
+    capsys.readouterr()
+    code, out, _ = run(capsys, "--source", str(src), "--output", str(out_dir), "--dry-run")
+    assert code == 0
+    assert "Files read: 0, decoded for pHash: 0, answered from cache: 3" in out
+    assert "2025-02-14_09-01-00_a.png duplicates 2025-02-14_09-00-00_a.png" in out
+
+    assert adjust_timestamps.main(["--folders", str(src), "--undo"]) == 0
+    capsys.readouterr()
+    code, out, _ = run(capsys, "--source", str(src), "--output", str(out_dir))
+    assert code == 0
+    assert "Files read: 0, decoded for pHash: 0, answered from cache: 3" in out
+    assert names(out_dir) == ["2025-02-14_10-00-00_a.png", "2025-02-14_11-00-00_b.png"]

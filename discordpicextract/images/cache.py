@@ -1,9 +1,12 @@
 """Dedupe's hash cache: what a run learnt about each file (digest,
-integrity verdict, pHash), so that a re-run is near instant.
+integrity verdict, pHash), so that a re-run reads only what changed.
 
 A hidden SQLite file in the *output* folder (sources are never written to),
-keyed by source path, size and `file_stamp`: a file that changed in any of
-them is read again.
+keyed by the file's identity (`file_identity`: device, inode, size,
+modification time), not by its name: the timestamp tools rename files all
+the time (adjust, then undo; the nightly flow shifts names and dedupes
+again), and a renamed file is still the same bytes. The path is kept as a
+hint for people reading the cache, never to accept a row.
 """
 import sqlite3
 from pathlib import Path
@@ -14,31 +17,35 @@ from discordpicextract.images.integrity import FileCheck
 CACHE_FILE = ".dedupe-hash-cache.sqlite3"
 
 
-def file_stamp(stat) -> str:
-    """When a cached result is still good for the file at a path.
+def file_identity(stat) -> tuple:
+    """When a cached result is still good for a file, whatever its name.
 
-    Size and modification time alone are not enough: a rename can put a
-    different image with the same size and mtime (two pasted `image.png`
-    saved in one second, names shifted by the timestamp tools) at a path the
-    cache knows. A rename or copy changes the inode or its change time."""
-    return f"{stat.st_mtime_ns}:{stat.st_ctime_ns}:{stat.st_ino}"
+    A rename keeps all four; writing the file changes its modification time
+    (or size); another file has another inode. (Two different images can
+    share a size and an mtime, two pasted `image.png` saved in one second,
+    but not an inode while both exist.)"""
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
-# files_v2: keyed by file_stamp (v1 used the modification time alone).
+# files_v3: keyed by identity (v2 by path + mtime:ctime:inode, which a
+# rename changes; v1 by path + mtime). Older tables are left unread.
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS files_v2 (
-    path     TEXT PRIMARY KEY,
+CREATE TABLE IF NOT EXISTS files_v3 (
+    dev      INTEGER NOT NULL,
+    ino      INTEGER NOT NULL,
     size     INTEGER NOT NULL,
-    stamp    TEXT NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    path     TEXT,
     digest   TEXT,
     error    TEXT,
-    phash    TEXT
+    phash    TEXT,
+    PRIMARY KEY (dev, ino)
 );
 """
 
 
 class HashCache:
-    """Cached FileCheck and pHash per (path, size, file_stamp).
+    """Cached FileCheck and pHash per file identity.
 
     `readonly` (dry runs) reads an existing cache and never writes one.
     A damaged or unwritable cache is not fatal: the run just hashes again.
@@ -48,8 +55,9 @@ class HashCache:
         self.path: Optional[Path] = Path(folder) / CACHE_FILE
         self.readonly = readonly
         self.warning: Optional[str] = None
-        self._rows: dict[str, tuple] = {}
-        self._dirty: dict[str, tuple] = {}
+        # (dev, ino) -> (size, mtime_ns, digest, error, phash)
+        self._rows: dict[tuple, tuple] = {}
+        self._dirty: dict[tuple, tuple] = {}
         self._load()
 
     def _load(self):
@@ -61,36 +69,38 @@ class HashCache:
             # plain "file:" URI would read as its own syntax.
             db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
             try:
-                rows = db.execute("SELECT path, size, stamp, digest, error, phash FROM files_v2")
-                self._rows = {row[0]: row[1:] for row in rows}
+                if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'files_v3'").fetchone():
+                    rows = db.execute("SELECT dev, ino, size, mtime_ns, digest, error, phash FROM files_v3")
+                    self._rows = {(row[0], row[1]): row[2:] for row in rows}
             finally:
                 db.close()
         except sqlite3.Error as exc:
             self.warning = f"hash cache {self.path} unreadable ({exc}); hashing again"
             self._rows = {}
 
-    def _fresh(self, path, size, stamp):
-        row = self._rows.get(str(path))
-        if row and row[0] == size and row[1] == stamp:
+    def _fresh(self, identity):
+        dev, ino, size, mtime_ns = identity
+        row = self._rows.get((dev, ino))
+        if row and row[0] == size and row[1] == mtime_ns:
             return row
         return None
 
-    def get_check(self, path, size, stamp) -> Optional[FileCheck]:
-        row = self._fresh(path, size, stamp)
+    def get_check(self, identity) -> Optional[FileCheck]:
+        row = self._fresh(identity)
         if row is None or (row[2] is None and row[3] is None):
             return None
         return FileCheck(row[2], row[3])
 
-    def get_phash(self, path, size, stamp) -> Optional[str]:
-        row = self._fresh(path, size, stamp)
+    def get_phash(self, identity) -> Optional[str]:
+        row = self._fresh(identity)
         return row[4] if row else None
 
-    def put(self, path, size, stamp, check: FileCheck, phash=None):
-        key = str(path)
-        row = (size, stamp, check.digest, check.error, phash)
-        if self._rows.get(key) != row:
-            self._rows[key] = row
-            self._dirty[key] = row
+    def put(self, identity, path, check: FileCheck, phash=None):
+        dev, ino, size, mtime_ns = identity
+        row = (size, mtime_ns, check.digest, check.error, phash)
+        if self._rows.get((dev, ino)) != row:
+            self._rows[(dev, ino)] = row
+            self._dirty[(dev, ino)] = (str(path), row)
 
     def save(self):
         """Write new rows in one transaction; returns a warning or None."""
@@ -102,8 +112,9 @@ class HashCache:
                 with db:
                     db.executescript(_SCHEMA)
                     db.executemany(
-                        "INSERT OR REPLACE INTO files_v2 VALUES (?, ?, ?, ?, ?, ?)",
-                        [(key, *row) for key, row in self._dirty.items()])
+                        "INSERT OR REPLACE INTO files_v3 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        [(dev, ino, row[0], row[1], path, *row[2:])
+                         for (dev, ino), (path, row) in self._dirty.items()])
             finally:
                 db.close()
         except sqlite3.Error as exc:

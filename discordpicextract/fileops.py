@@ -1,11 +1,57 @@
 """File writes that never clobber and never leave half a file behind."""
+import ctypes
+import errno
 import os
+import sys
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 CHUNK = 1 << 20
+# The call exists but this file system does not do it (some network and FUSE ones).
+_UNSUPPORTED = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP}
+
+
+def _no_replace_rename():
+    """The platform's rename that refuses an existing target in one system
+    call, as f(src_bytes, dst_bytes) -> 0 or -1 (errno set), or None.
+    Linux: renameat2(RENAME_NOREPLACE) (glibc 2.28+); macOS: renamex_np
+    (RENAME_EXCL)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+    if sys.platform.startswith("linux") and hasattr(libc, "renameat2"):
+        at_fdcwd, rename_noreplace = -100, 1
+        func = libc.renameat2
+        func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+        return lambda src, dst: func(at_fdcwd, src, at_fdcwd, dst, rename_noreplace)
+    if sys.platform == "darwin" and hasattr(libc, "renamex_np"):
+        rename_excl = 0x4
+        func = libc.renamex_np
+        func.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_uint]
+        return lambda src, dst: func(src, dst, rename_excl)
+    return None
+
+
+_RENAME_NOREPLACE = _no_replace_rename()
+
+
+def rename_no_replace(source, target) -> bool:
+    """Rename `source` to `target` in one atomic system call that refuses an
+    existing target (FileExistsError; FileNotFoundError when `source` is
+    gone). False when the platform or file system has no such call: the
+    caller falls back to link + unlink."""
+    if _RENAME_NOREPLACE is None:
+        return False
+    if _RENAME_NOREPLACE(os.fsencode(source), os.fsencode(target)) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in _UNSUPPORTED:
+        return False
+    # OSError(errno, ...) becomes FileExistsError / FileNotFoundError itself.
+    raise OSError(code, os.strerror(code), os.fsdecode(source), None, os.fsdecode(target))
 
 
 def temp_path_beside(target: Path) -> Path:
@@ -29,11 +75,13 @@ def publish_no_clobber(temp: Path, target: Path) -> None:
     """Move a complete temp file to `target`, failing with FileExistsError
     (and removing the temp file) if `target` already exists.
 
-    A hard link is atomic and refuses an existing target, so two writers can
-    never both win; where links are unsupported we fall back to a checked
-    rename.
+    The no-replace rename (or else a hard link) is atomic and refuses an
+    existing target, so two writers can never both win; where neither is
+    supported we fall back to a checked rename.
     """
     try:
+        if rename_no_replace(temp, target):
+            return
         os.link(temp, target)
     except FileExistsError:
         temp.unlink(missing_ok=True)
@@ -89,10 +137,13 @@ def move_no_clobber(source: Path, target: Path) -> None:
     """Rename `source` to `target` in the same folder, never replacing an
     existing `target` (FileExistsError, `source` left in place).
 
-    A hard link refuses an existing target atomically; the source name is
-    removed only once the link exists. Where links are unsupported we fall
-    back to check-then-rename.
+    One system call where the platform has one (`rename_no_replace`).
+    Otherwise a hard link refuses an existing target atomically and the
+    source name is removed only once the link exists; where links are
+    unsupported too we fall back to check-then-rename.
     """
+    if rename_no_replace(source, target):
+        return
     try:
         os.link(source, target, follow_symlinks=False)
     except FileExistsError:

@@ -1,5 +1,6 @@
 """No-clobber, atomic file writes."""
 import os
+import sys
 
 import pytest
 
@@ -48,3 +49,41 @@ def test_publish_no_clobber_removes_temp_on_conflict(tmp_path):
         fileops.publish_no_clobber(temp, target)
     assert target.read_bytes() == b"old"
     assert not temp.exists()
+
+
+@pytest.mark.skipif(not (sys.platform.startswith("linux") or sys.platform == "darwin"),
+                    reason="renameat2 / renamex_np are Linux and macOS calls")
+def test_rename_no_replace_is_one_call_that_refuses_a_taken_name(tmp_path):
+    """The timestamp tools' move: one system call (the inode and the link
+    count never change: no second name ever exists), never over a file."""
+    source, target, taken = tmp_path / "a.png", tmp_path / "b.png", tmp_path / "c.png"
+    source.write_bytes(b"a")
+    taken.write_bytes(b"c")
+    inode = source.stat().st_ino
+
+    assert fileops.rename_no_replace(source, target) is True
+    assert not source.exists() and target.read_bytes() == b"a"
+    assert target.stat().st_ino == inode and target.stat().st_nlink == 1
+    with pytest.raises(FileExistsError):
+        fileops.rename_no_replace(target, taken)
+    assert target.read_bytes() == b"a" and taken.read_bytes() == b"c"
+    with pytest.raises(FileNotFoundError):
+        fileops.rename_no_replace(source, tmp_path / "d.png")
+    fileops.move_no_clobber(target, source)            # the engine's move takes the same path
+    assert source.read_bytes() == b"a" and not target.exists()
+    with pytest.raises(FileExistsError):
+        fileops.move_no_clobber(source, taken)
+    assert source.read_bytes() == b"a" and taken.read_bytes() == b"c"
+
+
+def test_move_no_clobber_falls_back_to_link_and_unlink(tmp_path, monkeypatch):
+    """Where the system has no such call, link + unlink does the same."""
+    monkeypatch.setattr(fileops, "_RENAME_NOREPLACE", None)
+    source, taken = tmp_path / "a.png", tmp_path / "c.png"
+    source.write_bytes(b"a")
+    taken.write_bytes(b"c")
+    fileops.move_no_clobber(source, tmp_path / "b.png")
+    assert (tmp_path / "b.png").read_bytes() == b"a" and not source.exists()
+    with pytest.raises(FileExistsError):
+        fileops.move_no_clobber(tmp_path / "b.png", taken)
+    assert taken.read_bytes() == b"c"

@@ -365,6 +365,7 @@ def test_ctrl_c_between_link_and_unlink_leaves_no_file_under_two_names(tmp_path,
         return real_unlink(path, *args, **kwargs)
 
     plan = plan_mapping(_mapping(original, expected), set(os.listdir(folder)))
+    monkeypatch.setattr(fileops, "_RENAME_NOREPLACE", None)  # the link + unlink fallback
     monkeypatch.setattr(fileops.os, "unlink", unlink)
     with pytest.raises(KeyboardInterrupt):
         apply_plan(folder, plan)

@@ -2,8 +2,8 @@
 import ctypes
 import errno
 import os
-import sys
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path

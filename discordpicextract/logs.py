@@ -35,6 +35,11 @@ class Note:
 _last: list = [None, None]   # [Note or None, error text or None]
 
 
+def verbose() -> bool:
+    """True under --verbose: reports add their per-file lines."""
+    return log.isEnabledFor(logging.DEBUG)
+
+
 def note(step: str, did: str, look: str = "") -> None:
     _last[0] = Note(step, did, look)
 

@@ -22,7 +22,7 @@ def run(capsys, *argv):
 def test_date_and_after_condition(tmp_path, capsys):
     folder = fill(tmp_path / "f", NAMES)
     before = contents(folder)
-    code, out, _ = run(capsys, "--folders", str(folder), "--date", "2025-03-10", "--after", "16:00:00", "--hours", "-1")
+    code, out, _ = run(capsys, "--folders", str(folder), "--date", "2025-03-10", "--after", "16:00:00", "--hours", "-1", "-v")
     assert code == 0
     assert f"RENAMED: {NAMES[3]} -> {n('2025-03-10T16:00:00')}" in out
     assert "Matched: 1\n  Renamed: 1\n  Skipped: 0" in out
@@ -93,7 +93,7 @@ def test_interactive_asks_for_what_is_missing(tmp_path, capsys, monkeypatch):
 def test_subprocess_run(tmp_path):
     fill(tmp_path / "f", NAMES)
     proc = subprocess.run([sys.executable, str(ROOT / "adjust_specific_timestamp.py"), "--folders", "f",
-                           "--date", "2025-03-09", "--hours", "1"],
+                           "--date", "2025-03-09", "--hours", "1", "-v"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr
     assert f"RENAMED: {NAMES[0]} -> {n('2025-03-10T00:30:00')}" in proc.stdout

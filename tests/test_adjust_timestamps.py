@@ -42,7 +42,7 @@ def test_without_a_terminal_a_bare_run_renames_nothing_and_exits_2(tmp_path, cap
 def test_default_shift_over_the_pipeline_folders(tmp_path, capsys):
     folders = three_folders(tmp_path)  # cwd is tmp_path: the defaults are found there
     before = [contents(f) for f in folders]
-    code = adjust_timestamps.main(["--yes"])
+    code = adjust_timestamps.main(["--yes", "-v"])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "File Timestamp Adjustment Script" in out
@@ -204,9 +204,24 @@ def test_a_busy_folder_stops_the_run_before_any_folder_changes(tmp_path, capsys)
 
 def test_names_the_output_encoding_cannot_show_are_printed_escaped(tmp_path):
     folder = fill(tmp_path / "f", [n("2025-01-01T07:00:00", "\u56fe\u8868.png")])  # 图表.png
-    proc = subprocess.run([sys.executable, str(ROOT / "adjust_timestamps.py"), "--folders", "f", "--hours", "-5"],
+    proc = subprocess.run([sys.executable, str(ROOT / "adjust_timestamps.py"), "--folders", "f", "--hours", "-5", "-v"],
                           cwd=tmp_path, capture_output=True, timeout=60, stdin=subprocess.DEVNULL,
                           env={**os.environ, "PYTHONIOENCODING": "cp1252"})
     assert proc.returncode == 0, proc.stderr
     assert b"RENAMED: 2025-01-01_07-00-00_\\u56fe\\u8868.png -> 2025-01-01_02-00-00_\\u56fe\\u8868.png" in proc.stdout
     assert set(contents(folder)) == {n("2025-01-01T02:00:00", "\u56fe\u8868.png")}
+
+
+def test_a_run_prints_the_summary_and_per_file_lines_only_with_v(tmp_path, capsys):
+    folder = fill(tmp_path / "f", NAMES)
+    assert adjust_timestamps.main(["--folders", str(folder), "--yes"]) == 0
+    out = capsys.readouterr().out
+    assert "RENAMED" not in out and "(one line per renamed file with -v)" in out
+    assert f"Summary for {folder}:\n  Renamed: 4\n  Skipped: 0" in out
+    assert adjust_timestamps.main(["--folders", str(folder), "--undo"]) == 0
+    out = capsys.readouterr().out
+    assert "RENAMED" not in out and "  Renamed: 4" in out
+    assert adjust_timestamps.main(["--folders", str(folder), "--yes", "-v"]) == 0
+    assert f"  RENAMED: {NAMES[1]} -> {SHIFTED[1]}" in capsys.readouterr().out
+    assert adjust_timestamps.main(["--folders", str(folder), "--dry-run"]) == 0     # a dry run shows its plan
+    assert "WOULD RENAME: " in capsys.readouterr().out

@@ -4,6 +4,7 @@ stdout, the warnings for stderr, the exit code) and the script prints it
 folder, the totals."""
 from dataclasses import dataclass, field
 
+from discordpicextract import logs
 from discordpicextract.errors import EXIT_FAILED, EXIT_OK
 from discordpicextract.renames.apply import FolderOutcome
 from discordpicextract.renames.recovery import UndoOutcome
@@ -23,13 +24,21 @@ def banner(title: str, subtitle: str, warnings=()) -> Report:
     return Report([RULE, title, subtitle, RULE], list(warnings))
 
 
+def _file_lines(prefix, pairs, dry_run, indent="  ") -> list[str]:
+    """One line per renamed file: always for a dry run (it shows the plan),
+    otherwise only with -v (a whole archive is 100,000s of lines)."""
+    if dry_run or logs.verbose():
+        return [f"{prefix}: {old} -> {new}" for old, new in pairs]
+    return [f"{indent}(one line per renamed file with -v)"] if pairs else []
+
+
 def _folder_lines(outcome: FolderOutcome, dry_run, show_matched, indent="  ") -> list[str]:
     """Processing folder / Mode / one line per file / per-folder summary."""
     unparsed = outcome.plan.unparsed
     verb = "WOULD RENAME" if dry_run else "RENAMED"
     lines = [f"\nProcessing folder: {outcome.folder}",
              f"Mode: {'DRY RUN (no changes)' if dry_run else 'RENAME'}", THIN]
-    lines += [f"{indent}{verb}: {move.old} -> {move.new}" for move in outcome.done]
+    lines += _file_lines(f"{indent}{verb}", [(move.old, move.new) for move in outcome.done], dry_run, indent)
     lines += [f"{indent}SKIPPED: {skip.describe()}" for skip in outcome.skipped]
     lines += [f"{indent}UNPARSED: {name} (not a YYYY-MM-DD_HH-MM-SS_name file; left alone)" for name in unparsed]
     lines.append(f"Summary for {outcome.folder}:")
@@ -79,7 +88,7 @@ def _undo_folder_lines(outcome: UndoOutcome, dry_run) -> tuple[list[str], int]:
         lines.append(f"  {outcome.note[0].upper()}{outcome.note[1:]}")
     if outcome.result:
         done, skipped = len(outcome.result.done), outcome.result.skipped
-        lines += [f"  RENAMED: {move.old} -> {move.new}" for move in outcome.result.done]
+        lines += _file_lines("  RENAMED", [(move.old, move.new) for move in outcome.result.done], False)
     else:  # dry run: the exact steps, temporary names included
         done, skipped = len(outcome.plan.steps), outcome.plan.skipped
         lines += [f"  WOULD RENAME: {step.src} -> {step.dst}" for step in outcome.plan.steps]

@@ -179,8 +179,8 @@ def copy_files_into(sources, output, result=None) -> CopyResult:
     overwriting; one file failing does not stop the others."""
     result = result if result is not None else CopyResult()
     lists = {"copied": result.copied, "identical": result.identical, "conflict": result.conflicts}
-    for source in sources:
-        source = Path(source)
+    for name in sources:
+        source = Path(name)
         try:
             lists[copy_no_clobber(source, Path(output) / source.name)].append(source.name)
         except OSError as exc:

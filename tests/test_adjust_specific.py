@@ -22,7 +22,8 @@ def run(capsys, *argv):
 def test_date_and_after_condition(tmp_path, capsys):
     folder = fill(tmp_path / "f", NAMES)
     before = contents(folder)
-    code, out, _ = run(capsys, "--folders", str(folder), "--date", "2025-03-10", "--after", "16:00:00", "--hours", "-1", "-v")
+    code, out, _ = run(capsys, "--folders", str(folder), "--date", "2025-03-10", "--after", "16:00:00",
+                       "--hours", "-1", "-v")
     assert code == 0
     assert f"RENAMED: {NAMES[3]} -> {n('2025-03-10T16:00:00')}" in out
     assert "Matched: 1\n  Renamed: 1\n  Skipped: 0" in out

@@ -27,6 +27,14 @@ def file_identity(stat) -> tuple:
     return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
+def file_stamp(stat) -> str:
+    """A path-keyed record's freshness stamp (the review's thumbnails):
+    a rename or copy changes the inode or its change time, so a different
+    image put at a known path with the same size and mtime is not taken
+    for the one recorded there."""
+    return f"{stat.st_mtime_ns}:{stat.st_ctime_ns}:{stat.st_ino}"
+
+
 # files_v3: keyed by identity (v2 by path + mtime:ctime:inode, which a
 # rename changes; v1 by path + mtime). Older tables are left unread.
 _SCHEMA = """

@@ -35,9 +35,9 @@ class HashStats:
 class _Known:
     """What the caches (or a decode) say about one file."""
 
-    key: str            # the cache key: the file's real path
+    path: str           # a hint for the cache: the file's real path
     size: int
-    stamp: str
+    identity: tuple     # the cache key: images.cache.file_identity
     digest: Optional[str] = None
     phash: Optional[str] = None
 
@@ -132,11 +132,11 @@ def _cached_facts(entry: Entry, cache, dedupe_cache) -> Optional[_Known]:
         stat = os.stat(entry.path)
     except OSError:
         return None
-    facts = _Known(os.path.realpath(entry.path), stat.st_size, hash_cache.file_stamp(stat))
+    facts = _Known(os.path.realpath(entry.path), stat.st_size, hash_cache.file_identity(stat))
     for source in (cache, dedupe_cache):
-        check = source.get_check(facts.key, facts.size, facts.stamp)
+        check = source.get_check(facts.identity)
         facts.digest = facts.digest or (check.digest if check else None)
-        facts.phash = facts.phash or source.get_phash(facts.key, facts.size, facts.stamp)
+        facts.phash = facts.phash or source.get_phash(facts.identity)
     return facts
 
 
@@ -148,5 +148,5 @@ def _fill_phashes(items, cache, pool) -> HashStats:
     for (_, facts), result in zip(todo, results):
         facts.phash = result.phash
         if result.phash:
-            cache.put(facts.key, facts.size, facts.stamp, FileCheck(facts.digest, None), result.phash)
+            cache.put(facts.identity, facts.path, FileCheck(facts.digest, None), result.phash)
     return HashStats(decoded=len(todo))

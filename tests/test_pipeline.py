@@ -227,3 +227,12 @@ def test_verbose_shows_details_on_stderr_default_output_unchanged(capsys, make_i
     verbose = capsys.readouterr()
     assert "Deduplication Summary:" in verbose.out
     assert "debug: copied 2025-02-15_10-00-00_b.png" in verbose.err
+
+
+def test_no_messages_leaves_messages_csv_out(world, capsys):
+    s1, _s2 = two_sessions()
+    world.post(at(s1, "10:00"), "a.png", content="not kept")
+    code, out, err = pipeline(capsys, "--channel", world.channel["id"], "--no-messages")
+    assert code == 0, out + err
+    assert len(images_in(DAILY)) == 1
+    assert not any(Path(folder, "messages.csv").exists() for folder in (DOWNLOAD, CLEAN, DAILY))

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Optional
 
 import config
-from discordpicextract import cli, fileops, logs, messages, naming
+from discordpicextract import cli, fileops, locking, logs, messages, naming
 from discordpicextract import records as derived
 from discordpicextract.errors import RunError
 from discordpicextract.images.cache import HashCache, NoCache, file_identity
@@ -332,12 +332,17 @@ def render_report(plan, fmt) -> bytes:
                                 lineterminator="\n")
         writer.writeheader()
         writer.writerows(report_rows(plan))
-        return text.getvalue().encode("utf-8")
+        # a name that is not UTF-8 is written as its own bytes, as the folder holds it
+        return text.getvalue().encode("utf-8", "surrogateescape")
     groups = [{"date": g.kept.date.isoformat(), "kept": g.kept.name, "size": g.kept.size,
                "removed": [{"name": item.record.name, "difference_seconds": item.seconds,
                             "match": item.match} for item in g.removed]}
               for g in plan.groups]
-    return (json.dumps({"groups": groups}, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    shown = json.dumps({"groups": groups}, indent=2, ensure_ascii=False) + "\n"
+    try:
+        return shown.encode("utf-8")
+    except UnicodeEncodeError:  # a name that is not UTF-8: JSON's escapes keep it exact
+        return (json.dumps({"groups": groups}, indent=2) + "\n").encode("ascii")
 
 
 def write_report(path, data: bytes) -> str:
@@ -572,6 +577,16 @@ def _validate(args):
 
 
 def dedupe(args) -> DedupeRun:
+    """The run; a real one holds the output folder's lock throughout
+    (BusyError, exit 2, while another run writes there)."""
+    if args.dry_run:
+        return _dedupe(args)
+    cli.make_output_folder(args.output)
+    with locking.hold(args.output, "dedupe"):
+        return _dedupe(args)
+
+
+def _dedupe(args) -> DedupeRun:
     listing = naming.list_images(args.source)
     if not args.dry_run:
         cli.make_output_folder(args.output)

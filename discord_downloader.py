@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 import config
 from discordpicextract import cli, logs
-from discordpicextract.archive import ArchiveError, archive_path
+from discordpicextract.archive import ArchiveError, ArchiveFull, archive_path
 from discordpicextract.discord import (
     AccessError,
     AuthError,
@@ -49,7 +49,7 @@ from discordpicextract.discord.job import (
 )
 from discordpicextract.discord.run import starter_message
 from discordpicextract.discord.window import parse_bound, plan_window
-from discordpicextract.errors import DPEError, UsageError
+from discordpicextract.errors import DPEError, RunError, UsageError
 from discordpicextract.timestamps import zone as names_zone
 
 RULE = "=" * 60
@@ -187,6 +187,8 @@ def _run_job(job, client, folder, window):
         raise AccessError(_no_access_text(client, exc, job), status=exc.status, code=exc.code) from None
     except DiscordError as exc:  # its class carries the exit code: 2 for no access or no such channel
         raise type(exc)(client.scrub(exc), status=exc.status, code=exc.code) from None
+    except ArchiveFull as exc:
+        raise RunError(str(exc)) from None
     except ArchiveError as exc:
         raise UsageError(str(exc)) from None
     except sqlite3.DatabaseError as exc:  # damaged after it opened fine (a flipped bit in a page)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import config
-from discordpicextract import cli, logs, messages, naming
+from discordpicextract import cli, locking, logs, messages, naming
 from discordpicextract import records as derived
 from discordpicextract.images.integrity import check_file
 from discordpicextract.timestamps import zone as names_zone
@@ -150,10 +150,12 @@ def _main(argv):
     zone = names_zone.folder_zone(args.source, args.timezone)
     # Days are trading days: the market's dates of the names, read in their zone.
     plan = plan_one_per_day(listing, names_zone.market_date_reader(zone))
+    result = None
     if not args.dry_run:
         cli.make_output_folder(args.output)
-        names_zone.claim_zone(args.output, zone, source=f"the names of {args.source}")
-    result = None if args.dry_run else apply_one_per_day(plan, listing, args.source, args.output)
+        with locking.hold(args.output, "one per day"):  # BusyError (exit 2) while another run writes there
+            names_zone.claim_zone(args.output, zone, source=f"the names of {args.source}")
+            result = apply_one_per_day(plan, listing, args.source, args.output)
     print_report(args.source, args.output, plan, result, args.dry_run)
     failed = plan.unparsed or plan.not_files or (result and (result.conflicts or result.failed or result.others
                                           or result.corrupt or result.changed))

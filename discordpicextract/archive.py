@@ -30,15 +30,30 @@ class ArchiveError(sqlite3.DatabaseError):
     """The archive file exists but cannot be used (not SQLite, damaged)."""
 
 
+class ArchiveFull(ArchiveError):
+    """The archive cannot be written: the disk is full (or failing)."""
+
+
+_FULL = ("database or disk is full", "disk i/o error")
+
+
 def archive_path(folder) -> Path:
     return Path(folder) / config.ARCHIVE_FILE
 
 
 class DownloadArchive:
-    """Open (and create) the archive of `folder`. Use from one thread."""
+    """Open (and create) the archive of `folder`. Use from one thread.
 
-    def __init__(self, folder):
+    `fast_commits` (the downloader, which commits every saved file's row
+    before reporting it saved): the journal goes to WAL mode without a disk
+    sync per commit (a commit survives the process being killed; a power
+    cut may lose the last rows, whose files the next download finds again
+    by content) and back to a plain rollback journal on close, so that
+    readers find an ordinary file."""
+
+    def __init__(self, folder, fast_commits=False):
         self.path = archive_path(folder)
+        self.fast_commits = fast_commits
         try:
             self._db = sqlite3.connect(self.path)
         except sqlite3.Error as exc:
@@ -49,11 +64,17 @@ class DownloadArchive:
             if "channel_id" not in columns:
                 with self._db:
                     self._db.execute(_CHANNEL_COLUMN)
+            if fast_commits:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.Error as exc:
             self._db.close()
             raise self._unusable(exc) from None
 
     def _unusable(self, exc) -> ArchiveError:
+        if any(words in str(exc).lower() for words in _FULL):
+            return ArchiveFull(f"cannot write the download archive {self.path}: {exc} "
+                               "(free some space and run again)")
         return ArchiveError(f"cannot use the download archive {self.path}: {exc} (move that file "
                             f"away to start a new one)")
 
@@ -64,6 +85,11 @@ class DownloadArchive:
         self.close()
 
     def close(self):
+        if self.fast_commits:
+            try:
+                self._db.execute("PRAGMA journal_mode=DELETE")
+            except sqlite3.Error:
+                pass  # still WAL: SQLite reads it as well, and the next close tries again
         self._db.close()
 
     def keys(self) -> set:

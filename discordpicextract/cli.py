@@ -9,7 +9,15 @@ from pathlib import Path
 
 import config
 from discordpicextract import __version__, logs, settings
-from discordpicextract.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, DPEError, UsageError
+from discordpicextract.errors import (
+    DISK_ERRNOS,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    DPEError,
+    UsageError,
+)
 
 EXIT_ITEMS_FAILED = EXIT_FAILED
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_ITEMS_FAILED", "EXIT_OK", "EXIT_USAGE", "UsageError"]
@@ -151,6 +159,16 @@ def run(main_body, argv=None):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_ITEMS_FAILED
+    except OSError as exc:
+        if exc.errno not in DISK_ERRNOS:
+            raise
+        # a full or failing disk anywhere in a step: one line, not a traceback
+        # (every write goes through a temp file, so no real name is half-written)
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"error: cannot write{where}: {exc.strerror or exc}; free some space (or check the disk) "
+              "and run again", file=sys.stderr)
+        logs.note_error(f"cannot write{where}: {exc.strerror or exc}")
+        return EXIT_FAILED
 
 
 def _print_note(note):

@@ -16,8 +16,10 @@ from discordpicextract.errors import UsageError
 DEMO_ROOT = "demo-output"
 DEMO_DAYS = 30
 # Written into every folder the demo fills, so that a later demo may replace
-# them; a folder without it is never deleted.
+# them; a folder without it is never deleted. While the demo runs it says
+# UNFINISHED; at the end it lists what the demo wrote.
 DEMO_MARKER = ".discordpicextract-demo"
+UNFINISHED = {"unfinished": True}
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ def prepare_demo_folders(folders):
             shutil.rmtree(folder)
             replaced.append(folder)
         folder.mkdir(parents=True)
-        (folder / DEMO_MARKER).write_text("[]\n")
+        (folder / DEMO_MARKER).write_text(json.dumps(UNFINISHED) + "\n")
     return replaced
 
 
@@ -80,10 +82,20 @@ def _only_demo_files(folder):
     if not present:
         return True
     try:
-        recorded = set(json.loads((folder / DEMO_MARKER).read_text()))
-    except (OSError, ValueError, TypeError):
-        return False  # no marker, or an unfinished or foreign one
-    return present <= recorded
+        recorded = json.loads((folder / DEMO_MARKER).read_text())
+    except (OSError, ValueError):
+        return False  # no marker, or a foreign one
+    if recorded == UNFINISHED:
+        # a demo stopped mid-run (killed, Ctrl-C) in the folder it had
+        # emptied: what is there is what a demo writes
+        return all(_demo_like(name) for name in present)
+    return isinstance(recorded, list) and present <= set(recorded)
+
+
+def _demo_like(name) -> bool:
+    from discordpicextract import naming
+
+    return name.startswith(".") or naming.is_image_name(name) or name == "messages.csv"
 
 
 # The stretch of trading dates (first index, count) whose names the demo

@@ -4,11 +4,17 @@ script returns for it (`cli.run` maps them: one line on stderr, no traceback).
 - 0: all fine; 1 (`EXIT_FAILED`): the run went, but something failed or needs
   a look; 2 (`EXIT_USAGE`): bad input, nothing was done; 130: Ctrl-C.
 """
+import errno
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+
+# errno values of writes that no retry can cure: the disk (or quota) is
+# full, or the device failed or is read-only
+DISK_ERRNOS = frozenset(getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EIO", "EROFS", "EFBIG")
+                        if hasattr(errno, name))
 
 
 class DPEError(Exception):

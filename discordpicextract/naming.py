@@ -123,14 +123,22 @@ def list_images(folder) -> FolderListing:
     Hidden files (the download archive, rename journal, temp files) and files
     without an image extension are ignored; image files whose name does not
     parse are returned in `unparsed`, image-named entries that are no
-    regular file (folders, broken links) in `not_files`.
+    regular file (folders, broken links) in `not_files`, and so are links
+    to a file outside the folder: a step never reads or copies through
+    them (a link to /etc/passwd named x.png is not an image of the folder).
     """
     images, unparsed, not_files = [], [], []
     base = Path(folder)  # base / name: a child path without parsing the whole path again
+    inside = None
     with os.scandir(folder) as entries:
         for entry in entries:
             if entry.name.startswith(".") or not is_image_name(entry.name):
                 continue
+            if entry.is_symlink():
+                inside = inside or os.path.realpath(folder)
+                if os.path.dirname(os.path.realpath(entry.path)) != inside:
+                    not_files.append(base / entry.name)  # never followed out of the folder
+                    continue
             if not entry.is_file():
                 not_files.append(base / entry.name)
                 continue
@@ -151,8 +159,13 @@ def skipped_warnings(unparsed, not_files, where="") -> list:
     prefix = f"{where}: " if where else ""
     return ([f"warning: {prefix}skipped {path.name}: name is not YYYY-MM-DD_HH-MM-SS_name.ext"
              for path in unparsed]
-            + [f"warning: {prefix}skipped {path.name}: not a readable file (a folder or a broken link)"
-               for path in not_files])
+            + [f"warning: {prefix}skipped {path.name}: " + (
+                "a link to a file outside the folder (not followed)" if _links_out(path)
+                else "not a readable file (a folder or a broken link)") for path in not_files])
+
+
+def _links_out(path) -> bool:
+    return os.path.islink(path) and os.path.exists(path)
 
 
 def sanitize_original(name: str, default: str = "image.png") -> str:

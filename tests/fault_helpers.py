@@ -67,3 +67,23 @@ def small_disk(megabytes=3):
 def leftovers(folder):
     """Our temp files still in `folder` (a run must leave none)."""
     return sorted(p.name for p in Path(folder).iterdir() if p.name.endswith((".part", ".tmp")))
+
+
+def fill_disk(folder) -> Path:
+    """Take every free byte of `folder`'s file system (a small tmpfs) with
+    one file, returned so the test can free the space again."""
+    filler = Path(folder) / "filler.bin"
+    block = b"\0" * (64 * 1024)
+    with open(filler, "wb", buffering=0) as out:
+        try:
+            while True:
+                out.write(block)
+        except OSError:
+            pass
+    with open(filler, "ab", buffering=0) as out:  # the last partial block
+        try:
+            while True:
+                out.write(b"\0" * 512)
+        except OSError:
+            pass
+    return filler

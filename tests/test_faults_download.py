@@ -10,8 +10,9 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from download_helpers import ROOT, ago, cdn_requests, digests, images_in, sha256_of
-from fault_helpers import leftovers, lock_held_elsewhere, noise_png, small_disk
+from fault_helpers import fill_disk, leftovers, lock_held_elsewhere, noise_png, small_disk
 
 import config
 import discord_downloader
@@ -176,3 +177,18 @@ def _images(folder):
         return [n for n in os.listdir(folder) if n.endswith(".png") and not n.startswith(".")]
     except FileNotFoundError:
         return []
+
+
+def test_a_disk_too_full_for_the_archive_says_so_in_one_line(world, capsys):
+    world.post(ago(hours=1), "one.png")
+    with small_disk(1) as disk:
+        if disk is None:
+            pytest.skip("needs a small tmpfs (mount as root)")
+        (disk / "out").mkdir()
+        filler = fill_disk(disk)
+        code, out, err = _run(capsys, output=disk / "out")
+        assert code == 1 and "Traceback" not in err
+        assert "No space left on device" in err and "free some space" in err and "move that file away" not in err
+        filler.unlink()
+        code, out, err = _run(capsys, output=disk / "out")
+        assert code == 0 and "Downloaded: 1" in out

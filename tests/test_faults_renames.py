@@ -11,7 +11,7 @@ import sys
 from datetime import datetime, timedelta
 
 import pytest
-from fault_helpers import ROOT, lock_held_elsewhere
+from fault_helpers import ROOT, fill_disk, lock_held_elsewhere, small_disk
 from helpers import contents, fill
 
 import adjust_timestamps
@@ -215,3 +215,21 @@ def test_undo_and_recover_run_beside_a_lock_held_elsewhere_only_as_dry_runs_that
         assert adjust_timestamps.main(["--undo"]) == 2
         assert f"(pid {pid}" in capsys.readouterr().err
     assert [contents(f) for f in folders] == after
+
+
+def test_a_full_disk_stops_a_rename_run_with_one_line_and_loses_nothing(tmp_path, capsys):
+    with small_disk(1) as disk:
+        if disk is None:
+            pytest.skip("needs a small tmpfs (mount as root)")
+        folder = fill(disk / "f", names(40))
+        before = contents(folder)
+        filler = fill_disk(disk)
+        code = adjust_timestamps.main(["--folders", str(folder), "--hours", "1"])
+        out, err = capsys.readouterr()
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert code == 1 and len(lines) == 1 and "No space left on device" in lines[0], err
+        assert "Traceback" not in err and sorted(contents(folder).values()) == sorted(before.values())
+        filler.unlink()
+        for argv in (["--recover", "complete"], ["--hours", "1"]):  # recover if needed, then the run itself
+            assert adjust_timestamps.main(["--folders", str(folder), *argv]) == 0, capsys.readouterr()
+        assert contents(folder) == shifted(before, 1)

@@ -79,7 +79,7 @@ class _Run:
         self.folder = Path(folder)
         self.zone = ZoneInfo(tz) if isinstance(tz, str) else tz
         self.result = DownloadResult()
-        self.archive = DownloadArchive(self.folder)
+        self.archive = DownloadArchive(self.folder, fast_commits=True)
         self.known = self.archive.keys()
         on_disk = {p.name for p in self.folder.iterdir()}
         self.taken = set(on_disk)

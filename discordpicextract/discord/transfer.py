@@ -1,7 +1,6 @@
 """Image transfers: fetch one planned image from the CDN (no token, ever)
 into a temp file, check it is a complete image, and publish it under its
 planned name without overwriting anything."""
-import errno
 import hashlib
 import os
 import threading
@@ -18,7 +17,7 @@ import config
 from discordpicextract import fileops
 from discordpicextract.discord.client import backoff, thread_session
 from discordpicextract.discord.plan import PlannedDownload
-from discordpicextract.errors import RunError
+from discordpicextract.errors import DISK_ERRNOS, RunError
 from discordpicextract.images import integrity
 
 CHUNK = 64 * 1024
@@ -199,12 +198,6 @@ class _Refused(Exception):
 class DiskError(RunError):
     """Writing into the download folder failed for lack of space or an I/O
     error: the run stops (exit 1) with what it saved so far."""
-
-
-# errno values that no retry can cure: the disk (or quota) is full, or the
-# device failed or is read-only
-DISK_ERRNOS = frozenset(getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EIO", "EROFS", "EFBIG")
-                        if hasattr(errno, name))
 
 
 def _raise_if_disk(exc, folder):

@@ -52,6 +52,17 @@ CREATE TABLE IF NOT EXISTS files_v3 (
 """
 
 
+def db_key(path) -> str:
+    """A path as SQLite can store it: a name that is not valid UTF-8 (bytes
+    Python keeps as surrogate escapes) is written with \\xNN escapes."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text
+
+
 class HashCache:
     """Cached FileCheck and pHash per file identity.
 
@@ -108,7 +119,7 @@ class HashCache:
         row = (size, mtime_ns, check.digest, check.error, phash)
         if self._rows.get((dev, ino)) != row:
             self._rows[(dev, ino)] = row
-            self._dirty[(dev, ino)] = (str(path), row)
+            self._dirty[(dev, ino)] = (db_key(path), row)
 
     def save(self):
         """Write new rows in one transaction; returns a warning or None."""
@@ -125,7 +136,7 @@ class HashCache:
                          for (dev, ino), (path, row) in self._dirty.items()])
             finally:
                 db.close()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError, ValueError) as exc:
             return f"hash cache not saved to {self.path}: {exc}"
         self._dirty = {}
         return None

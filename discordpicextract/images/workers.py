@@ -1,5 +1,8 @@
 """The process pool that spreads integrity checks and pHashes over the
 cores, started only when a batch is big enough to pay for it."""
+import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Optional
@@ -16,6 +19,20 @@ def _import_before_fork(func) -> None:
 
     if func is phash.compute_phash:
         import imagehash  # noqa: F401
+
+
+# How often a worker checks that its parent is still there.
+PARENT_CHECK_SECONDS = 0.2
+
+
+def _die_with_parent(parent: int) -> None:
+    """Pool initializer: a worker whose parent is gone (killed with kill -9,
+    which no clean-up survives) ends itself instead of running on."""
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(1)
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 class WorkerDied(Exception):
@@ -35,7 +52,8 @@ class Workers:
             return [func(item) for item in items]
         if self._pool is None:
             _import_before_fork(func)
-            self._pool = ProcessPoolExecutor(max_workers=self.count)
+            self._pool = ProcessPoolExecutor(max_workers=self.count, initializer=_die_with_parent,
+                                             initargs=(os.getpid(),))
         chunk = max(1, min(64, len(items) // (self.count * 4)))
         try:
             return list(self._pool.map(func, items, chunksize=chunk))

@@ -13,7 +13,7 @@ from typing import Optional
 from discordpicextract import archive, locking, messages, records
 from discordpicextract.errors import UsageError
 from discordpicextract.fileops import move_no_clobber
-from discordpicextract.renames.journal import Journal, JournalStep, sync_dir
+from discordpicextract.renames.journal import Journal, JournalError, JournalStep, sync_dir
 from discordpicextract.renames.plan import TEMP_PREFIX, Move, RenamePlan, Skip, Step
 
 # Progress lines are flushed and synced every this many steps; recovery
@@ -103,9 +103,12 @@ def apply_batch(parts, *, label="", undoes=None, recovers=None, update_archive=T
             for (folder, plan, result), journal, steps in zip(active, journals, steps_of):
                 if not _run_steps(folder, plan, journal, steps, update_archive, result, budget):
                     break
-        finally:
+        except BaseException:
             for journal in journals:
-                journal.close()
+                journal.__exit__(JournalError, None, None)  # closed; the first error is the one told
+            raise
+        for journal in journals:
+            journal.close()
     return results
 
 

@@ -15,7 +15,7 @@ from typing import Optional
 
 import config
 from discordpicextract import locking
-from discordpicextract.errors import BusyError, UsageError
+from discordpicextract.errors import BusyError, RunError, UsageError
 from discordpicextract.renames.plan import Move, Skip
 
 # A step as journaled: (src, dst, move index, inode or None).
@@ -187,23 +187,45 @@ class Journal:
     def write(self, record, sync=False):
         # ASCII escapes keep names that are not valid UTF-8 (surrogate escapes) intact
         line = json.dumps(record, separators=(",", ":")) + "\n"
-        self.handle.write(line.encode("utf-8"))
+        try:
+            self.handle.write(line.encode("utf-8"))
+        except OSError as exc:
+            raise self._failed(exc) from None
         if sync:
             self.sync()
 
     def sync(self):
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
+        try:
+            self.handle.flush()
+            os.fsync(self.handle.fileno())
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+    def _failed(self, exc) -> "JournalError":
+        return JournalError(f"cannot write the rename journal {self.handle.name}: {exc.strerror or exc}; "
+                            "renaming stopped there (no file is lost): once it can be written again, "
+                            "run with --recover complete or --recover revert")
 
     def close(self):
-        self.sync()
-        self.handle.close()
+        try:
+            self.sync()
+        finally:
+            self.handle.close()
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, *exc):
+        try:
+            self.close()
+        except JournalError:
+            if exc_type is None:
+                raise
+
+
+class JournalError(RunError):
+    """The journal cannot be written (disk full, I/O error): exit 1, one
+    line; a batch it stopped is recovered like a crashed one."""
 
 
 def close_batch(folder, batch_id, status) -> None:

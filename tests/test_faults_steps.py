@@ -1,0 +1,146 @@
+"""The copy steps and the demo under faults, through their main(argv): a
+second writer into a busy output refused, names that are not UTF-8 through
+dedupe (cache, report), one per day, the coverage check and a rename, a
+link to a file outside the folder never followed, dedupe's workers ending
+with their parent killed by kill -9, a demo killed mid-run run again."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from fault_helpers import ROOT, lock_held_elsewhere
+from helpers import fill, n, write_image
+
+import adjust_timestamps
+import check_unique_dates
+import config
+import deduplicate_images
+import extract_one_per_day
+from discordpicextract.images.cache import CACHE_FILE
+
+
+def test_a_second_writer_into_a_busy_output_is_refused(tmp_path, capsys):
+    fill(tmp_path / "src", [n("2025-01-02T10:00:00"), n("2025-01-03T10:00:00")])
+    (tmp_path / "out").mkdir()
+    with lock_held_elsewhere(tmp_path / "out") as (pid,):
+        assert deduplicate_images.main(["--source", "src", "--output", "out"]) == 2
+        assert extract_one_per_day.main(["--source", "src", "--output", "out"]) == 2
+        err = capsys.readouterr().err
+        assert err.count(f"another run is using out (pid {pid}") == 2
+        assert deduplicate_images.main(["--source", "src", "--output", "out", "--dry-run"]) == 0  # reads only
+    assert [name for name in os.listdir(tmp_path / "out") if not name.startswith(".")] == []
+    assert deduplicate_images.main(["--source", "src", "--output", "out"]) == 0
+
+
+def test_names_that_are_not_utf8_work_in_every_step(tmp_path, capsys):
+    odd = os.fsdecode(b"2025-01-02_10-00-00_\xff\xfe.png")  # not UTF-8: kept as surrogate escapes
+    again = os.fsdecode(b"2025-01-02_10-00-30_\xff\xfe.png")
+    write_image(tmp_path / "src" / odd, seed=1)
+    write_image(tmp_path / "src" / again, seed=1)    # a duplicate of it
+    write_image(tmp_path / "src" / n("2025-01-03T10:00:00"), seed=2)
+    for report in ("r.csv", "r.json"):
+        assert deduplicate_images.main(["--source", "src", "--output", "out", "--report", report]) == 0
+    assert (tmp_path / "out" / CACHE_FILE).exists()
+    assert b"\xff\xfe.png" in (tmp_path / "r.csv").read_bytes()
+    assert json.loads((tmp_path / "r.json").read_text())["groups"][0]["kept"] == odd
+    assert deduplicate_images.main(["--source", "src", "--output", "out"]) == 0  # the cache reads it back
+    assert "hash cache" not in capsys.readouterr().err  # saved and read back, no warning
+    assert extract_one_per_day.main(["--source", "out", "--output", "day"]) == 0
+    assert check_unique_dates.main(["--folders", "out", "day"]) == 0
+    assert adjust_timestamps.main(["--folders", "src", "out", "day", "--hours", "1"]) == 0
+    assert adjust_timestamps.main(["--folders", "src", "out", "day", "--undo"]) == 0
+    assert sorted(os.listdir(os.fsencode(tmp_path / "day")))[-2:] == [
+        b"2025-01-02_10-00-00_\xff\xfe.png", b"2025-01-03_10-00-00_chart.png"]
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_link_to_a_file_outside_the_folder_is_reported_and_never_followed(tmp_path, capsys):
+    (tmp_path / "secret.txt").write_text("root:x:0:0")
+    write_image(tmp_path / "elsewhere.png", seed=5)
+    src = fill(tmp_path / "src", [n("2025-01-02T10:00:00")])
+    (src / n("2025-01-03T10:00:00", "passwd.png")).symlink_to(tmp_path / "secret.txt")
+    (src / n("2025-01-04T10:00:00", "out.png")).symlink_to(tmp_path / "elsewhere.png")
+    (src / n("2025-01-05T10:00:00", "in.png")).symlink_to(src / n("2025-01-02T10:00:00"))  # inside: fine
+    assert deduplicate_images.main(["--source", "src", "--output", "out"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("a link to a file outside the folder (not followed)") == 2
+    copied = sorted(name for name in os.listdir(tmp_path / "out") if not name.startswith("."))
+    assert copied == [n("2025-01-02T10:00:00"), n("2025-01-05T10:00:00", "in.png")]  # a link inside is followed
+    assert extract_one_per_day.main(["--source", "src", "--output", "day"]) == 1
+    assert not any("passwd" in name or "out.png" in name for name in os.listdir(tmp_path / "day"))
+
+
+DEDUPE = """
+import sys
+import deduplicate_images
+sys.exit(deduplicate_images.main(sys.argv[1:]))
+"""
+
+
+def _children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            return [int(p) for p in handle.read().split()]
+    except OSError:
+        return []
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(") ")[1][0] not in "ZX"
+    except OSError:
+        return False
+
+
+def test_dedupe_workers_end_when_their_parent_is_killed(tmp_path):
+    if not os.path.exists("/proc/self/task"):
+        import pytest
+        pytest.skip("needs /proc to find the workers")
+    src = tmp_path / "src"
+    for k in range(900):  # enough for the process pool (400+ checks)
+        write_image(src / n(f"2025-01-{1 + k // 40:02d}T{9 + k % 40 // 8:02d}:{k % 8:02d}:00"), seed=k, size=(96, 64))
+    proc = subprocess.Popen([sys.executable, "-c", DEDUPE, "--source", "src", "--output", "out", "--workers", "2",
+                             "--no-cache"], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, workers = time.monotonic() + 30, []
+    while time.monotonic() < deadline and len(workers) < 2 and proc.poll() is None:
+        workers = _children(proc.pid)
+        time.sleep(0.002)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert len(workers) >= 2, "the pool never started"
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.05)
+    assert not any(_alive(w) for w in workers)
+
+
+DEMO = """
+import sys
+import main
+sys.exit(main.main(sys.argv[1:]))
+"""
+
+
+def test_a_demo_killed_mid_run_can_be_run_again_into_its_folder(tmp_path, capsys):
+    from download_helpers import run_main
+
+    demo = tmp_path / "demo"
+    proc = subprocess.Popen([sys.executable, "-c", DEMO, "--demo", "--no-progress", "--output", str(demo)],
+                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    download = demo / config.DEFAULT_OUTPUT_DIR
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not download.is_dir() or len(os.listdir(download)) < 20):
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -9 and len(os.listdir(download)) >= 20
+    code, out, err = run_main(capsys, "--demo", "--no-progress", "--output", demo)
+    assert code == 0, err
+    assert "replacing the earlier demo run" in out
+    assert Path(download / ".discordpicextract-demo").read_text().startswith("[")

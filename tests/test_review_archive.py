@@ -122,6 +122,25 @@ def test_post_times_mark_the_names_that_differ():
     assert "posted 11:00:00 (+1h00m)" in html
 
 
+def test_contact_sheets_hold_each_day_s_thumbnails_once_in_rows_and_chunks():
+    from discordpicextract.review import sheets
+    from discordpicextract.review.thumbs import Thumb
+
+    day1 = [Thumb(f"thumbs/{i:032x}.webp", 240, 100 + i) for i in range(sheets.SHEET_TILES + 3)]
+    day2 = [day1[0], day1[0], Thumb("thumbs/" + "f" * 32 + ".webp", 200, 90)]
+    plans, places = sheets.plan_sheets([day1, day2], ".webp")
+    assert [len(plan.tiles) for plan in plans] == [sheets.SHEET_TILES, 3, 2]
+    # The tenth tile starts the second row, below the first row's tallest thumbnail.
+    tenth = places[0][day1[9].file]
+    assert (tenth.file, tenth.x, tenth.y) == (plans[0].file, (9 - sheets.SHEET_COLUMNS) * 240, 100 + 7)
+    rows = sheets.SHEET_TILES // sheets.SHEET_COLUMNS
+    assert plans[0].height == sum(100 + (r + 1) * sheets.SHEET_COLUMNS - 1 for r in range(rows))
+    assert places[0][day1[-1].file].file == plans[1].file
+    assert places[1][day1[0].file] == sheets.Place(plans[2].file, 0, 0, 240, 100)  # once, on day 2's own sheet
+    # named by what they hold: the same day plans the same sheet again
+    assert sheets.plan_sheets([day1], ".webp")[0][0] == plans[0] and len({p.file for p in plans}) == 3
+
+
 # --- the step, end to end ----------------------------------------------------------
 
 @pytest.fixture
@@ -246,6 +265,13 @@ def test_post_times_from_the_download_archive_mark_names_that_differ(tmp_path, c
     marked = re.findall(r'<figure class="tile[^"]*wrong-time[^"]*" data-name="([^"]+)"', page)
     assert marked == [wrong] and "posted 11:00:00 (−1h00m)" in page
     assert len(re.findall(r'<circle class="dot[^"]* off"', page)) == 1
+
+
+def test_open_shows_the_page_in_the_default_browser(archive, tmp_path, monkeypatch):
+    opened = []
+    monkeypatch.setattr(review_archive.webbrowser, "open", opened.append)
+    assert review_archive.main([*folder_args(archive), "--output", str(tmp_path / "r"), "--open"]) == 0
+    assert opened == [(tmp_path / "r" / PAGE_FILE).resolve().as_uri()]
 
 
 def test_dedupe_report_gives_the_same_pairs(archive, tmp_path, capsys):

@@ -119,6 +119,7 @@ class FolderSummary:
     dates: list[date]
     outside: int
     missing_sessions: list[date]    # NYSE sessions of the archive's span without an image here
+    zone: Optional[str] = None      # the zone its names are written in
 
 
 @dataclass
@@ -272,4 +273,5 @@ def _summarize(folder: FolderInput, entries, sessions) -> FolderSummary:
     have = set(dates)
     skipped = [p.name for p in (*folder.listing.unparsed, *folder.listing.not_files)]
     return FolderSummary(folder.role, folder.path, len(mine), skipped, dates,
-                         sum(e.outside for e in mine), [d for d in sessions if d not in have])
+                         sum(e.outside for e in mine), [d for d in sessions if d not in have],
+                         folder.zone)

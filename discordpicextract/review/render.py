@@ -116,9 +116,16 @@ def render_page(model: ReviewModel, thumbs: dict[str, Thumb], errors: dict[str, 
 def _header(model, generated) -> str:
     start, end = market.trading_hours()
     return (f"<header><h1>Archive review</h1><p class=\"mute\">Written {generated:%Y-%m-%d %H:%M} by "
-            f"discordpicextract {esc(__version__)}. Names in {esc(config.TIMEZONE)}; trading hours "
+            f"discordpicextract {esc(__version__)}. Names in {esc(_zones(model))}; trading hours "
             f"{start:%H:%M}–{end:%H:%M} {esc(config.MARKET_TIMEZONE)}. {len(model.entries)} images, "
             f"{len(model.days)} days.</p></header>")
+
+
+def _zones(model: ReviewModel) -> str:
+    zones = {f.zone or config.TIMEZONE for f in model.folders} or {config.TIMEZONE}
+    if len(zones) == 1:
+        return zones.pop()
+    return ", ".join(f"{f.zone or config.TIMEZONE} ({ROLE_LABELS[f.role]})" for f in model.folders)
 
 
 def _summary(model: ReviewModel, review_dir) -> str:

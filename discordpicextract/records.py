@@ -20,7 +20,8 @@ import hashlib
 import json
 import logging
 import os
-import shutil
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -30,6 +31,9 @@ from discordpicextract import fileops
 RECORD_FILE = ".discordpicextract-written.json"
 VERSION = 1
 CHUNK = 1 << 20
+# Copies run in threads from this many on; below, a pool costs more than it saves.
+PARALLEL_MIN_COPIES = 16
+COPY_THREADS = 8
 log = logging.getLogger(__name__)
 
 
@@ -270,8 +274,7 @@ def apply_sync(output, state: SyncState, plan: SyncPlan, result=None) -> SyncRes
         result.identical.append(name)
     for name in plan.replace:
         _replace_ours(output, name, state, record, result, mode)
-    for name in plan.copy:
-        _copy_new(output, name, state, record, result, mode)
+    _copy_all_new(output, plan.copy, state, record, result, mode)
     for name in plan.remove:
         _remove_ours(output, name, state, record, result)
     if state.legacy or record != state.record:
@@ -291,16 +294,32 @@ def _still_ours(path, expected_digest):
         return False
 
 
-def _copy_new(output, name, state, record, result, mode):
-    source = state.sources[name][0]
+def _copy_all_new(output, names, state, record, result, mode):
+    """Copy the new names in a few threads (the work is I/O and hashing,
+    both outside the GIL); the outcome is filed in the plan's order, so a
+    run reports the same whatever the threads' timing."""
+    def copy(name):
+        try:
+            return _write_copy(state.sources[name][0], output / name, state.sources[name][1], mode,
+                               replace=False)
+        except OSError as exc:
+            return exc
+
+    pool = ThreadPoolExecutor(COPY_THREADS) if len(names) >= PARALLEL_MIN_COPIES else None
+    outcomes: Iterator = pool.map(copy, names) if pool else map(copy, names)
     try:
-        record[name] = _write_copy(source, output / name, state.sources[name][1], mode, replace=False)
-        result.copied.append(name)
-        log.debug("copied %s", name)
-    except FileExistsError:
-        result.conflicts.append(name)   # appeared since the listing
-    except OSError as exc:
-        result.failed.append((name, exc.strerror or str(exc)))
+        for name, outcome in zip(names, outcomes):
+            if isinstance(outcome, Entry):
+                record[name] = outcome
+                result.copied.append(name)
+                log.debug("copied %s", name)
+            elif isinstance(outcome, FileExistsError):
+                result.conflicts.append(name)   # appeared since the listing
+            else:
+                result.failed.append((name, outcome.strerror or str(outcome)))
+    finally:
+        if pool:
+            pool.shutdown(cancel_futures=True)
 
 
 def _replace_ours(output, name, state, record, result, mode):
@@ -351,12 +370,14 @@ def _write_copy(source, target, source_key, mode, replace):
             for chunk in iter(lambda: src.read(CHUNK), b""):
                 digest.update(chunk)
                 dst.write(chunk)
-        shutil.copystat(source, temp)
+            times = os.fstat(src.fileno())
         os.chmod(temp, mode)
+        os.utime(temp, ns=(times.st_atime_ns, times.st_mtime_ns))
         if replace:
             os.replace(temp, target)
         else:
             fileops.publish_no_clobber(temp, target)
-    finally:
+    except BaseException:
         temp.unlink(missing_ok=True)
+        raise
     return Entry(target.name, source_key, file_key(os.stat(target)), digest.hexdigest())

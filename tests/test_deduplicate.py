@@ -700,3 +700,37 @@ def test_the_cache_follows_renames_adjust_and_undo_read_nothing_again(tmp_path, 
     assert code == 0
     assert "Files read: 0, decoded for pHash: 0, answered from cache: 3" in out
     assert names(out_dir) == ["2025-02-14_10-00-00_a.png", "2025-02-14_11-00-00_b.png"]
+
+
+def test_many_copies_made_in_threads_are_exact_and_reported_in_order(tmp_path, capsys):
+    """From PARALLEL_MIN_COPIES on, the copies run in threads: every copy
+    has its source's bytes and mtime and is in the record; a name held by
+    the user's file is a conflict, never overwritten."""
+    from discordpicextract import records
+
+    src, out_dir = tmp_path / "src", tmp_path / "out"
+    count = records.PARALLEL_MIN_COPIES * 3
+    sources = [write_image(src / f"2025-02-{1 + i % 20:02d}_10-{i:02d}-00_c.png", seed=i) for i in range(count)]
+    for i, path in enumerate(sources):
+        os.utime(path, ns=(1_700_000_000_000_000_000 + i, 1_700_000_000_000_000_000 + i))
+    out_dir.mkdir()
+    mine = out_dir / sources[7].name
+    mine.write_bytes(b"the user's own file")
+
+    code, out, err = run(capsys, "--source", str(src), "--output", str(out_dir))
+
+    assert code == 1
+    assert f"Unique images copied: {count - 1}" in out
+    assert f"error: {mine.name}: a different file already has this name" in err
+    assert mine.read_bytes() == b"the user's own file"
+    record = records.read_record(out_dir)
+    for path in sources:
+        if path.name == mine.name:
+            assert path.name not in record
+            continue
+        copy = out_dir / path.name
+        assert copy.read_bytes() == path.read_bytes()
+        assert copy.stat().st_mtime_ns == path.stat().st_mtime_ns
+        assert record[path.name].digest == records.digest_of(path)
+        assert record[path.name].key == records.file_key(copy.stat())
+    assert not [p for p in out_dir.iterdir() if p.name.endswith(".part")]

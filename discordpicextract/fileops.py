@@ -7,6 +7,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Union
 
 CHUNK = 1 << 20
 # The call exists but this file system does not do it (some network and FUSE ones).
@@ -133,7 +134,7 @@ def copy_no_clobber(source: Path, target: Path) -> str:
         return "identical" if same_content(source, target) else "conflict"
 
 
-def move_no_clobber(source: Path, target: Path) -> None:
+def move_no_clobber(source: Union[str, Path], target: Union[str, Path]) -> None:
     """Rename `source` to `target` in the same folder, never replacing an
     existing `target` (FileExistsError, `source` left in place).
 

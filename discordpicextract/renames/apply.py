@@ -16,9 +16,9 @@ from discordpicextract.fileops import move_no_clobber
 from discordpicextract.renames.journal import Journal, JournalError, JournalStep, sync_dir
 from discordpicextract.renames.plan import TEMP_PREFIX, Move, RenamePlan, Skip, Step
 
-# Progress lines are flushed and synced every this many steps; recovery
-# relies on inodes, not on them, so losing the last few is harmless.
-SYNC_EVERY = 1000
+# The journal gets no line per successful step: recovery finds every file
+# by the inode the begin record holds, not by progress lines. A failed step
+# is written (its reason is reported), synced with the end of the folder.
 
 
 @dataclass
@@ -127,8 +127,7 @@ def _run_steps(folder, plan, journal, steps, update_archive, result, budget) -> 
         if reason:
             failed[i] = reason
             failed_set.add(move)
-        journal.write({"event": "step", "batch": plan.batch_id, "i": i, "ok": not reason,
-                       **({"reason": reason} if reason else {})}, sync=(i + 1) % SYNC_EVERY == 0)
+            journal.write({"event": "step", "batch": plan.batch_id, "i": i, "ok": False, "reason": reason})
     journal.sync()
     finish(folder, journal, plan.batch_id, plan.moves, failed_moves(steps, failed), update_archive, result)
     return True
@@ -160,7 +159,7 @@ def _steps_with_inodes(folder, steps: list[Step]) -> list[JournalStep]:
         inode = inode_at.pop(step.src, None)
         if inode is None:
             try:
-                inode = os.lstat(folder / step.src).st_ino
+                inode = os.lstat(os.path.join(folder, step.src)).st_ino
             except OSError:
                 inode = None
         inode_at[step.dst] = inode
@@ -174,7 +173,7 @@ def move_step(folder, src, dst, move, failed_set) -> Optional[str]:
     if move in failed_set:
         return "an earlier step of this rename failed"
     try:
-        move_no_clobber(folder / src, folder / dst)
+        move_no_clobber(os.path.join(folder, src), os.path.join(folder, dst))  # str: no Path per file
     except FileExistsError:
         return f"target {dst} appeared meanwhile (left untouched)"
     except FileNotFoundError:

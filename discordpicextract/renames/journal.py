@@ -9,7 +9,7 @@ lists them all, so that recovery brings every folder to the same state.
 Writers hold the folder's lock (`locking`); the journal is not a lock."""
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -58,29 +58,57 @@ def read_journal(folder) -> list[Batch]:
     return read_journal_checked(folder)[0]
 
 
+@dataclass
+class _Parsed:
+    """What this process has read of one journal file so far."""
+
+    identity: tuple                  # (device, inode) of the journal file
+    offset: int = 0                  # bytes read, up to the last complete line
+    lines: int = 0                   # lines read
+    batches: dict = field(default_factory=dict)
+    damaged: list = field(default_factory=list)
+
+
+# A run asks about its journals many times (pending? undoable? damaged?
+# before and under the locks, then for each folder of a batch): each file
+# is parsed once per process, then only what was appended since.
+_PARSED: dict[str, _Parsed] = {}
+
+
 def read_journal_checked(folder) -> tuple[list[Batch], list[int]]:
     """(the batches of `folder`'s journal oldest first, the numbers of the
     damaged lines skipped). A torn last line (a crash while writing it) is
     not counted: no file moves before its line is complete and synced. An
     unreadable journal is a UsageError."""
     path = journal_path(folder)
-    batches: dict[str, Batch] = {}
-    damaged = []
     try:
         with open(path, "rb") as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    _apply_record(batches, json.loads(line.decode("utf-8")))
-                except (ValueError, KeyError, TypeError, AttributeError, IndexError):
-                    if line.endswith(b"\n"):
-                        damaged.append(number)
+            parsed = _read_new_lines(handle, os.path.realpath(path))
     except FileNotFoundError:
         return [], []
     except OSError as exc:
         raise UsageError(f"cannot read the rename journal {path}: {exc.strerror or exc}") from None
-    return list(batches.values()), damaged
+    return list(parsed.batches.values()), list(parsed.damaged)
+
+
+def _read_new_lines(handle, key) -> _Parsed:
+    stat = os.fstat(handle.fileno())
+    parsed = _PARSED.get(key)
+    if parsed is None or parsed.identity != (stat.st_dev, stat.st_ino) or stat.st_size < parsed.offset:
+        parsed = _PARSED[key] = _Parsed((stat.st_dev, stat.st_ino))
+    handle.seek(parsed.offset)
+    for line in handle:
+        if not line.endswith(b"\n"):
+            break  # torn (or still being written): read again next time
+        parsed.offset += len(line)
+        parsed.lines += 1
+        if not line.strip():
+            continue
+        try:
+            _apply_record(parsed.batches, json.loads(line.decode("utf-8")))
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError):
+            parsed.damaged.append(parsed.lines)
+    return parsed
 
 
 def damaged_message(folder, damaged) -> str:
@@ -135,9 +163,12 @@ def _apply_record(batches, record):
         batches[batch.id] = batch
         return
     batch = batches.get(batch_id)
-    if batch is None:
+    if batch is None or (event == "step" and record.get("ok", True)):
         return
-    if event == "step" and not record.get("ok", True):
+    # A batch handed out by an earlier read is never changed under its
+    # holder: a later record updates a copy.
+    batch = batches[batch_id] = replace(batch, failed=dict(batch.failed))
+    if event == "step":
         batch.failed[_index(record["i"], len(batch.steps))] = _text(record.get("reason", ""))
     elif event in ("archive", "unarchive"):  # the records named the new names / the old ones again
         batch.archived = event == "archive"

@@ -67,6 +67,11 @@ def plan_renames(listing, shift, occupied=None, batch_id: Optional[str] = None) 
                    + [(path.name, None) for path in listing.unparsed])
     else:
         entries = [(name, naming.try_parse_name(name)) for name in listing]
+    return plan_entries(entries, shift, occupied, batch_id)
+
+
+def plan_entries(entries, shift, occupied=None, batch_id: Optional[str] = None) -> RenamePlan:
+    """plan_renames over [(name, parsed or None)], in listing order."""
     names = [name for name, _parsed in entries]
     unparsed: list[str] = []
     skipped: list[Skip] = []
@@ -192,5 +197,18 @@ def _order_steps(moves, occupied, batch_id) -> list[Step]:
 def plan_folder(folder, shift, batch_id: Optional[str] = None) -> RenamePlan:
     """plan_renames over the images of `folder`, checked against every name
     in it."""
-    listing = naming.list_images(folder)
-    return plan_renames(listing, shift, set(os.listdir(folder)), batch_id)
+    names, occupied = [], set()
+    with os.scandir(folder) as entries:   # one listing, names only: no Path per file
+        for entry in entries:
+            occupied.add(entry.name)
+            if entry.name.startswith(".") or not naming.is_image_name(entry.name):
+                continue
+            try:
+                if entry.is_file():
+                    names.append(entry.name)
+            except OSError:
+                continue
+    parsed = [(name, naming.try_parse_name(name)) for name in names]
+    images = sorted(((name, p) for name, p in parsed if p is not None), key=lambda item: (item[1].timestamp, item[0]))
+    unparsed = sorted((name, p) for name, p in parsed if p is None)
+    return plan_entries(images + unparsed, shift, occupied, batch_id)

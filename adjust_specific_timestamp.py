@@ -1,8 +1,9 @@
 """Targeted, one-off timestamp corrections: shift by some hours only the
-names dated in a range (the name's own date, as written in config.TIMEZONE),
-optionally only those whose name time is before and/or after a clock time.
-Same safe rename engine as adjust_timestamps.py: planned, journaled, never
-overwriting, undoable (`--undo`).
+names dated in a range (the name's own date, as written in the folder's
+recorded zone), optionally only those whose name time is before and/or after
+a clock time. Same safe rename engine as adjust_timestamps.py: planned,
+journaled, never overwriting, undoable (`--undo`); folders recorded in
+different zones are refused.
 
     python adjust_specific_timestamp.py --date 2025-03-10 --after 16:00:00 --hours -1
     python adjust_specific_timestamp.py --from 2025-03-10 --to 2025-03-15 --before 09:30:00 --hours 5 --dry-run

@@ -215,6 +215,7 @@ def test_review_page_in_a_real_browser(archive, tmp_path, capsys):
     assert sorted(f["name"] for f in figures) == sorted(every)  # each image once
     for figure in figures:
         assert figure["img"] and (review / figure["img"]).is_file(), figure
+        assert_crop_shows(review / figure["img"], figure["crop"], download / figure["name"])
     for role in rm.ROLES:
         flagged = [f for f in figures if "outside" in f["class"] and role in f["in"]]
         assert len(flagged) == expected_outside[role], role
@@ -364,13 +365,15 @@ class Figures(HTMLParser):
             self.group = []
         elif tag == "figure":
             self.current = {"name": attrs["data-name"], "class": attrs["class"].split(),
-                            "in": attrs["data-in"].split(), "img": None, "group_first": None}
+                            "in": attrs["data-in"].split(), "img": None, "group_first": None, "crop": None}
             if self.group is not None:
                 self.current["group_first"] = self.group[0]["name"] if self.group else None
                 self.group.append(self.current)
             self.figures.append(self.current)
         elif tag == "img" and self.current is not None:
             self.current["img"] = attrs["src"]
+            x, y = re.match(r"object-position:(-?\d+)px (-?\d+)px", attrs["style"]).groups()
+            self.current["crop"] = (-int(x), -int(y), int(attrs["width"]), int(attrs["height"]))
 
     def handle_endtag(self, tag):
         if tag == "figure":
@@ -433,6 +436,20 @@ def page_requests(netlog: Path):
     return sorted(url for source, url in urls.items()
                   if initiators.get(source, "not an origin") != "not an origin"
                   and not url.startswith(("file:", "data:")))
+
+
+def assert_crop_shows(sheet: Path, crop, source: Path):
+    """The tile's crop of its contact sheet is its own image (lossy WebP:
+    close, not equal; another image's crop is far off)."""
+    from PIL import Image, ImageChops, ImageStat
+
+    x, y, width, height = crop
+    with Image.open(sheet) as whole, Image.open(source) as original:
+        assert x + width <= whole.width and y + height <= whole.height
+        shown = whole.convert("RGB").crop((x, y, x + width, y + height))
+        expected = original.convert("RGB").resize((width, height))
+    difference = sum(ImageStat.Stat(ImageChops.difference(shown, expected)).mean) / 3
+    assert difference < 4, (source.name, difference)  # measured: right crops <= 1.8, a wrong one 9.6
 
 
 def assert_real_screenshot(shot: Path):

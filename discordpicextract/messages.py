@@ -3,7 +3,9 @@
 One row per image file: the file name, the message ID, when it was posted
 (UTC, ISO 8601), the author's name and ID, the message text, the jump link
 and where in the message the image was (attachment, embed, text link,
-forward, component). The downloader adds the rows of what it saves; the
+forward, component); for a forward also when the original was posted
+(`original_posted_at`: `posted_at` is the forward's own time, which names
+the file). The downloader adds the rows of what it saves; the
 copy steps write the rows of the files they copy into their own folders;
 the timestamp tools rename rows with their files. The file is always
 rewritten whole through a temp file, so a reader never sees half of it.
@@ -17,7 +19,8 @@ from pathlib import Path
 from discordpicextract import fileops
 
 MESSAGES_FILE = "messages.csv"
-FIELDS = ("file", "message_id", "posted_at", "author", "author_id", "text", "link", "source")
+FIELDS = ("file", "message_id", "posted_at", "author", "author_id", "text", "link", "source",
+          "original_posted_at")
 JUMP_LINK = "https://discord.com/channels/{guild}/{channel}/{message}"
 
 
@@ -47,10 +50,12 @@ def posted_at(moment) -> str:
     return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def row(filename, *, message_id, posted, author, author_id, text, guild_id, channel_id, source) -> dict:
+def row(filename, *, message_id, posted, author, author_id, text, guild_id, channel_id, source,
+        original_posted=None) -> dict:
     return {"file": filename, "message_id": str(message_id), "posted_at": posted_at(posted),
             "author": author or "", "author_id": str(author_id or ""), "text": text or "",
-            "link": jump_link(guild_id, channel_id, message_id), "source": source_label(source)}
+            "link": jump_link(guild_id, channel_id, message_id), "source": source_label(source),
+            "original_posted_at": posted_at(original_posted) if original_posted else ""}
 
 
 def read_rows(folder) -> list:

@@ -16,7 +16,7 @@ from helpers import image_bytes
 
 import config
 import discord_downloader
-from discordpicextract.emulator import snowflake_for
+from discordpicextract import messages
 from discordpicextract.emulator.components import container, file, gallery, section, text
 
 
@@ -166,6 +166,19 @@ def test_when_refresh_urls_fails_the_message_is_read_again_around_its_id(world, 
     assert not api_requests(w.emu, f"/messages/{posted['id']}")
 
 
+def test_a_refused_re_read_is_reported_as_refused(world, capsys):
+    w = world
+    w.post(ago(hours=1), "refused.png")
+    w.emu.inject("status", status=404, path_contains="refused.png")   # the CDN: link expired
+    w.emu.inject("status", status=404, message="404: Not Found", path_contains="refresh-urls")
+    w.emu.inject("status", status=403, message="Missing Access", code=50001, skip=1,   # after the page read
+                 path_contains=f"/channels/{w.channel['id']}/messages")
+    code, out, err = _run(capsys, *_by_id(w))
+    assert code == 1
+    assert "refused.png" in out and "re-reading its message failed" in out and "HTTP 403 Missing Access" in out
+    assert "no longer holds it" not in out
+
+
 # ---------------------------------------------------------------- 6. embeds
 
 def test_embeds_proxy_first_origin_as_fallback_image_over_thumbnail(world, capsys):
@@ -183,6 +196,8 @@ def test_embeds_proxy_first_origin_as_fallback_image_over_thumbnail(world, capsy
     assert code == 0, err
     assert _originals() == ["gone_origin.png", "proxy_down.png", "rich.png"]
     assert not any("rich_thumb" in r.path for r in cdn_requests(w.emu))
+    tried = [r.path.split("/")[1] for r in cdn_requests(w.emu) if r.path.endswith("/proxy_down.png")]
+    assert tried == ["images-ext", "external"]   # the proxy copy first, then the origin
 
 
 # ---------------------------------------------------------------- 7. names and formats
@@ -392,4 +407,7 @@ def test_a_forward_is_named_by_the_forwards_time(world, capsys):
     [name] = images_in("out")
     stamp = forwarded.astimezone(ZoneInfo(config.TIMEZONE)).strftime("%Y-%m-%d_%H-%M-%S")
     assert name == f"{stamp}_fwd.png"
-    assert snowflake_for(original) < snowflake_for(forwarded)
+    # messages.csv records both times: the forward's, and the original post's
+    [row] = messages.read_rows("out")
+    assert row["source"] == "forward" and row["posted_at"] == messages.posted_at(forwarded)
+    assert row["original_posted_at"] == messages.posted_at(original)

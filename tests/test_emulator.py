@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import requests
-from helpers import SHARED_SPEC, image_bytes
+from helpers import ROOT, SHARED_SPEC, image_bytes
 
 from discordpicextract.emulator import (
     DiscordEmulator,
@@ -560,6 +560,10 @@ def discord_schemas():
     patched = copy.deepcopy(document)
     patched["components"]["schemas"]["MessageReferenceType"]["oneOf"].append(
         {"title": "FORWARD", "const": 1})
+    # Nor does it list GUILD_MEDIA (16), a channel type of Discord's docs
+    # ("Channel Types"), among the guild channels' types.
+    patched["components"]["schemas"]["ChannelTypes"]["oneOf"].append({"title": "GUILD_MEDIA", "const": 16})
+    patched["components"]["schemas"]["GuildChannelResponse"]["properties"]["type"]["enum"].append(16)
     return make(patched), make(document)
 
 
@@ -633,3 +637,184 @@ def test_generated_traffic_matches_discord_openapi(discord_schemas):
         assert_valid(validator, message)
     assert [t["id"] for t in threads["threads"]] == [active["id"]]
     assert_valid(schema("ThreadsResponse"), threads)
+
+
+# ---------------------------------------------------------------- today's Discord (issues 10, 16)
+
+def test_new_shapes_match_discord_openapi(discord_schemas):
+    """Components V2 (also in a forward), attachment title and flags, forum
+    and media channels, a private thread, the application, and the error
+    bodies of the restrictive answers, against Discord's schemas."""
+    from discordpicextract.emulator.components import container, file, gallery, section, text
+
+    schema, _ = discord_schemas
+    with DiscordEmulator(token=fake_token(), token_kind="bot", rate_limits=False, manage_threads=True) as emu:
+        guild, channel = world(emu)
+        up = ("a.png", image_bytes(1), "image/png")
+        posted = emu.add_message(
+            channel["id"], datetime(2026, 11, 20, 15, tzinfo=UTC),
+            attachments=[("__.png", image_bytes(2), "image/png", {"title": "图表", "flags": 1 << 3}),
+                         ("t.png", image_bytes(3), "image/png", {"flags": 1 << 1})],
+            components=[container(text("levels"), gallery(up), section("x", ("s.png", image_bytes(4), "image/png")),
+                                  file(("n.txt", b"5800", "text/plain")))],
+            snapshots=[{"content": "", "components": [gallery(("f.png", image_bytes(5), "image/png"))]}])
+        forum = emu.add_channel(guild["id"], "forum", kind=15)
+        media = emu.add_channel(guild["id"], "media", kind=16)
+        emu.add_forum_post(media["id"], "post", datetime(2026, 11, 20, 16, tzinfo=UTC),
+                           attachments=[("p.png", image_bytes(6), "image/png")])
+        private = emu.add_thread(channel["id"], "mods", archived=True, private=True)
+        s = session_for(emu, bot=True)
+        message = get_json(s, emu, f"/channels/{channel['id']}/messages/{posted['id']}")[1]
+        forum_obj, media_obj = (get_json(s, emu, f"/channels/{c['id']}")[1] for c in (forum, media))
+        app = get_json(s, emu, "/applications/@me")[1]
+        archived = get_json(s, emu, f"/channels/{channel['id']}/threads/archived/private")[1]
+        user_only = get_json(s, emu, f"/channels/{channel['id']}/threads/search")[1]
+        browser = s.get(emu.api_base + "/users/@me", headers={"User-Agent": "Mozilla/5.0 (X11; Linux x86_64)"})
+        emu.inject("status", status=403, code=40002, message="You need to verify your account in order to "
+                                                            "perform this action.")
+        verify = get_json(s, emu, "/users/@me")[1]
+        emu.inject("ban")
+        ban = s.get(emu.api_base + "/users/@me")
+        emu.inject("rate_limit", retry_after=120, scope="shared")
+        shared = s.get(emu.api_base + "/users/@me")
+    assert message["flags"] & (1 << 15) and [a["filename"] for a in message["attachments"]] == ["__.png", "t.png"]
+    assert message["attachments"][0]["title"] == "图表" and message["attachments"][1]["flags"] == 2
+    assert_valid(schema("MessageResponse"), message)
+    assert_valid(schema("MessageSnapshotResponse"), message["message_snapshots"][0])
+    for component in message["components"]:
+        assert_valid(schema("ContainerComponentResponse"), component)
+    assert forum_obj["type"] == 15 and media_obj["type"] == 16
+    for obj in (forum_obj, media_obj):
+        assert_valid(schema("GuildChannelResponse"), obj)
+    assert_valid(schema("PrivateApplicationResponse"), app)
+    assert_valid(schema("ThreadsResponse"), archived)
+    assert [t["id"] for t in archived["threads"]] == [private["id"]] and archived["threads"][0]["type"] == 12
+    for body, code in ((user_only, 20002), (browser.json(), 40333), (verify, 40002), (ban.json(), 0)):
+        assert body["code"] == code
+        assert_valid(schema("ErrorResponse"), body)
+    assert browser.status_code == 403 and ban.status_code == 429
+    assert not [h for h in ban.headers if h.lower().startswith("x-ratelimit") or h.lower() == "retry-after"]
+    assert shared.status_code == 429 and shared.headers["X-RateLimit-Scope"] == "shared"
+    assert_valid(schema("RatelimitedResponse"), shared.json())
+
+
+def test_the_restrictive_answers_of_todays_discord():
+    """User tokens: the single-message GET refused (20002), no application;
+    a bot without the Message Content intent sees empty messages; forum
+    /messages answers 200 []; threads/search sorts by last message; the
+    media proxy resizes and re-encodes; embeds get a proxy_url on another
+    host; Cloudflare's ban pages; too many invalid answers ban the IP."""
+    png = image_bytes(7)
+    with DiscordEmulator(token=fake_token(), rate_limits=False, invalid_limit=5) as emu:
+        guild, channel = world(emu)
+        url = emu.host_image("ext.png", png)
+        posted = emu.add_message(channel["id"], datetime(2026, 11, 20, 15, tzinfo=UTC),
+                                 attachments=[("a.png", png, "image/png")],
+                                 embeds=[{"type": "image", "url": url, "thumbnail": {"url": url}}])
+        old = emu.add_thread(channel["id"], "old", created=datetime(2026, 1, 1, tzinfo=UTC))
+        busy = emu.add_thread(channel["id"], "busy", created=datetime(2025, 1, 1, tzinfo=UTC))
+        emu.add_message(busy["id"], datetime(2026, 11, 20, tzinfo=UTC), content="x")
+        forum = emu.add_channel(guild["id"], "forum", kind=15)
+        emu.add_forum_post(forum["id"], "post", datetime(2026, 11, 20, tzinfo=UTC), content="hi")
+        s = session_for(emu)
+        assert get_json(s, emu, f"/channels/{channel['id']}/messages/{posted['id']}")[1]["code"] == 20002
+        assert get_json(s, emu, "/applications/@me")[0] == 401
+        assert get_json(s, emu, f"/channels/{forum['id']}/messages") == (200, [])
+        searched = get_json(s, emu, f"/channels/{channel['id']}/threads/search", sort_by="last_message_time")[1]
+        assert [t["id"] for t in searched["threads"]] == [busy["id"], old["id"]]
+        thumb = posted["embeds"][0]["thumbnail"]
+        assert urlsplit(thumb["proxy_url"]).hostname == "localhost" and urlsplit(thumb["url"]).hostname == "127.0.0.1"
+        assert requests.get(thumb["proxy_url"]).content == png
+        link = posted["attachments"][0]["url"]
+        resized = requests.get(link + "format=webp&width=20&height=10")
+        assert resized.headers["Content-Type"] == "image/webp" and resized.content != png
+        for shape, kind in (("cloudflare", "text/plain"), ("html", "text/html")):
+            emu.inject("ban", shape=shape)
+            answer = s.get(emu.api_base + "/users/@me")
+            assert answer.status_code == 429 and answer.headers["Content-Type"].startswith(kind)
+        for _ in range(3):   # 2 ban pages + 1 + 20002 + 401 so far: the fifth invalid answer bans the IP
+            s.get(emu.api_base + "/applications/@me")
+        assert s.get(emu.api_base + "/users/@me").json()["code"] == 0
+    with DiscordEmulator(token=fake_token(), token_kind="bot", rate_limits=False, message_content=False) as emu:
+        _, channel = world(emu)
+        emu.add_message(channel["id"], datetime(2026, 11, 20, tzinfo=UTC), content="levels",
+                        attachments=[("a.png", png, "image/png")])
+        s = session_for(emu, bot=True)
+        [seen] = get_json(s, emu, f"/channels/{channel['id']}/messages")[1]
+        assert (seen["content"], seen["attachments"], seen["embeds"], seen["components"]) == ("", [], [], [])
+        assert get_json(s, emu, "/applications/@me")[1]["flags"] & (1 << 18 | 1 << 19) == 0
+        assert get_json(s, emu, f"/channels/{channel['id']}/threads/archived/private")[1]["code"] == 50013
+
+
+def test_replay_of_real_shaped_messages(tmp_path, monkeypatch, capsys, discord_schemas):
+    """A page of messages written in the shape of real recordings (a spoiler
+    attachment with flags and one without the prefix, a forward, a
+    Components V2 gallery also listing an upload in attachments, a rich bot
+    embed with image and thumbnail, a YouTube embed), served as it is from a
+    loopback server: the right six images are saved, under the right names."""
+    import http.server
+
+    import discord_downloader
+
+    schema, _ = discord_schemas
+    fixture = json.loads((ROOT / "tests" / "data" / "discord_replay_messages.json").read_text(encoding="utf-8"))
+    names = ["SPOILER_pnl.png", "pnl2.png", "forwarded_chart.png", "level_1.png", "level_2.png",
+             "spx_full.png", "logo_small.png", "maxresdefault.jpg"]
+    files = {name: image_bytes(seed, (40, 30), fmt="JPEG" if name.endswith(".jpg") else "PNG")
+             for seed, name in enumerate(names)}
+    served = []
+    channel_id = fixture["channel"]["id"]
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            path, _, query = self.path.partition("?")
+            served.append(path)
+            body, kind = b"", "application/json"
+            if path == "/api/v10/users/@me":
+                body = json.dumps({"id": "1", "username": "me", "global_name": None}).encode()
+            elif path == f"/api/v10/channels/{channel_id}":
+                body = json.dumps(fixture["channel"]).encode()
+            elif path == f"/api/v10/channels/{channel_id}/messages":
+                body = page.encode() if "before=" not in query else b"[]"
+            elif path.rsplit("/", 1)[-1] in files:
+                body, kind = files[path.rsplit("/", 1)[-1]], "image/png"
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            if path.startswith("/api/"):   # as Discord sends them (else the client spaces its calls)
+                for name, value in (("Limit", "5"), ("Remaining", "4"), ("Reset-After", "1.000"),
+                                    ("Bucket", hashlib.sha256(path.encode()).hexdigest()[:16])):
+                    self.send_header(f"X-RateLimit-{name}", value)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    base = f"http://127.0.0.1:{server.server_port}"
+    page = json.dumps(fixture["messages"])
+    for mark in ("{CDN}", "{MEDIA}", "{EXT}", "{ORIGIN}"):
+        page = page.replace(mark, base + "/" + mark.strip("{}").lower())
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("DISCORD_API_BASE", base + "/api/v10")
+    monkeypatch.setenv("DISCORD_USER_TOKEN", fake_token())
+    try:
+        code = discord_downloader.main(["--channel", channel_id, "--after", "2026-11-01", "--output", "out",
+                                        "--no-progress", "--timezone", "UTC"])
+    finally:
+        server.shutdown()
+        server.server_close()
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    saved = sorted((tmp_path / "out").glob("*.png"))
+    assert sorted(p.name for p in saved) == [
+        "2026-11-20_14-31-05_SPOILER_pnl.png", "2026-11-20_14-31-05_pnl2.png",
+        "2026-11-20_15-02-44_forwarded_chart.png",        # named by the forward's time
+        "2026-11-20_15-40-00_level_1.png", "2026-11-20_15-40-00_level_2.png",
+        "2026-11-20_16-05-09_spx_full.png"]
+    assert not any(p.endswith(("logo_small.png", "maxresdefault.jpg")) for p in served)
+    assert sum(p.endswith("level_2.png") for p in served) == 1      # in attachments and the gallery: once
+    assert any(p.startswith("/ext/external/") for p in served)      # the embed's proxy copy first
+    for message in fixture["messages"]:
+        assert_valid(schema("MessageResponse"), message)

@@ -160,7 +160,7 @@ class _Run:
         self.message_rows.append(messages.row(
             filename, message_id=item.message_id, posted=item.posted, author=item.author,
             author_id=item.author_id, text=item.text, guild_id=self.guild_of.get(item.channel_id),
-            channel_id=item.channel_id, source=item.source))
+            channel_id=item.channel_id, source=item.source, original_posted=item.original_posted))
 
     def _record(self, item, filename, size, sha256):
         """Write the archive row of a file already in place, before the file

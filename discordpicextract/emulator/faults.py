@@ -138,10 +138,14 @@ class FaultInjector:
             self._faults.clear()
 
     def take(self, path: str) -> Optional[Fault]:
-        """The first fault that applies to `path`, counted as used once."""
+        """The first fault that applies to `path`, counted as used once; a
+        fault with skip=n lets the first n matching requests through."""
         with self._lock:
             fault = next((f for f in self._faults if f.times > 0 and f.path_contains in path), None)
             if fault is None:
+                return None
+            if fault.params.get("skip", 0) > 0:
+                fault.params["skip"] -= 1
                 return None
             fault.times -= 1
             if fault.times <= 0:

@@ -182,11 +182,17 @@ class ApiRoutes:
         if self.token_kind != "bot":
             raise ClientError(error_response(401, "401: Unauthorized", 0))
         flags = MESSAGE_CONTENT_LIMITED if self.message_content else 0
+        owner = {k: v for k, v in self.me.items() if k != "bot"}
+        owner.update(id=str(int(self.me["id"]) + 1), username="bot_owner", global_name="Bot Owner")
         return json_response(200, {
             "id": self.me["id"], "name": self.me["username"], "icon": None, "description": "",
             "type": None, "bot": self.me, "bot_public": False, "bot_require_code_grant": False,
-            "verify_key": "0" * 64, "flags": flags, "redirect_uris": [], "rpc_origins": [],
-            "tags": [], "integration_types_config": {}})
+            "verify_key": "0" * 64, "flags": flags, "flags_new": str(flags), "redirect_uris": [],
+            "rpc_origins": [], "tags": [], "integration_types_config": {},
+            "interactions_endpoint_url": None, "role_connections_verification_url": None, "owner": owner,
+            "approximate_guild_count": len([m for m in self.world.guild_member.values() if m]),
+            "approximate_user_install_count": 0, "approximate_user_authorization_count": 0,
+            "explicit_content_filter": 0, "team": None, "eligible_oauth2_scopes": []})
 
     # ---- threads -------------------------------------------------------------------
     def active_threads(self, query: Query, guild_id: str) -> Response:

@@ -392,7 +392,8 @@ class DiscordEmulator:
         without rate-limit headers; "cloudflare": a 429 text/plain `error code: 1015`;
         "html": a 429 Cloudflare HTML page), "block" (403 {"code": 40333}).
         "status" takes code= (Discord's JSON error code, e.g. 40002 with status=403);
-        "rate_limit" takes scope= ("user", "global" or "shared")."""
+        "rate_limit" takes scope= ("user", "global" or "shared"). Any fault takes
+        skip=n: the first n matching requests are answered normally."""
         self.faults.add(kind, path_contains, times, params)
 
     def clear_faults(self) -> None:

@@ -190,8 +190,9 @@ def test_embeds_proxy_first_origin_as_fallback_image_over_thumbnail(world, capsy
         {"type": "image", "url": gone, "thumbnail": {"url": gone}},
         {"type": "image", "url": blocked, "thumbnail": {"url": blocked}},
         {"type": "rich", "title": "levels", "image": {"url": image}, "thumbnail": {"url": small}}])
-    w.emu.inject("status", status=404, path_contains="/external/", times=1)   # the first origin is gone
-    w.emu.inject("status", status=404, path_contains="/images-ext/", times=1)  # ...and one proxy copy fails
+    gone_path, blocked_path = (url.split("/external", 1)[1] for url in (gone, blocked))
+    w.emu.inject("status", status=404, path_contains="/external" + gone_path, times=5)     # an origin is gone
+    w.emu.inject("status", status=404, path_contains="/images-ext" + blocked_path, times=5)  # a proxy copy fails
     code, out, err = _run(capsys, *_by_id(w))
     assert code == 0, err
     assert _originals() == ["gone_origin.png", "proxy_down.png", "rich.png"]

@@ -233,6 +233,9 @@ class _Run:
         if plan.refreshed:
             self._fail(plan, f"{outcome.reason}; still failing after refreshing the link")
             return
+        if plan.item.source.startswith("embed"):  # an external image: Discord signs no such link
+            self._fail(plan, f"{outcome.reason}; gone at Discord's proxy and at its origin")
+            return
         self.expired.append((plan, outcome.reason))
 
     def _refresh_expired(self):

@@ -4,6 +4,7 @@
 Parsing, formatting, sanitising and collision-free naming live here so that
 no script carries its own copy.
 """
+import functools
 import os
 import re
 import unicodedata
@@ -100,8 +101,11 @@ def _parse_stamp(text: str) -> datetime:
                     int(text[11:13]), int(text[14:16]), int(text[17:19]))
 
 
+@functools.lru_cache(maxsize=1 << 17)
 def try_parse_name(name: str):
-    """Like parse_name, but None for a name that does not parse."""
+    """Like parse_name, but None for a name that does not parse. Cached (the
+    result is immutable): main.py --pipeline lists the same names a dozen
+    times, in three folders and by every step."""
     try:
         return parse_name(name)
     except BadName:
@@ -127,12 +131,13 @@ def list_images(folder) -> FolderListing:
     to a file outside the folder: a step never reads or copies through
     them (a link to /etc/passwd named x.png is not an image of the folder).
     """
-    images, unparsed, not_files = [], [], []
+    keyed, unparsed, not_files = [], [], []
     base = Path(folder)  # base / name: a child path without parsing the whole path again
     inside = None
     with os.scandir(folder) as entries:
         for entry in entries:
-            if entry.name.startswith(".") or not is_image_name(entry.name):
+            name = entry.name
+            if name.startswith(".") or not is_image_name(name):
                 continue
             if entry.is_symlink():
                 inside = inside or os.path.realpath(folder)
@@ -140,14 +145,15 @@ def list_images(folder) -> FolderListing:
                     not_files.append(base / entry.name)  # never followed out of the folder
                     continue
             if not entry.is_file():
-                not_files.append(base / entry.name)
+                not_files.append(base / name)
                 continue
-            parsed = try_parse_name(entry.name)
+            parsed = try_parse_name(name)
             if parsed is None:
-                unparsed.append(base / entry.name)
+                unparsed.append(base / name)
             else:
-                images.append(ImageFile(base / entry.name, parsed))
-    images.sort(key=lambda image: (image.parsed.timestamp, image.path.name))
+                keyed.append((parsed.timestamp, name, ImageFile(base / name, parsed)))
+    keyed.sort(key=lambda item: (item[0], item[1]))
+    images = [item[2] for item in keyed]
     unparsed.sort()
     return FolderListing(images, unparsed, sorted(not_files))
 

@@ -502,3 +502,56 @@ def test_names_that_are_not_utf8_are_journaled_and_undone(tmp_path):
     assert visible() == [b"2025-01-02_11-00-00_\xff.png"]
     undo_last(folder)
     assert visible() == [b"2025-01-02_10-00-00_\xff.png"]
+
+
+def test_a_journal_is_read_once_per_run_and_a_batch_handed_out_never_changes(tmp_path):
+    from discordpicextract.renames import journal as journal_module
+
+    folder = fill(tmp_path / "f", [n("2025-01-02T10:00:00"), n("2025-01-03T10:00:00")])
+    first = plan_mapping({n("2025-01-02T10:00:00"): n("2025-01-02T11:00:00")}, set(os.listdir(folder)))
+    apply_plan(folder, first, stop_after=0)           # begun, not finished
+    [pending] = read_journal(folder)
+    assert pending.status is None
+    assert recover(folder, "complete").result is not None
+    batches = read_journal(folder)                      # only the appended lines were parsed
+    assert [b.status for b in batches if b.id == pending.id] == ["completed"]
+    assert pending.status is None
+    parsed = journal_module._PARSED[os.path.realpath(folder / config.JOURNAL_FILE)]
+    assert parsed.offset == (folder / config.JOURNAL_FILE).stat().st_size
+
+
+def test_finished_history_is_rotated_and_undo_reads_back_only_as_far_as_it_needs(tmp_path, monkeypatch):
+    """A big journal whose batches are all finished becomes a history file;
+    --undo still reverts batch after batch, reading back into history."""
+    import adjust_timestamps
+    from discordpicextract.renames import journal as journal_module
+
+    monkeypatch.setattr(journal_module, "ROTATE_AT", 1)
+    folder = fill(tmp_path / "f", [n("2025-01-02T10:00:00"), n("2025-01-03T10:00:00", "b.png")])
+    start = contents(folder)
+    assert adjust_timestamps.main(["--folders", str(folder), "--hours", "-1", "--yes"]) == 0
+    after_first = contents(folder)
+    assert adjust_timestamps.main(["--folders", str(folder), "--hours", "-2", "--yes"]) == 0
+    history = journal_module.history_files(folder)
+    assert [p.name for p in history] == [".discordpicextract-renames.000002.jsonl",
+                                         ".discordpicextract-renames.000001.jsonl"]
+    assert not (folder / config.JOURNAL_FILE).exists()      # nothing pending: nothing left to read
+    assert pending_batch(folder) is None
+
+    assert adjust_timestamps.main(["--folders", str(folder), "--undo"]) == 0
+    assert contents(folder) == after_first
+    assert adjust_timestamps.main(["--folders", str(folder), "--undo"]) == 0   # back into older history
+    assert contents(folder) == start
+    assert adjust_timestamps.main(["--folders", str(folder), "--undo"]) == 0
+    assert contents(folder) == start                         # nothing further back
+
+
+def test_an_unfinished_batch_is_never_rotated_away(tmp_path, monkeypatch):
+    from discordpicextract.renames import journal as journal_module
+
+    monkeypatch.setattr(journal_module, "ROTATE_AT", 1)
+    folder = fill(tmp_path / "f", [n("2025-01-02T10:00:00"), n("2025-01-03T10:00:00")])
+    plan = plan_mapping({n("2025-01-02T10:00:00"): n("2025-01-02T11:00:00")}, set(os.listdir(folder)))
+    apply_plan(folder, plan, stop_after=0)
+    assert journal_module.rotate_if_finished(folder) is None
+    assert pending_batch(folder) is not None and journal_module.history_files(folder) == []

@@ -13,7 +13,7 @@ from typing import Optional
 from discordpicextract import archive, locking, messages, records
 from discordpicextract.errors import UsageError
 from discordpicextract.fileops import move_no_clobber
-from discordpicextract.renames.journal import Journal, JournalError, JournalStep, sync_dir
+from discordpicextract.renames.journal import Journal, JournalError, JournalStep, rotate_if_finished, sync_dir
 from discordpicextract.renames.plan import TEMP_PREFIX, Move, RenamePlan, Skip, Step
 
 # The journal gets no line per successful step: recovery finds every file
@@ -100,8 +100,10 @@ def apply_batch(parts, *, label="", undoes=None, recovers=None, update_archive=T
                     "steps": [list(step) for step in steps],
                 }, sync=True)
             budget = [stop_after]
+            finished = True
             for (folder, plan, result), journal, steps in zip(active, journals, steps_of):
                 if not _run_steps(folder, plan, journal, steps, update_archive, result, budget):
+                    finished = False
                     break
         except BaseException:
             for journal in journals:
@@ -109,6 +111,9 @@ def apply_batch(parts, *, label="", undoes=None, recovers=None, update_archive=T
             raise
         for journal in journals:
             journal.close()
+        if finished:   # in every folder: no history file may hold an unfinished part
+            for folder, _plan, _result in active:
+                rotate_if_finished(folder)
     return results
 
 

@@ -6,7 +6,10 @@ is believed: a name must be a plain name inside the folder, every field of
 its type (a damaged or foreign line is skipped and counted). One run's
 batch over several folders shares its id, and each folder's begin record
 lists them all, so that recovery brings every folder to the same state.
-Writers hold the folder's lock (`locking`); the journal is not a lock."""
+Writers hold the folder's lock (`locking`); the journal is not a lock.
+Once big and all finished, the journal becomes a numbered history file
+(`rotate_if_finished`): runs read only the current journal, and --undo
+reads history back only as far as its batch (`older_batches`)."""
 import json
 import os
 from dataclasses import dataclass, field, replace
@@ -14,7 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 import config
-from discordpicextract import locking
+from discordpicextract import fileops, locking
 from discordpicextract.errors import BusyError, RunError, UsageError
 from discordpicextract.renames.plan import Move, Skip
 
@@ -79,8 +82,12 @@ def read_journal_checked(folder) -> tuple[list[Batch], list[int]]:
     """(the batches of `folder`'s journal oldest first, the numbers of the
     damaged lines skipped). A torn last line (a crash while writing it) is
     not counted: no file moves before its line is complete and synced. An
-    unreadable journal is a UsageError."""
-    path = journal_path(folder)
+    unreadable journal is a UsageError. Only the current journal: older
+    batches, all finished, are in the history files (`older_batches`)."""
+    return _read_file(journal_path(folder))
+
+
+def _read_file(path) -> tuple[list[Batch], list[int]]:
     try:
         with open(path, "rb") as handle:
             parsed = _read_new_lines(handle, os.path.realpath(path))
@@ -109,6 +116,57 @@ def _read_new_lines(handle, key) -> _Parsed:
         except (ValueError, KeyError, TypeError, AttributeError, IndexError):
             parsed.damaged.append(parsed.lines)
     return parsed
+
+
+# --- history: finished batches rotated out of the journal -----------------------------
+
+# A journal this big whose batches are all finished (nothing to recover, no
+# damaged line to report) becomes a history file when its batch ends, so a
+# run reads its folder's recent batches, not everything it ever renamed.
+ROTATE_AT = 1 << 20
+_HISTORY_PREFIX = config.JOURNAL_FILE.rsplit(".", 1)[0] + "."
+
+
+def history_files(folder) -> list[Path]:
+    """The folder's history files, newest first."""
+    numbered = []
+    for name in os.listdir(folder):
+        if name.startswith(_HISTORY_PREFIX) and name.endswith(".jsonl"):
+            number = name[len(_HISTORY_PREFIX):-len(".jsonl")]
+            if number.isdigit():
+                numbered.append((int(number), name))
+    return [Path(folder) / name for _number, name in sorted(numbered, reverse=True)]
+
+
+def older_batches(folder):
+    """The batches of each history file, newest file first (each list
+    oldest first): --undo reads back only as far as it has to."""
+    for path in history_files(folder):
+        yield _read_file(path)[0]
+
+
+def rotate_if_finished(folder) -> Optional[Path]:
+    """Move the journal to the next history file when it is big and every
+    batch in it is finished; the history file, or None. (A crash during the
+    rename leaves the journal under one of its two names, complete.)"""
+    path = journal_path(folder)
+    try:
+        if path.stat().st_size < ROTATE_AT:
+            return None
+    except FileNotFoundError:
+        return None
+    batches, damaged = read_journal_checked(folder)
+    if damaged or any(batch.status is None for batch in batches):
+        return None
+    history = history_files(folder)
+    number = int(history[0].name[len(_HISTORY_PREFIX):-len(".jsonl")]) + 1 if history else 1
+    target = Path(folder) / f"{_HISTORY_PREFIX}{number:06d}.jsonl"
+    try:
+        fileops.move_no_clobber(path, target)
+    except OSError:
+        return None  # the journal just stays: nothing is lost
+    sync_dir(folder)
+    return target
 
 
 def damaged_message(folder, damaged) -> str:

@@ -19,6 +19,7 @@ from discordpicextract.renames.apply import ApplyResult, apply_batch, apply_plan
 from discordpicextract.renames.journal import (
     Batch,
     Journal,
+    older_batches,
     pending_batch,
     read_journal,
     refuse_if_busy,
@@ -73,6 +74,22 @@ def _newest(candidates, journals) -> str:
     return max(newest or candidates, key=lambda i: (candidates[i].created, i))
 
 
+def _undoable_in(folder) -> tuple[list[Batch], tuple[Optional[Batch], list[Move]]]:
+    """(the batches read, `_last_undoable` of them): the journal, then the
+    history files newest first, only as far back as the last undoable batch
+    (an undo always comes after what it undoes, so what is newer is enough)."""
+    names = set(os.listdir(folder))
+    batches = read_journal(folder)
+    found = _last_undoable(batches, names)
+    if found[0] is None:
+        for older in older_batches(folder):
+            batches = older + batches
+            found = _last_undoable(batches, names)
+            if found[0] is not None:
+                break
+    return batches, found
+
+
 def undo_last_batch(folders, dry_run=False) -> list[UndoOutcome]:
     """Revert the last batch over `folders` (one UndoOutcome per folder).
 
@@ -83,8 +100,11 @@ def undo_last_batch(folders, dry_run=False) -> list[UndoOutcome]:
     (`waiting`) for a later --undo. The undo is itself one batch over those
     folders, planned under their locks."""
     with _locked(folders, dry_run, "undo"):
-        journals = [read_journal(folder) for folder in folders]
-        found = [_last_undoable(batches, set(os.listdir(folder))) for folder, batches in zip(folders, journals)]
+        journals, found = [], []
+        for folder in folders:
+            batches, undoable = _undoable_in(folder)
+            journals.append(batches)
+            found.append(undoable)
         outcomes = [UndoOutcome(str(folder)) for folder in folders]
         candidates = {batch.id: batch for batch, _moves in found if batch is not None}
         if not candidates:

@@ -74,6 +74,7 @@ def build_parser():
     parser.add_argument("--hours", type=cli.argparse_type(parse_hours),
                         help="hours to add, negative subtracts (required; asked on a terminal)")
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation on a terminal")
+    names_zone.add_timezone_argument(parser)
     command.add_rename_arguments(parser, f"folders (default: {' '.join(config.PIPELINE_FOLDERS)})")
     return parser
 
@@ -104,7 +105,7 @@ def _main(argv):
     selection = selection_from(args)
     hours = args.hours if args.hours is not None else cli.ask(
         "Add how many hours? (can be negative to subtract): ", flag="--hours", parse=parse_hours)
-    names_zone.common_zone(folders)  # one shift over names in two zones would be wrong in one of them
+    names_zone.common_zone(folders, args.timezone)  # one shift over names in two zones is wrong in one
     run = command.plan_shift(folders, shift_by(hours, selection.matches), args.dry_run)
     subtitle = f"Adding {format_hours(hours)} hours to {selection.describe()}"
     cli.show(report.banner("Specific Timestamp Adjustment", subtitle, run.warnings))

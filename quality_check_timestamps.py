@@ -530,7 +530,8 @@ def run_adjustment(given, folders, dry_run, names_zone=None):
     print(RULE)
     print("Timestamp Adjustment")
     print(RULE)
-    adjusted, outcomes = {}, []
+    adjusted: dict = {}
+    outcomes: list = []
     dialogue = given is None
     if dialogue:
         if not ask_adjust():

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from helpers import contents, fill, n
 from PIL import Image
 
+import adjust_specific_timestamp
 import adjust_timestamps as adjust
 import check_unique_dates
 import config
@@ -140,6 +141,10 @@ def test_a_recorded_zone_is_read_by_every_step(world, capsys, tmp_path):
     before = contents(clean)
     code, _, err = run(capsys, qc, "--folder", clean, "--folders", clean, other, "--adjust", "2025-06-09:2025-06-09:1")
     assert code == 2 and f"{clean} (Asia/Shanghai)" in err and f"{other} ({config.TIMEZONE})" in err
+    for script, argv in ((adjust, ["--hours", "1"]),
+                         (adjust_specific_timestamp, ["--date", "2025-06-09", "--hours", "1"])):
+        code, _, err = run(capsys, script, "--folders", clean, other, *argv)
+        assert code == 2 and f"{clean} (Asia/Shanghai)" in err, err
     assert contents(clean) == before
 
 

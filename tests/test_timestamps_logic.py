@@ -257,3 +257,12 @@ def test_a_day_no_single_shift_fits_is_irregular_and_splits_runs():
     assert [fit.day for fit in estimate.irregular] == [_day(0)]
     assert estimate.periods == []
 
+
+
+def test_a_wide_fit_takes_the_shift_that_puts_the_times_where_the_right_dates_sit():
+    # one post a day: the right dates at 10:xx, the late ones at 19:xx, which fits +4..+9 h;
+    # where the unshifted dates' posts sit (10:xx) says +9 h, not the smallest fit
+    days = {_day(i): _seconds(f"{19 if 3 <= i < 6 else 10}:{i:02d}:00") for i in range(9)}
+    [period] = periods.estimate_periods(days, START, END, NY).periods
+    assert (period.lo, period.hi, period.offset) == (4 * 3600, 9 * 3600, 9 * 3600)
+    assert period.adjust_line() == f"--adjust {_day(3)}:{_day(5)}:-9"

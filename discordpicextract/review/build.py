@@ -107,13 +107,12 @@ def build_review(paths: Mapping[str, Path], output, *, workers=1, dedupe_report=
 def _fetch_pairs(folders, entries, cache, review_dir, pool, dedupe_report):
     if dedupe_report:
         return pairs.read_dedupe_report(dedupe_report), pairs.HashStats()
-    removed = {e.name: e for e in entries if e.removed}
-    if not removed:
+    if not any(e.removed for e in entries):
         return {}, pairs.HashStats()
     clean = next(f.path for f in folders if f.role == model.CLEAN)
     # dedupe's own cache, in the clean folder: read only, never written.
     dedupe_cache = HashCache(clean, readonly=True)
-    return pairs.fetch_pairs(model.pair_candidates(entries), removed, cache, dedupe_cache, pool)
+    return pairs.fetch_pairs(model.pair_candidates(entries), cache, dedupe_cache, pool)
 
 
 def _refuse_image_folder(paths, review_dir: Path):

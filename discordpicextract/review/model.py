@@ -15,6 +15,7 @@ known) the post times; reads no file. `render` turns it into HTML.
   beside the kept image it duplicates (its `Pair`), or on its own, flagged,
   when no kept image matches it.
 """
+import bisect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -175,17 +176,37 @@ def plan_entries(folders: list[FolderInput], post_times: Optional[Mapping[str, d
     return sorted(by_name.values(), key=lambda e: (e.timestamp, e.name))
 
 
-def pair_candidates(entries: list[Entry]) -> dict[str, list[Entry]]:
+class Candidates:
     """For each removed image, the kept images it may duplicate: dedupe
     compares images of one date and keeps the earliest, so the kept image
-    of a pair is a kept image of the same date, not later than it."""
-    kept_by_date: dict[date, list[Entry]] = {}
-    for entry in entries:
-        if CLEAN in entry.roles:
-            kept_by_date.setdefault(entry.date, []).append(entry)
-    return {entry.name: [k for k in kept_by_date.get(entry.date, ())
-                         if (k.timestamp, k.name) <= (entry.timestamp, entry.name)]
-            for entry in entries if entry.removed}
+    of a pair is a kept image of the same date, not later than it. Lists
+    are cut from each date's kept images on demand (bisect), so memory
+    stays linear however many images a date has."""
+
+    def __init__(self, entries: list[Entry]):
+        self.removed = {e.name: e for e in entries if e.removed}
+        self._by_date: dict[date, list[Entry]] = {}
+        for entry in entries:  # (timestamp, name) order
+            if CLEAN in entry.roles:
+                self._by_date.setdefault(entry.date, []).append(entry)
+        self._keys = {day: [(k.timestamp, k.name) for k in kept] for day, kept in self._by_date.items()}
+
+    def __getitem__(self, name: str) -> list[Entry]:
+        entry = self.removed[name]
+        keys = self._keys.get(entry.date, [])
+        return self._by_date.get(entry.date, [])[:bisect.bisect_right(keys, (entry.timestamp, entry.name))]
+
+    def items(self):
+        return ((name, self[name]) for name in self.removed)
+
+    def kept(self) -> list[Entry]:
+        """Every kept image of a date with a removed one, in time order."""
+        days = {e.date for e in self.removed.values()}
+        return [k for day in sorted(days) for k in self._by_date.get(day, [])]
+
+
+def pair_candidates(entries: list[Entry]) -> Candidates:
+    return Candidates(entries)
 
 
 def plan_review(folders: list[FolderInput], entries: list[Entry], pairs: Mapping[str, Pair],

@@ -18,7 +18,7 @@ from discordpicextract.images import cache as hash_cache
 from discordpicextract.images import phash
 from discordpicextract.images.integrity import FileCheck
 from discordpicextract.images.workers import PARALLEL_MIN_DECODES
-from discordpicextract.review.model import Entry, Pair
+from discordpicextract.review.model import Candidates, Entry, Pair
 
 # A nearest kept image further than this many pHash bits is not called a
 # duplicate: the removed image is shown unmatched, for a look.
@@ -68,44 +68,45 @@ def _distance(match: str) -> Optional[int]:
     raise ValueError(f"unknown match {match!r}")
 
 
-def fetch_pairs(candidates: dict[str, list[Entry]], removed: dict[str, Entry], cache, dedupe_cache,
-                pool) -> "tuple[dict[str, Pair], HashStats]":
-    """removed name -> Pair, recomputed. A kept candidate with the same
-    bytes (digests from dedupe's cache) pairs without a decode; the rest by
-    pHash. `cache` (a HashCache in the review folder) is read and filled;
+def fetch_pairs(candidates: Candidates, cache, dedupe_cache, pool) -> "tuple[dict[str, Pair], HashStats]":
+    """removed name -> Pair, recomputed. A kept image with the same bytes
+    (digests from the caches) pairs without a decode; the rest by pHash.
+    `cache` (a HashCache in the review folder) is read and filled;
     `dedupe_cache` only read."""
-    everyone = {e.name: e for e in removed.values()}
-    for kept in candidates.values():
-        everyone.update((e.name, e) for e in kept)
+    removed = candidates.removed
+    everyone = dict(removed)
+    everyone.update((e.name, e) for e in candidates.kept())
     known = {name: facts for name, entry in everyone.items()
              if (facts := _cached_facts(entry, cache, dedupe_cache)) is not None}
-    pairs = {}
-    for name, kept in candidates.items():
-        pair = _identical_pair(removed[name], kept, known)
-        if pair is not None:
-            pairs[name] = pair
-    rest = {name: kept for name, kept in candidates.items() if name not in pairs}
-    todo = {name: everyone[name] for name in rest}
-    for kept in rest.values():
-        todo.update((e.name, e) for e in kept)
+    pairs = _identical_pairs(candidates, known)
+    rest = [name for name in removed if name not in pairs]
+    todo = {name: removed[name] for name in rest}
+    for name in rest:
+        todo.update((e.name, e) for e in candidates[name])
     stats = _fill_phashes([(todo[name], known[name]) for name in todo if name in known], cache, pool)
-    for name, kept in rest.items():
-        pair = choose_pair(removed[name], kept, known)
+    for name in rest:
+        pair = choose_pair(removed[name], candidates[name], known)
         if pair is not None:
             pairs[name] = pair
     stats.cached = len(known) - stats.decoded
     return pairs, stats
 
 
-def _identical_pair(entry: Entry, kept: list[Entry], known: dict[str, _Known]) -> Optional[Pair]:
-    mine = known.get(entry.name)
-    if mine is None or mine.digest is None:
-        return None
-    for candidate in kept:  # in time order: the earliest identical one is dedupe's pick
-        theirs = known.get(candidate.name)
-        if theirs is not None and theirs.digest == mine.digest and theirs.size == mine.size:
-            return Pair(candidate.name, (entry.timestamp - candidate.timestamp).total_seconds(), 0)
-    return None
+def _identical_pairs(candidates: Candidates, known: dict[str, _Known]) -> dict[str, Pair]:
+    """Removed images whose bytes a kept image of their date has: the
+    earliest such kept image is dedupe's pick (one look-up each)."""
+    first: dict = {}
+    for candidate in candidates.kept():  # in time order
+        facts = known.get(candidate.name)
+        if facts is not None and facts.digest:
+            first.setdefault((candidate.date, facts.digest, facts.size), candidate)
+    pairs = {}
+    for name, entry in candidates.removed.items():
+        facts = known.get(name)
+        kept = first.get((entry.date, facts.digest, facts.size)) if facts and facts.digest else None
+        if kept is not None and (kept.timestamp, kept.name) <= (entry.timestamp, entry.name):
+            pairs[name] = Pair(kept.name, (entry.timestamp - kept.timestamp).total_seconds(), 0)
+    return pairs
 
 
 def choose_pair(entry: Entry, kept: list[Entry], known: dict[str, _Known]) -> Optional[Pair]:

@@ -49,7 +49,7 @@ def run_demo(root=DEMO_ROOT, *, tz=None, workers=None, progress=None):
         print(f"Demo: replacing the earlier demo run in {folder}")
     print("Demo: starting a local Discord emulator on 127.0.0.1 with a generated channel...")
     with demo.demo_discord(days=DEMO_DAYS) as emulated:
-        job = Job(token=emulated.token, kind=None, channel=emulated.channel, guild=emulated.guild,
+        job = Job(token=emulated.token, kind="bot", channel=emulated.channel, guild=emulated.guild,
                   days=DEMO_DAYS + 1, output=str(folders[0]), tz=tz or config.TIMEZONE,
                   workers=workers or config.DEFAULT_WORKERS,
                   progress=sys.stderr.isatty() if progress is None else progress)

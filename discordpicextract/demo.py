@@ -39,7 +39,8 @@ def demo_discord(days=DEMO_DAYS) -> Iterator[DemoDiscord]:
     from discordpicextract.emulator import DiscordEmulator, build_demo_channel
 
     token = "demo-" + secrets.token_hex(16)  # made up at run time, valid only for this emulator
-    with DiscordEmulator(token=token, token_kind="user") as emu:
+    # a bot token: the way README recommends (and no user-token warning)
+    with DiscordEmulator(token=token, token_kind="bot") as emu:
         generated = build_demo_channel(emu, days=days)
         yield DemoDiscord(emu.api_base, token, generated.guild["name"], generated.channel["name"])
 

@@ -263,11 +263,11 @@ def _make_folder(folder):
 
 @contextmanager
 def _progress_bar(enabled):
-    """(progress(found, done), on_paged(messages)) drawing a bar on stderr
-    (none when not `enabled`). While pages are read the bar counts images
-    found and saved with no percentage (the total is not known yet, and a
-    growing total would make it go backwards); once paging has ended the
-    total is set."""
+    """(progress(found, done), on_paged(messages, ended)) drawing a bar on
+    stderr (none when not `enabled`). While pages are read the bar shows the
+    messages read, images found and images saved, with no percentage (the
+    total is not known yet, and a growing total would make it go
+    backwards); once paging has ended the total is set."""
     from tqdm import tqdm
 
     with tqdm(total=None, unit="img", desc="Downloading", file=sys.stderr, disable=not enabled,
@@ -276,14 +276,15 @@ def _progress_bar(enabled):
 
         def progress(new, done):
             found[0] += new
-            if new and bar.total is None:  # once per page
-                bar.set_postfix_str(f"found {found[0]}")
             bar.update(done)
 
-        def on_paged(messages):
-            bar.total = found[0]
-            bar.set_postfix_str(f"{messages} messages read", refresh=False)
-            bar.refresh()
+        def on_paged(messages, ended):
+            if ended:
+                bar.total = found[0]
+                bar.set_postfix_str(f"{messages} messages read", refresh=False)
+                bar.refresh()
+            else:  # once per page
+                bar.set_postfix_str(f"{messages} messages read, {found[0]} images found")
         yield progress, on_paged
 
 

@@ -340,16 +340,21 @@ def test_a_forbidden_channel_found_by_name_says_no_access_and_leaves_no_folder(w
 
 # ---------------------------------------------------------------- 11. progress
 
-def test_the_progress_bar_shows_no_percentage_until_paging_has_ended(monkeypatch):
-    shown = io.StringIO()
-    monkeypatch.setattr(sys, "stderr", shown)
-    with discord_downloader._progress_bar(True) as (progress, on_paged):
-        progress(5, 0)
-        progress(3, 2)
-        assert "%" not in shown.getvalue() and "found 8" in shown.getvalue().replace("\r", "\n")
-        on_paged(120)
-        progress(0, 6)
-    assert "100%" in shown.getvalue() and "120 messages read" in shown.getvalue()
+def test_the_progress_bar_shows_no_percentage_until_paging_has_ended(world, monkeypatch, capsys):
+    """Through main(argv) on a (pretended) terminal: 250 messages on three
+    pages; while they are read the bar counts messages and images with no
+    percentage, and only once paging has ended does it show one."""
+    for k in range(250):
+        world.emu.add_message(world.channel["id"], ago(minutes=300 - k),
+                              attachments=[(f"c{k}.png", _png(k % 5), "image/png")] if k % 50 == 0 else ())
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    code, _, err = _run(capsys, "--channel", world.channel["id"], "--days", "1", "--output", "out")
+    assert code == 0, err
+    frames = [f for f in err.replace("\n", "\r").split("\r") if f.startswith("Downloading")]
+    paging = [f for f in frames if "images found" in f]
+    assert any("100 messages read" in f for f in paging) and any("200 messages read" in f for f in paging)
+    assert paging and not any("%" in f for f in paging)
+    assert "100%" in frames[-1] and "250 messages read" in frames[-1]
 
 
 # ---------------------------------------------------------------- issue 16

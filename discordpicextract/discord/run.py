@@ -109,6 +109,7 @@ class _Run:
         self.pending = {}
         self.rows = []
         self.progress = progress or _no_progress
+        self.on_paged: Callable[[int, bool], None] = lambda messages, ended: None
         # messages.csv: rows of the files saved (or claimed) in this run, and
         # of archived files still without one (a folder from before messages.csv)
         self.message_rows: Optional[list] = [] if keep_messages else None
@@ -332,7 +333,7 @@ class _Run:
 def run_download(client, channels, folder, cutoff, *, tz=config.TIMEZONE,
                  workers=config.DEFAULT_WORKERS, progress: Optional[Progress] = None,
                  keep_messages=True, max_bytes=None, since_last=False, starters=(),
-                 on_paged: Optional[Callable[[int], None]] = None):
+                 on_paged: Optional[Callable[[int, bool], None]] = None):
     """Download the images posted inside `cutoff` (an aware datetime or a
     Window) in `channels` (channel objects: the channel, then its threads)
     into `folder`, holding the folder's lock throughout (BusyError when
@@ -344,7 +345,8 @@ def run_download(client, channels, folder, cutoff, *, tz=config.TIMEZONE,
     answers after which no request may follow (errors.StopError); a full
     disk or an I/O error stops the run with `result.stopped` set.
     `progress(found, done)` hears of images found and images finished, and
-    `on_paged(messages)` of the end of paging. With `keep_messages`, each
+    `on_paged(messages, ended)` of the messages read after each page and
+    at the end of paging. With `keep_messages`, each
     saved image's message goes into the folder's messages.csv. With
     `since_last`, each channel is read only after the newest message the
     archive holds for it. `starters`: messages of a parent channel (a
@@ -356,6 +358,7 @@ def run_download(client, channels, folder, cutoff, *, tz=config.TIMEZONE,
     with locking.hold(folder, "download") as cleaned:
         run = _Run(client, folder, tz, workers, progress, keep_messages, max_bytes)
         run.result.cleaned = cleaned
+        run.on_paged = on_paged or (lambda messages, ended: None)
         try:
             if starters:
                 run.guild_of[str(starters[0]["channel_id"])] = str((channels[0] if channels else {}).get("guild_id")
@@ -366,8 +369,7 @@ def run_download(client, channels, folder, cutoff, *, tz=config.TIMEZONE,
                 run.guild_of[str(channel["id"])] = str(channel.get("guild_id") or "")
                 newest = run.archive.newest_message(channel["id"]) if since_last else None
                 _fetch_channel(run, channel, window.since(newest))
-            if on_paged is not None:
-                on_paged(run.result.messages)
+            run.on_paged(run.result.messages, True)
             while run.pending:
                 run.drain(block=True)
         except DiskError as exc:
@@ -398,6 +400,7 @@ def _read_pages(run, channel, pages):
     for items, count in release_batches(_checked(run, pages), run.zone):
         run.result.messages += count
         run.dispatch(items)
+        run.on_paged(run.result.messages, False)
         run.drain(block=False)
 
 

@@ -4,7 +4,6 @@ sheet says: User-Agent by token kind, Components V2, forum and media
 channels, link refresh for user tokens, embeds, names and formats, bans and
 blocks, the Message Content intent, links and date bounds, the user-token
 warning, stops on 401 and 40002, IS_THUMBNAIL, a thread's starter message."""
-import io
 import sys
 from datetime import timedelta
 from pathlib import Path

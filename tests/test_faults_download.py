@@ -192,3 +192,18 @@ def test_a_disk_too_full_for_the_archive_says_so_in_one_line(world, capsys):
         filler.unlink()
         code, out, err = _run(capsys, output=disk / "out")
         assert code == 0 and "Downloaded: 1" in out
+
+
+def test_a_bit_flipped_archive_is_one_line_not_a_traceback(world, capsys, tmp_path):
+    for k in range(30):
+        world.post(ago(hours=3, minutes=k), f"b{k}.png")
+    assert _run(capsys)[0] == 0
+    path = tmp_path / "out" / config.ARCHIVE_FILE
+    data = bytearray(path.read_bytes())
+    for offset in range(4096 + 16, len(data), 97):  # past the header page: it opens, then reads garbage
+        data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+    code, out, err = _run(capsys)
+    assert code == 2 and "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "download archive" in errors[0] and "move that file away" in errors[0]

@@ -13,6 +13,7 @@ no session is missing), 1 when coverage differs or a name does not parse
 """
 import sys
 from dataclasses import dataclass, field
+from typing import Optional
 
 import config
 from discordpicextract import cli, logs, naming
@@ -40,10 +41,10 @@ class FolderDates:
 class Coverage:
     folders: list               # FolderDates, in the order given
     missing: dict               # folder -> {date: [folders that have it]}
-    sessions: list = None       # NYSE sessions in range (with --trading-days)
-    uncovered: list = None      # of those, the ones no folder has
-    span: tuple = None          # (first, last) date over all folders
-    off_days: list = None       # dates with images that are no NYSE session
+    sessions: Optional[list] = None   # NYSE sessions in range (with --trading-days)
+    uncovered: Optional[list] = None  # of those, the ones no folder has
+    span: Optional[tuple] = None      # (first, last) date over all folders
+    off_days: Optional[list] = None   # dates with images that are no NYSE session
 
     @property
     def matches(self):

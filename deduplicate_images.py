@@ -127,8 +127,10 @@ def match_of(a, b, max_distance):
 def plan_dedupe(records, max_distance=0, ignore_size=False) -> DedupePlan:
     """Decide what to keep. Pure: reads only the records' fields."""
     ordered = sorted(records, key=lambda r: (r.timestamp, r.name))
-    groups_by_bucket = defaultdict(list)
-    keep, corrupt, groups = [], [], []
+    groups_by_bucket: defaultdict = defaultdict(list)
+    keep: list = []
+    corrupt: list = []
+    groups: list = []
     for record in ordered:
         if not record.ok:
             corrupt.append(record)
@@ -256,9 +258,9 @@ def records_needing_phash(records, fast=True, ignore_size=False):
     buckets = defaultdict(list)
     for record in sound:
         buckets[bucket_key(record, ignore_size)].append(record)
-    needed = []
+    needed: list = []
     for bucket in buckets.values():
-        by_digest = {}
+        by_digest: dict = {}
         for record in bucket:
             by_digest.setdefault(record.digest, record)
         if len(by_digest) > 1:

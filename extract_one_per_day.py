@@ -81,7 +81,7 @@ def _other_images_per_date(plan, output):
     # The user's own image of a picked date is never deleted, but the
     # folder is then not one per day.
     selected = {pick.date: pick.selected.name for pick in plan.picks}
-    others = {}
+    others: dict = {}
     for image in naming.list_images(output).images:
         if image.date in selected and image.name != selected[image.date]:
             others.setdefault(image.date, []).append(image.name)

@@ -194,7 +194,7 @@ def _printable_output():
     for stream in (sys.stdout, sys.stderr):
         if getattr(stream, "errors", None) == "strict":
             try:
-                stream.reconfigure(errors="backslashreplace")
+                stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
             except (AttributeError, ValueError, OSError):
                 pass
 

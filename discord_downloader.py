@@ -48,7 +48,7 @@ from discordpicextract.discord.job import (
     token_value,
 )
 from discordpicextract.discord.run import starter_message
-from discordpicextract.discord.window import parse_bound, plan_window
+from discordpicextract.discord.window import channel_from_link, looks_like_link, parse_bound, plan_window
 from discordpicextract.errors import DPEError, RunError, UsageError
 from discordpicextract.timestamps import zone as names_zone
 
@@ -114,6 +114,9 @@ def gather_job(args, api_base=None):
         user, kind = check_token(token, kind, typed, api_base, args.max_wait or config.MAX_RATE_LIMIT_WAIT)
     channel = args.channel or cli.ask(PROMPT_CHANNEL, flag="--channel")
     guild = ""
+    if looks_like_link(channel) and channel_from_link(channel) is None:
+        raise UsageError(f"not a Discord channel link: {channel.strip()!r} (Copy Link gives "
+                         "https://discord.com/channels/SERVER_ID/CHANNEL_ID)")
     if not is_channel_id(channel):
         guild = args.guild or cli.ask(PROMPT_GUILD, flag="--guild")
     if args.after is not None and args.days is not None:

@@ -296,6 +296,19 @@ def test_channel_and_thread_links_as_copy_link_gives_them(world, capsys):
     assert _originals("b") == ["in_thread.png"]
 
 
+@pytest.mark.parametrize("link", [
+    "https://discord.com/channels/abc/def",
+    "https://example.com/channels/1288073537541636096/1324312324101636096",
+    "https://discord.com/channels/1288073537541636096/12345",
+])
+def test_a_malformed_channel_link_is_a_one_line_error_not_a_channel_name(world, capsys, link):
+    code, out, err = _run(capsys, "--channel", link, "--guild", "G", "--days", "1", "--output", "a",
+                          "--no-progress")
+    assert code == 2
+    assert "not a Discord channel link" in err and "Traceback" not in err
+    assert api_requests(world.emu, "/channels") == [] and api_requests(world.emu, "/guilds") == []
+
+
 def test_after_before_as_dates_or_message_ids(world, capsys):
     w = world
     zone = ZoneInfo(config.TIMEZONE)

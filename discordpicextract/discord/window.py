@@ -12,7 +12,10 @@ _SNOWFLAKE = re.compile(r"^\d{15,21}$")
 # https://discord.com/channels/GUILD/CHANNEL, .../CHANNEL/MESSAGE, and a
 # forum post's .../PARENT/threads/THREAD (also ptb./canary. and discordapp.com)
 _LINK = re.compile(r"^https?://(?:(?:ptb|canary)\.)?discord(?:app)?\.com/channels/"
-                   r"(?P<guild>\d+|@me)/(?P<channel>\d+)(?:/threads/(?P<thread>\d+))?(?:/(?P<message>\d+))?/?$")
+                   r"(?P<guild>\d{15,21}|@me)/(?P<channel>\d{15,21})(?:/threads/(?P<thread>\d{15,21}))?"
+                   r"(?:/(?P<message>\d{15,21}))?/?$")
+# anything with a scheme or Discord's /channels/ path is meant as a link, never as a channel name
+_LINK_LIKE = re.compile(r"^[a-z][a-z0-9+.-]*://|/channels/", re.IGNORECASE)
 
 
 def snowflake_time(snowflake) -> datetime:
@@ -26,6 +29,10 @@ def snowflake_at(moment) -> int:
 
 def is_snowflake(text) -> bool:
     return bool(_SNOWFLAKE.match(text.strip()))
+
+
+def looks_like_link(text) -> bool:
+    return bool(_LINK_LIKE.search(text.strip()))
 
 
 def channel_from_link(text) -> Optional[str]:

@@ -294,6 +294,11 @@ def test_channel_and_thread_links_as_copy_link_gives_them(world, capsys):
                         "--days", "1", "--output", "b", "--no-progress")
     assert code == 0, err
     assert _originals("b") == ["in_thread.png"]
+    # pasted from an address bar without its scheme: still the channel's link
+    code, _, err = _run(capsys, "--channel", f"discord.com/channels/{w.guild['id']}/{w.channel['id']}",
+                        "--days", "1", "--output", "c", "--no-progress")
+    assert code == 0, err
+    assert _originals("c") == ["by_link.png"]
 
 
 @pytest.mark.parametrize("link", [

@@ -10,8 +10,9 @@ from zoneinfo import ZoneInfo
 DISCORD_EPOCH_MS = 1420070400000
 _SNOWFLAKE = re.compile(r"^\d{15,21}$")
 # https://discord.com/channels/GUILD/CHANNEL, .../CHANNEL/MESSAGE, and a
-# forum post's .../PARENT/threads/THREAD (also ptb./canary. and discordapp.com)
-_LINK = re.compile(r"^https?://(?:(?:ptb|canary)\.)?discord(?:app)?\.com/channels/"
+# forum post's .../PARENT/threads/THREAD (also ptb./canary., discordapp.com,
+# and pasted without its https://, as a browser's address bar may show it)
+_LINK = re.compile(r"^(?:https?://)?(?:(?:ptb|canary|www)\.)?discord(?:app)?\.com/channels/"
                    r"(?P<guild>\d{15,21}|@me)/(?P<channel>\d{15,21})(?:/threads/(?P<thread>\d{15,21}))?"
                    r"(?:/(?P<message>\d{15,21}))?/?$")
 # anything with a scheme or Discord's /channels/ path is meant as a link, never as a channel name

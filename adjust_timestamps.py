@@ -137,6 +137,9 @@ def run_conversion(args, folders):
     to_zone = args.to_zone or config.TIMEZONE
     if args.from_zone == to_zone:
         raise UsageError(f"--from-zone and --to-zone are both {to_zone}: nothing would change")
+    zone.common_zone(folders)  # names recorded in two zones: one --from-zone would be wrong for some
+    for folder in folders:
+        zone.refuse_second_conversion(folder, args.from_zone)
     run, notes = plan_conversion(folders, args.from_zone, to_zone)
     run.warnings = command.refuse_if_pending(folders, args.dry_run)
 

@@ -80,8 +80,19 @@ def read_archive_rows(path) -> list:
             db.close()
     except sqlite3.Error as exc:
         raise UsageError(f"cannot read the download archive {path}: {exc}") from None
-    return [ArchiveRow(str(key), str(mid), str(name), int(size), str(digest).lower())
-            for key, mid, name, size, digest in rows]
+    return [_archive_row(path, row) for row in rows]
+
+
+def _archive_row(path, row) -> ArchiveRow:
+    """One row as read; a row whose size is no number (a damaged or
+    hand-edited archive) is a UsageError, not a traceback."""
+    key, mid, name, size, digest = row
+    try:
+        size = int(size)
+    except (TypeError, ValueError):
+        raise UsageError(f"the download archive {path} has a damaged row (item {key}: size {size!r}); "
+                         f"restore it or pass another --archive") from None
+    return ArchiveRow(str(key), str(mid), str(name), size, str(digest or "").lower())
 
 
 def own_archive_rows(folder) -> list:

@@ -168,3 +168,29 @@ def restore_after_revert(folder, label) -> None:
     found = _CHANGE.search(label or "")
     if found:
         record_zone(folder, found.group(1))
+
+
+def last_conversion(folder):
+    """(old, new) zones of the newest zone conversion that renamed in
+    `folder` and was not undone or reverted since, or None."""
+    from discordpicextract.renames.journal import older_batches, read_journal
+
+    for batches in (read_journal(folder), *older_batches(folder)):
+        undone = {batch.undoes for batch in batches if batch.undoes}
+        for batch in reversed(batches):
+            found = _CHANGE.search(batch.label or "")
+            if found and batch.status != "reverted" and batch.id not in undone and batch.done_moves():
+                return found.group(1), found.group(2)
+    return None
+
+
+def refuse_second_conversion(folder, from_zone) -> None:
+    """A folder whose names a conversion already moved out of `from_zone`
+    (the recorded zone is still that conversion's) would be shifted a
+    second time by reading them as `from_zone` again (a rerun of the same
+    command): a UsageError, nothing renamed."""
+    last = last_conversion(folder)
+    if last and last[0] == from_zone and read_zone(folder) == last[1]:
+        raise UsageError(f"{folder}: its names were already converted from {from_zone} to {last[1]} (recorded "
+                         f"in {config.FOLDER_INFO_FILE}); converting again would shift them twice. To redo it, "
+                         f"undo first: adjust_timestamps.py --folders {folder} --undo")

@@ -13,7 +13,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from helpers import chart_image, n, write_image
+from helpers import chart_image, image_bytes, n, write_image
 
 import deduplicate_images
 import extract_one_per_day
@@ -315,6 +315,22 @@ def test_defaults_and_a_damaged_image(tmp_path, capsys, monkeypatch):
     Path(config.DEFAULT_OUTPUT_DIR).rename("elsewhere")
     assert review_archive.main([]) == 2
     assert "none of the pipeline folders exists" in capsys.readouterr().err
+
+
+def test_a_name_that_is_not_utf8_links_to_its_bytes_and_shows_as_text(tmp_path, capsys):
+    """A file copied from elsewhere may carry a name in another encoding:
+    the page links to its very bytes and shows what can be shown."""
+    download = tmp_path / "dl"
+    good = write_image(download / n("2025-06-02T10:00:00", "good.png"), seed=1)
+    raw = os.fsencode(download) + b"/2025-06-02_10-05-00_\xff\xfe.png"
+    with open(raw, "wb") as handle:
+        handle.write(image_bytes(seed=2))
+    review = tmp_path / "review"
+    assert review_archive.main(["--folders", str(download), "--output", str(review)]) == 0
+    page = (review / PAGE_FILE).read_text(encoding="utf-8")
+    assert 'href="../dl/2025-06-02_10-05-00_%FF%FE.png"' in page
+    assert "<span class=\"name\">2025-06-02_10-05-00_\ufffd\ufffd.png</span>" in page
+    assert page.count("<figure") == 2 and good.name in page
 
 
 # --- helpers ---------------------------------------------------------------------

@@ -73,7 +73,21 @@ def count(number: int, word: str) -> str:
 
 
 def esc(text) -> str:
-    return html.escape(str(text), quote=True)
+    return html.escape(shown(str(text)), quote=True)
+
+
+def shown(text: str) -> str:
+    """A name as text: bytes that are not UTF-8 (kept by Python as
+    surrogate escapes, which no page can encode) become U+FFFD."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a lone surrogate (a Windows name): no bytes to recover
+        return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def href_to(path: Path, review_dir: Path) -> Optional[str]:
@@ -81,9 +95,10 @@ def href_to(path: Path, review_dir: Path) -> Optional[str]:
     is no relative way (another drive on Windows)."""
     try:
         relative = os.path.relpath(os.path.abspath(path), os.path.abspath(review_dir))
-    except ValueError:
+        # surrogateescape: a name that is not UTF-8 links to its very bytes
+        return quote(relative.replace(os.sep, "/"), safe="/", errors="surrogateescape")
+    except (ValueError, UnicodeEncodeError):
         return None
-    return quote(relative.replace(os.sep, "/"), safe="/")
 
 
 def day_id(day: date) -> str:

@@ -333,6 +333,32 @@ def test_a_name_that_is_not_utf8_links_to_its_bytes_and_shows_as_text(tmp_path, 
     assert page.count("<figure") == 2 and good.name in page
 
 
+def test_a_damaged_thumbnail_of_ours_is_made_again(tmp_path, capsys):
+    """A thumbnail damaged on disk (not by us: ours are written atomically)
+    is made again from its source, with or without the record."""
+    from PIL import Image
+
+    download = tmp_path / "dl"
+    for seed in range(3):
+        write_image(download / n(f"2025-06-02T1{seed}:00:00", f"c{seed}.png"), seed=seed, size=(320, 200))
+    review = tmp_path / "review"
+    args = ["--folders", str(download), "--output", str(review), "--workers", "1"]
+    assert review_archive.main(args) == 0
+    thumbs = sorted((review / "thumbs").iterdir())
+    for damage_record in (False, True):
+        thumbs[0].write_bytes(thumbs[0].read_bytes()[:60])
+        shutil.rmtree(review / "sheets")
+        if damage_record:
+            (review / RECORD_FILE).write_text("{not json")
+        capsys.readouterr()
+        assert review_archive.main(args) == 0, capsys.readouterr().err
+        out = capsys.readouterr().out
+        assert "Thumbnails: 1 made" in out and "contact sheets: 1 made" in out, out
+        with Image.open(thumbs[0]) as again:
+            again.load()
+        assert again.width == 240
+
+
 # --- helpers ---------------------------------------------------------------------
 
 def _csv_rows(path):

@@ -84,15 +84,8 @@ def build_review(paths: Mapping[str, Path], output, *, workers=1, dedupe_report=
         with Workers(workers) as pool:
             found, hashes = _fetch_pairs(folders, entries, cache, review_dir, pool, dedupe_report)
             clock.lap("pairs")
-            made, errors, stats, fresh = thumbs.fetch_thumbs({e.name: e.path for e in entries}, review_dir, record,
-                                                             pool)
-            review_folder.save_record(review_dir, fresh)
-            thumbs.prune_thumbs(review_dir, {Path(t.file).name for t in made.values()})
-            clock.lap("thumbnails")
             page = model.plan_review(folders, entries, found, verified=post_times is not None)
-            groups = [[made[e.name] for e in day.entries if e.name in made] for day in page.days]
-            day_places, stats.sheets = sheets.fetch_sheets(review_dir, groups, pool)
-            clock.lap("sheets")
+            made, errors, stats, day_places = _fetch_pictures(page, review_dir, record, pool, clock)
     except WorkerDied as exc:
         raise RunError(f"{exc}; no page written") from None
     warnings = [w for w in (cache.warning, cache.save()) if w]
@@ -102,6 +95,31 @@ def build_review(paths: Mapping[str, Path], output, *, workers=1, dedupe_report=
     review_folder.write_atomic(target, html.encode("utf-8"))
     clock.lap("page")
     return ReviewRun(target, page, stats, hashes, errors, clock.laps, warnings)
+
+
+def _fetch_pictures(page, review_dir, record, pool, clock):
+    """Thumbnails, then the days' contact sheets. A thumbnail found damaged
+    on disk while a sheet is pasted (ours are written atomically: damaged
+    by something else) is dropped and made again from its source, once."""
+    sources = {e.name: e.path for e in page.entries}
+    total = thumbs.ThumbStats()
+    for _attempt in range(2):
+        made, errors, stats, record = thumbs.fetch_thumbs(sources, review_dir, record, pool)
+        review_folder.save_record(review_dir, record)
+        thumbs.prune_thumbs(review_dir, {Path(t.file).name for t in made.values()})
+        clock.lap("thumbnails")
+        groups = [[made[e.name] for e in day.entries if e.name in made] for day in page.days]
+        day_places, sheets_made, damaged = sheets.fetch_sheets(review_dir, groups, pool)
+        clock.lap("sheets")
+        total.made, total.sheets = total.made + stats.made, total.sheets + sheets_made
+        if not damaged:
+            break
+        thumbs.drop_thumbs(review_dir, damaged)
+    else:
+        raise RunError(f"thumbnails in {review_dir / thumbs.THUMB_DIR} cannot be read even when made again "
+                       f"({sorted(damaged)[0]}); no page written")
+    stats.made, stats.sheets = total.made, total.sheets
+    return made, errors, stats, day_places
 
 
 def _fetch_pairs(folders, entries, cache, review_dir, pool, dedupe_report):
@@ -129,5 +147,5 @@ class _Clock:
 
     def lap(self, name):
         now = time.perf_counter()
-        self.laps[name] = now - self.last
+        self.laps[name] = self.laps.get(name, 0.0) + now - self.last
         self.last = now

@@ -73,18 +73,25 @@ def _layout(thumbs, ext) -> SheetPlan:
     return SheetPlan(f"{SHEET_DIR}/{key}{ext}", width, max(1, y), tuple(tiles))
 
 
-def make_sheet(job) -> None:
+def make_sheet(job) -> tuple:
     """(review folder, SheetPlan): paste the thumbnails, write through a
-    temp file. Runs in a worker process."""
+    temp file. Returns the thumbnails that could not be read (damaged on
+    disk; then no sheet is written). Runs in a worker process."""
     from PIL import Image
 
     review_dir, plan = job
     fmt, _ = thumb_format()
     target = Path(review_dir) / plan.file
     sheet = Image.new("RGB", (plan.width, plan.height), "white")
+    damaged = []
     for file, x, y in plan.tiles:
-        with Image.open(Path(review_dir) / file) as thumb:
-            sheet.paste(thumb.convert("RGBA"), (x, y), thumb.convert("RGBA"))
+        try:
+            with Image.open(Path(review_dir) / file) as thumb:
+                sheet.paste(thumb.convert("RGBA"), (x, y), thumb.convert("RGBA"))
+        except Exception:  # Pillow raises many kinds for a damaged file
+            damaged.append(file)
+    if damaged:
+        return tuple(damaged)
     temp = target.with_name(f".{target.name}.{os.getpid()}.part")
     try:
         sheet.save(temp, fmt, **({"quality": 80, "method": 2} if fmt == "WEBP" else {"quality": 85}))
@@ -92,24 +99,26 @@ def make_sheet(job) -> None:
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+    return ()
 
 
-def fetch_sheets(review_dir: Path, groups, pool) -> "tuple[list[dict], int]":
+def fetch_sheets(review_dir: Path, groups, pool) -> "tuple[list[dict], int, set]":
     """Make the sheets `groups` need that are not there yet; prune the
-    ones of ours no day uses. Returns per day thumb file -> Place, and how
-    many sheets were made."""
+    ones of ours no day uses. Returns per day thumb file -> Place, how
+    many sheets were made, and the thumbnails found damaged."""
     folder = review_dir / SHEET_DIR
     folder.mkdir(exist_ok=True)
     _, ext = thumb_format()
     plans, places = plan_sheets(groups, ext)
     present = {entry.name for entry in os.scandir(folder)}
     todo = {plan.file: plan for plan in plans if Path(plan.file).name not in present}
-    pool.map(make_sheet, [(str(review_dir), plan) for plan in todo.values()], PARALLEL_MIN_SHEETS)
+    results = pool.map(make_sheet, [(str(review_dir), plan) for plan in todo.values()], PARALLEL_MIN_SHEETS)
+    damaged = {file for result in results for file in result}
     used = {Path(plan.file).name for plan in plans}
     for name in present - used:
         if _is_sheet_name(name):
             os.unlink(folder / name)
-    return places, len(todo)
+    return places, len(todo) - sum(1 for result in results if result), damaged
 
 
 def _is_sheet_name(name: str) -> bool:

@@ -68,10 +68,10 @@ def make_thumb(job) -> ThumbResult:
     digest = hashlib.blake2b(data, digest_size=16).hexdigest()
     fmt, ext = thumb_format()
     target = Path(folder) / f"{digest}{ext}"
+    done = _read_thumb(target)
+    if done is not None:
+        return ThumbResult(digest, *done)
     try:
-        if target.exists():
-            with Image.open(target) as done:
-                return ThumbResult(digest, done.width, done.height)
         with Image.open(io.BytesIO(data)) as image:
             # A JPEG decodes at a fraction of its size, still at least the thumbnail's.
             image.draft("RGB", (THUMB_WIDTH, max(1, image.height * THUMB_WIDTH // max(1, image.width))))
@@ -82,6 +82,29 @@ def make_thumb(job) -> ThumbResult:
     except Exception as exc:  # Pillow raises many kinds for bad files
         text = (str(exc).strip() or type(exc).__name__).splitlines()[0][:200]
         return ThumbResult(digest, error=f"cannot decode: {text}")
+
+
+def _read_thumb(target: Path) -> Optional[tuple[int, int]]:
+    """The size of a thumbnail already made; None when there is none or it
+    is damaged (made again: a thumbnail is never the source's fault)."""
+    from PIL import Image
+
+    try:
+        with Image.open(target) as done:
+            done.load()
+            return done.width, done.height
+    except FileNotFoundError:
+        return None
+    except Exception:  # Pillow raises many kinds for a damaged file
+        target.unlink(missing_ok=True)
+        return None
+
+
+def drop_thumbs(review_dir: Path, files) -> None:
+    """Remove damaged thumbnails of ours (`files` relative to the review
+    folder), so that the next fetch_thumbs makes them again."""
+    for file in files:
+        (Path(review_dir) / file).unlink(missing_ok=True)
 
 
 def _has_alpha(image) -> bool:

@@ -307,11 +307,16 @@ def test_defaults_and_a_damaged_image(tmp_path, capsys, monkeypatch):
     good = write_image(download / n("2025-06-02T10:00:00", "good.png"), seed=1)
     broken = download / n("2025-06-02T11:00:00", "broken.png")
     broken.write_bytes(good.read_bytes()[:200])
-    assert review_archive.main([]) == 1  # one image cannot be shown: a look is needed
+    text = download / n("2025-06-02T12:00:00", "text.png")
+    text.write_text("not an image")
+    assert review_archive.main([]) == 1  # images that cannot be shown: a look is needed
     captured = capsys.readouterr()
     assert f"{broken.name}: cannot decode" in captured.err
+    # Pillow's "cannot identify image file <_io.BytesIO object at 0x...>" says nothing to a user
+    assert f"{text.name}: cannot decode: not an image format Pillow reads; shown" in captured.err
+    assert "BytesIO" not in captured.err
     page = (Path(config.REVIEW_DIR) / PAGE_FILE).read_text(encoding="utf-8")
-    assert page.count("<figure") == 2 and 'class="broken"' in page
+    assert page.count("<figure") == 3 and page.count('class="broken"') == 2
     Path(config.DEFAULT_OUTPUT_DIR).rename("elsewhere")
     assert review_archive.main([]) == 2
     assert "none of the pipeline folders exists" in capsys.readouterr().err

@@ -58,7 +58,7 @@ def make_thumb(job) -> ThumbResult:
     """(source path, thumbs folder): the thumbnail of the source's content,
     written through a temp file unless it is already there. Runs in a
     worker process."""
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     source, folder = job
     try:
@@ -79,6 +79,8 @@ def make_thumb(job) -> ThumbResult:
             small.thumbnail((THUMB_WIDTH, THUMB_MAX_HEIGHT), reducing_gap=2.0)
         _save_atomic(small, target, fmt)
         return ThumbResult(digest, small.width, small.height, made=True)
+    except UnidentifiedImageError:  # its message names a BytesIO object, not the file
+        return ThumbResult(digest, error="cannot decode: not an image format Pillow reads")
     except Exception as exc:  # Pillow raises many kinds for bad files
         text = (str(exc).strip() or type(exc).__name__).splitlines()[0][:200]
         return ThumbResult(digest, error=f"cannot decode: {text}")

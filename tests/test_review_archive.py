@@ -285,6 +285,27 @@ def test_dedupe_report_gives_the_same_pairs(archive, tmp_path, capsys):
     assert _groups(by_report) == _groups(recomputed) and len(_groups(recomputed)) == 3
 
 
+def test_a_report_pair_whose_kept_image_left_the_clean_folder_is_unmatched(archive, tmp_path, capsys):
+    """The report says what dedupe kept then; a kept image deleted from the
+    clean folder since leaves it and its duplicates in no folder but the
+    download one: each flagged for a look (as without the report), not
+    shown as a duplicate of a kept image."""
+    download, clean, daily, report = archive
+    kept = {row["kept"] for row in _csv_rows(report)}
+    gone = sorted(kept)[0]
+    (clean / gone).unlink()
+    (daily / gone).unlink(missing_ok=True)
+    orphans = sorted([gone] + [row["removed"] for row in _csv_rows(report) if row["kept"] == gone])
+    review = tmp_path / "review"
+    assert review_archive.main([*folder_args(archive), "--output", str(review), "--dedupe-report",
+                                str(report)]) == 1
+    err = capsys.readouterr().err
+    for name in orphans:
+        assert f"warning: {name} is not in the clean folder and duplicates no kept image" in err
+    figures = parse_figures((review / PAGE_FILE).read_text(encoding="utf-8"))
+    assert sorted(f["name"] for f in figures if "removed" in f["class"] and f["group_first"] is None) == orphans
+
+
 def test_only_a_new_empty_or_earlier_review_folder_is_written(archive, tmp_path, capsys):
     mine = tmp_path / "mine"
     mine.mkdir()

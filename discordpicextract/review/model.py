@@ -213,9 +213,13 @@ def plan_review(folders: list[FolderInput], entries: list[Entry], pairs: Mapping
                 verified: bool = False) -> ReviewModel:
     """The page: summaries, days (reminder days first) with duplicates
     beside the images they duplicate. `pairs`: removed name -> Pair."""
+    kept = {e.name for e in entries if CLEAN in e.roles}
     for entry in entries:
         if entry.removed:
-            entry.pair = pairs.get(entry.name)
+            # A pair holds only while its kept image is in the clean folder
+            # (a report's kept image may have been deleted since).
+            pair = pairs.get(entry.name)
+            entry.pair = pair if pair is not None and pair.kept in kept else None
     reminders = plan_reminders(entries, _zone_of(folders))
     days = _plan_days(entries, [(r.first, r.last) for r in reminders])
     days_seen = sorted({e.day for e in entries})

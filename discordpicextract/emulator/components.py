@@ -12,9 +12,19 @@ stores them and renders each as an unfurled media item with its
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from typing import Any, Callable
 
 _ids = itertools.count(1)
+
+
+def map_leaves(tree: Any, convert: Callable[[Any], Any]) -> Any:
+    """`tree` (JSON-like dicts and lists) with every other value passed
+    through `convert`: how the store keeps uploads and how they are rendered."""
+    if isinstance(tree, dict):
+        return {k: map_leaves(v, convert) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [map_leaves(v, convert) for v in tree]
+    return convert(tree)
 
 
 def _id() -> int:

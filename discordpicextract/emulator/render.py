@@ -9,6 +9,7 @@ import threading
 from typing import Any, Callable, Optional
 from urllib.parse import quote
 
+from .components import map_leaves
 from .snowflakes import iso
 from .store import Blob, Message
 
@@ -124,15 +125,8 @@ def render_media(blob: Blob, links: CdnLinks, now: float) -> dict:
 def render_components(components: list, links: CdnLinks, now: float) -> list:
     """Component trees as Discord sends them: a stored upload becomes an
     unfurled media item with a fresh signed link and its attachment_id."""
-    def walk(node: Any) -> Any:
-        if isinstance(node, Blob):
-            return render_media(node, links, now)
-        if isinstance(node, dict):
-            return {k: walk(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [walk(v) for v in node]
-        return node
-    return [walk(c) for c in components]
+    return map_leaves(list(components),
+                      lambda leaf: render_media(leaf, links, now) if isinstance(leaf, Blob) else leaf)
 
 
 def referenced_uploads(components: list) -> set:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Optional, Union
 
+from .components import map_leaves
 from .snowflakes import UTC, iso, message_time, snowflake_for
 
 Id = Union[int, str]
@@ -158,15 +159,8 @@ class World:
     def _components(self, channel_id: int, when: datetime, components: Iterable) -> list:
         """Component trees with each upload given as a FileSpec tuple (in a
         media or file slot) stored as a Blob."""
-        def walk(node: Any) -> Any:
-            if isinstance(node, tuple):
-                return self._blob(channel_id, when, node)
-            if isinstance(node, dict):
-                return {k: walk(v) for k, v in node.items()}
-            if isinstance(node, list):
-                return [walk(v) for v in node]
-            return node
-        return [walk(c) for c in components]
+        return map_leaves(list(components),
+                          lambda leaf: self._blob(channel_id, when, leaf) if isinstance(leaf, tuple) else leaf)
 
     def _snapshots(self, channel_id: int, when: datetime, snapshots: Iterable[dict]) -> list[Snapshot]:
         return [Snapshot(snap.get("content", ""),

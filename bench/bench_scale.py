@@ -18,6 +18,16 @@ Steps (each `python <script> ...` as its own process; peak RSS from wait4):
   dedupe cached     the same again (nothing new)
   one per day       extract_one_per_day.py clean -> oneday
   check dates       check_unique_dates.py raw clean oneday
+  quality check     quality_check_timestamps.py --no-adjust on raw, clean and
+                    oneday (three processes: seconds summed, the largest peak
+                    RSS); every name is inside hours, so no plot is drawn
+                    (matplotlib is not counted)
+  verify            the same with --verify, against the truth a download
+                    leaves: raw's download archive and messages.csv, and the
+                    messages.csv rows the copy steps carry to clean and
+                    oneday (every name at its post time). The truth is
+                    written just before and removed just after, so the
+                    steps below measure what they did before it was added
   adjust            adjust_timestamps.py --hours -1 over the three folders
   undo              adjust_timestamps.py --undo
   dedupe after undo deduplicate_images.py again: every name is back
@@ -110,10 +120,12 @@ def trading_days(count):
 
 
 def build_archive(folder: Path, total: int, charts: list) -> int:
-    """`total` posts over total/250 trading days; returns the file count."""
+    """`total` posts over total/250 trading days; returns the file count
+    and, per name, its (size, sha256) for the archive."""
     folder.mkdir(parents=True)
     rng = random.Random(total)
     written = 0
+    contents = {}
     for day in trading_days(math.ceil(total / POSTS_PER_DAY)):
         posts = min(POSTS_PER_DAY, total - written)
         distinct = posts - posts // 3
@@ -127,10 +139,48 @@ def build_archive(folder: Path, total: int, charts: list) -> int:
             name = f"{stamp:%Y-%m-%d_%H-%M-%S}_image{n % 3 or ''}.png"
             names.append((stamp, data))
             (folder / name).write_bytes(data)
+            contents[name] = (len(data), hashlib.sha256(data).hexdigest())
         for stamp, data in rng.sample(names, posts - distinct):   # re-posts ~1 min later
             later = stamp + timedelta(seconds=round(rng.uniform(40, 80)))
-            (folder / f"{later:%Y-%m-%d_%H-%M-%S}_repost.png").write_bytes(data)
+            name = f"{later:%Y-%m-%d_%H-%M-%S}_repost.png"
+            (folder / name).write_bytes(data)
+            contents[name] = (len(data), hashlib.sha256(data).hexdigest())
         written += posts
+    return written, contents
+
+
+# ------------------------------------------------------------------ truth
+ZONE = "America/New_York"   # config.TIMEZONE: the names' zone (none recorded)
+
+
+def write_truth(raw, copies, contents):
+    """What a download leaves for --verify: raw's archive (a row per file,
+    its message posted at the name's time) and messages.csv, and the
+    messages.csv rows of the files each copy step kept. Returns the files
+    written."""
+    sys.path.insert(0, str(ROOT))
+    from zoneinfo import ZoneInfo
+
+    from discordpicextract import messages
+    from discordpicextract.archive import DownloadArchive, archive_path
+    from discordpicextract.emulator import snowflake_for
+
+    zone, channel, guild = ZoneInfo(ZONE), 1100000000000000000, 1000000000000000000
+    rows, entries = [], {}
+    for i, (name, (size, digest)) in enumerate(sorted(contents.items())):
+        posted = datetime.strptime(name[:19], "%Y-%m-%d_%H-%M-%S").replace(tzinfo=zone)
+        message_id = snowflake_for(posted, i)
+        rows.append((f"{message_id}/attachment/0", str(message_id), name, size, digest, str(channel)))
+        entries[name] = messages.row(name, message_id=message_id, posted=posted, author="charts",
+                                     author_id=1200000000000000000, text="", guild_id=guild,
+                                     channel_id=channel, source="attachment")
+    with DownloadArchive(raw) as archive:
+        archive.add_many(rows)
+    written = [archive_path(raw)]
+    for folder in [raw, *copies]:
+        kept = [entries[n] for n in sorted(os.listdir(folder)) if n in entries]
+        messages.write_rows(folder, sorted(kept, key=lambda e: (e["posted_at"], e["file"])))
+        written.append(messages.messages_path(folder))
     return written
 
 
@@ -219,14 +269,18 @@ def bench_size(total, base_dir: Path, charts, results):
     raw, clean, oneday = str(work / "raw"), str(work / "clean"), str(work / "oneday")
     folders = [raw, clean, oneday]
     began = time.perf_counter()
-    files = build_archive(Path(raw), total, charts)
+    files, contents = build_archive(Path(raw), total, charts)
     print(f"\n== {files:,} files (built in {time.perf_counter() - began:.1f} s, {work})", flush=True)
     row = {}
 
     def step(label, argv, n, bound_of=None, expect=(0,)):
-        seconds, rss, text = run(argv, label, expect)
+        """One process (or a list of them: seconds summed, the largest RSS)."""
+        seconds, rss, text = 0.0, 0.0, ""
+        for one in argv if isinstance(argv[0], list) else [argv]:
+            took, peak, out = run(one, label, expect)
+            seconds, rss, text = seconds + took, max(rss, peak), text + out
         row[label] = {"seconds": seconds, "rss": rss, "files": n, "bound": bound_of}
-        print(f"  {label:<18} {seconds:8.2f} s  {1000 * seconds / n:7.3f} s/1k  {rss:7.1f} MiB", flush=True)
+        print(f"  {label:<21} {seconds:8.2f} s  {1000 * seconds / n:7.3f} s/1k  {rss:7.1f} MiB", flush=True)
         return text
 
     step("dedupe first", script("deduplicate_images.py", "--source", raw, "--output", clean, "-q"),
@@ -243,6 +297,7 @@ def bench_size(total, base_dir: Path, charts, results):
     renamed = sum(len([n for n in os.listdir(f) if not n.startswith(".")]) for f in folders)
     step("check dates", script("check_unique_dates.py", "--folders", *folders, "-q"), files, "scan",
          expect=(0, 1))
+    _quality(step, work, folders, contents, renamed)
     step("adjust", script("adjust_timestamps.py", "--folders", *folders, "--hours", "-1", "--yes"),
          renamed, "rename", expect=(0, 1))
     step("bound rename", bound("rename", *folders), renamed)
@@ -282,6 +337,25 @@ def _specific(step, folders, day, files):
     step("specific undo history", undo, files, "specific undo fresh", expect=(0, 1))
 
 
+def _quality(step, work, folders, contents, renamed):
+    """The quality check of each folder, then --verify against the truth
+    (written for it, removed after it)."""
+    plot = work / "plot.png"   # only drawn when something is off: nothing is here
+
+    def each(*extra):
+        return [script("quality_check_timestamps.py", "--folder", f, "--no-adjust", "--plot", plot, *extra)
+                for f in folders]
+
+    step("quality check", each(), renamed, "scan")
+    truth = write_truth(folders[0], folders[1:], contents)
+    text = step("verify", each("--verify"), renamed, "scan")
+    for path in truth:
+        path.unlink()
+    agree = [line.split()[-1] for line in text.splitlines() if line.strip().startswith("Agree:")]
+    if sum(map(int, agree)) != renamed or plot.exists():
+        raise SystemExit(f"verify: {agree} agree of {renamed} files (plot drawn: {plot.exists()})")
+
+
 def _files_read(text):
     for line in text.splitlines():
         if line.startswith("Files read:"):
@@ -296,8 +370,10 @@ BOUND_ROW = {"read": "bound read", "scan": "bound scan", "rename": "bound rename
 def table(results) -> str:
     sizes = sorted(results)
     labels = list(results[sizes[0]]["steps"])
-    head = "| step | " + " | ".join(f"{n:,} files: s (s/1k, MiB, ×bound)" for n in sizes) + " | growth |"
-    lines = [head, "|" + "---|" * (len(sizes) + 2)]
+    head = "| step | " + " | ".join(f"{n:,} files" for n in sizes) + " | growth |"
+    lines = ["Each cell: seconds (seconds per 1,000 files, peak RSS MiB, × its bound); growth: the "
+             "exponent of seconds against files between the two largest sizes (1.0 = linear).", "",
+             head, "|" + "---|" * (len(sizes) + 2)]
     for label in labels:
         cells = []
         for n in sizes:

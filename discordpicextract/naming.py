@@ -4,7 +4,7 @@
 Parsing, formatting, sanitising and collision-free naming live here so that
 no script carries its own copy.
 """
-import functools
+import operator
 import os
 import re
 import unicodedata
@@ -46,24 +46,53 @@ class TimestampedName:
         return format_name(self.timestamp, self.original)
 
 
-@dataclass(frozen=True)
 class ImageFile:
-    """An image in a pipeline folder."""
+    """An image in a pipeline folder.
 
-    path: Path
-    parsed: TimestampedName
+    Compact on purpose: a listing of 100,000 files holds 100,000 of these,
+    so each keeps only its name, its timestamp and the folder's Path (one
+    object shared by the whole listing). `path` and `parsed` are made on
+    demand; the original part of a name is everything after the 20
+    characters of `YYYY-MM-DD_HH-MM-SS_` (the regex matches exactly 19
+    characters of stamp, whatever digits they are)."""
+
+    __slots__ = ("folder", "name", "timestamp")
+
+    def __init__(self, path, parsed: TimestampedName):
+        path = Path(path)
+        self.folder = path.parent
+        self.name = path.name
+        self.timestamp = parsed.timestamp  # naive, in config.TIMEZONE
+
+    @classmethod
+    def _of(cls, folder: Path, name: str, timestamp: datetime) -> "ImageFile":
+        image = cls.__new__(cls)
+        image.folder, image.name, image.timestamp = folder, name, timestamp
+        return image
 
     @property
-    def name(self) -> str:
-        return self.path.name
+    def path(self) -> Path:
+        return self.folder / self.name
 
     @property
-    def timestamp(self) -> datetime:
-        return self.parsed.timestamp
+    def parsed(self) -> TimestampedName:
+        return TimestampedName(self.timestamp, self.name[20:])
 
     @property
     def date(self) -> date:
-        return self.parsed.date
+        return self.timestamp.date()
+
+    def _key(self):
+        return (str(self.folder), self.name, self.timestamp)
+
+    def __eq__(self, other):
+        return isinstance(other, ImageFile) and self._key() == other._key()
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def __repr__(self):
+        return f"ImageFile({str(self.path)!r}, {self.timestamp.isoformat(sep=' ')})"
 
 
 @dataclass
@@ -101,14 +130,23 @@ def _parse_stamp(text: str) -> datetime:
                     int(text[11:13]), int(text[14:16]), int(text[17:19]))
 
 
-@functools.lru_cache(maxsize=1 << 17)
 def try_parse_name(name: str):
-    """Like parse_name, but None for a name that does not parse. Cached (the
-    result is immutable): main.py --pipeline lists the same names a dozen
-    times, in three folders and by every step."""
+    """Like parse_name, but None for a name that does not parse."""
     try:
         return parse_name(name)
     except BadName:
+        return None
+
+
+def parse_stamp_of(name: str):
+    """The timestamp of a pipeline name, or None: what a listing needs,
+    without building a TimestampedName per file."""
+    match = _NAME_RE.match(name)
+    if not match:
+        return None
+    try:
+        return _parse_stamp(match.group(1))
+    except ValueError:
         return None
 
 
@@ -147,13 +185,15 @@ def list_images(folder) -> FolderListing:
             if not entry.is_file():
                 not_files.append(base / name)
                 continue
-            parsed = try_parse_name(name)
-            if parsed is None:
+            stamp = parse_stamp_of(name)
+            if stamp is None:
                 unparsed.append(base / name)
             else:
-                keyed.append((parsed.timestamp, name, ImageFile(base / name, parsed)))
-    keyed.sort(key=lambda item: (item[0], item[1]))
-    images = [item[2] for item in keyed]
+                keyed.append(ImageFile._of(base, name, stamp))
+    # Two stable sorts give (timestamp, name) order without a key tuple per file.
+    keyed.sort(key=operator.attrgetter("name"))
+    keyed.sort(key=operator.attrgetter("timestamp"))
+    images = keyed
     unparsed.sort()
     return FolderListing(images, unparsed, sorted(not_files))
 

@@ -225,3 +225,36 @@ def test_a_run_prints_the_summary_and_per_file_lines_only_with_v(tmp_path, capsy
     assert f"  RENAMED: {NAMES[1]} -> {SHIFTED[1]}" in capsys.readouterr().out
     assert adjust_timestamps.main(["--folders", str(folder), "--dry-run"]) == 0     # a dry run shows its plan
     assert "WOULD RENAME: " in capsys.readouterr().out
+
+
+
+def test_a_zone_conversion_records_no_zone_when_another_run_takes_a_folder_after_planning(
+        tmp_path, capsys, monkeypatch):
+    """The zone record is written under the same lock as the renames: a
+    run that took a folder while this one planned (or asked on a terminal)
+    makes this one exit 2 with no zone recorded in any folder and nothing renamed."""
+    import contextlib
+
+    from discordpicextract.renames import command
+    from discordpicextract.timestamps import zone
+
+    folders = three_folders(tmp_path)
+    before = [contents(f) for f in folders]
+    info = [f / config.FOLDER_INFO_FILE for f in folders]
+    for folder in folders:   # names in UTC, recorded: each record would say America/New_York after
+        zone.record_zone(folder, "UTC")
+    records = [path.read_bytes() for path in info]
+    with contextlib.ExitStack() as stack:
+        pids = []
+        asked = command.confirm
+
+        def confirm_while_another_run_starts(*args, **kwargs):
+            pids.extend(stack.enter_context(lock_held_elsewhere(folders[1])))
+            return asked(*args, **kwargs)
+
+        monkeypatch.setattr(command, "confirm", confirm_while_another_run_starts)
+        code = adjust_timestamps.main(["--from-zone", "UTC", "--to-zone", "America/New_York"])
+    assert code == 2
+    assert f"another run is using {folders[1].name} (pid {pids[0]}" in capsys.readouterr().err
+    assert [contents(f) for f in folders] == before
+    assert [path.read_bytes() for path in info] == records

@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Optional
 
-from discordpicextract import archive, cli, logs
+from discordpicextract import archive, cli, locking, logs
 from discordpicextract.errors import UsageError
 from discordpicextract.renames import report
 from discordpicextract.renames.apply import FolderOutcome, apply_batch
@@ -194,9 +194,12 @@ def apply_shift(run: ShiftRun, *, label, yes, dry_run, show_matched=False, befor
     if not confirm(run.outcomes, yes, dry_run):
         return report.Report(["Nothing renamed."])
     if not dry_run:
-        if before_apply is not None:
-            before_apply()
-        results = apply_batch([(outcome.folder, outcome.plan) for outcome in run.outcomes], label=label)
+        # One hold over every folder for the record and the renames: a run that
+        # took a folder meanwhile stops this one before anything is written.
+        with locking.hold_all([outcome.folder for outcome in run.outcomes], "renames"):
+            if before_apply is not None:
+                before_apply()
+            results = apply_batch([(outcome.folder, outcome.plan) for outcome in run.outcomes], label=label)
         for outcome, result in zip(run.outcomes, results):
             outcome.result = result
     _note_shift(run.outcomes, dry_run)

@@ -126,11 +126,20 @@ def gather_job(args, api_base=None):
         days = _ask_or_default(PROMPT_DAYS, "--days", config.DEFAULT_DAYS, days_back)
     output = args.output or _ask_or_default(PROMPT_OUTPUT, "--output", config.DEFAULT_OUTPUT_DIR)
     options = _common_options(args)
-    return Job(token=token, kind=kind, channel=channel.strip(), guild=(guild or "").strip(),
-               days=days if days is not None else 0, output=output, user=user,
-               after=parse_bound(args.after, options["tz"]) if args.after else None,
-               before=parse_bound(args.before, options["tz"]) if args.before else None,
-               since_last=args.since_last, **options)
+    job = Job(token=token, kind=kind, channel=channel.strip(), guild=(guild or "").strip(),
+              days=days if days is not None else 0, output=output, user=user,
+              after=parse_bound(args.after, options["tz"]) if args.after else None,
+              before=parse_bound(args.before, options["tz"]) if args.before else None,
+              since_last=args.since_last, **options)
+    _window_of(job)  # a window that cannot hold a message is said before anything is shown
+    return job
+
+
+def _window_of(job):
+    try:
+        return plan_window(datetime.now(timezone.utc), job.days, job.after, job.before)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _common_options(args):
@@ -153,10 +162,7 @@ def run_job(job, api_base=None):
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"output folder is a file: {job.output}")
     client = DiscordClient(job.token, job.kind, api_base=api_base, max_wait=job.max_wait)
-    try:
-        window = plan_window(datetime.now(timezone.utc), job.days, job.after, job.before)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    window = _window_of(job)
     new_folder = not folder.exists()
     try:
         return _run_job(job, client, folder, window)

@@ -97,3 +97,13 @@ def test_main_imports_no_step_script_until_it_runs_one():
     run = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "[]"
+
+
+def test_after_in_the_future_is_bad_input_not_a_quiet_empty_run(world, capsys):
+    world.post(ago(hours=1), "today.png")
+    code, out, err = _run(capsys, "--channel", world.channel["id"], "--after", "2099-01-05", "--output", "out",
+                          "--no-progress")
+    assert code == 2 and not out
+    assert err.strip().splitlines() == [
+        "error: --after is in the future (2099-01-05 05:00 UTC): nothing can have been posted since"]
+    assert not api_requests(world.emu, "/messages")

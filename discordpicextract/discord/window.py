@@ -99,6 +99,11 @@ def plan_window(now, days=None, after=None, before=None) -> Window:
         window = Window(snowflake_time(after), after_id=after)
     else:
         window = Window(after.astimezone(timezone.utc))
+    if window.start > now:
+        # Nothing can have been posted yet: an empty run saying "0 images" would
+        # read as a quiet channel, not as a mistyped date.
+        raise ValueError(f"--after is in the future ({window.start:%Y-%m-%d %H:%M} UTC): "
+                         "nothing can have been posted since")
     if before is not None:
         before_id = before if isinstance(before, int) else snowflake_at(before)
         if before_id <= (window.after_id or snowflake_at(window.start)):

@@ -42,7 +42,6 @@ from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
 from typing import Optional
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from discordpicextract.errors import UsageError
 
@@ -102,12 +101,9 @@ def _text(value):
 
 
 def _zone(value):
-    value = _text(value)
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {value!r} (use an IANA name like America/New_York)") from None
-    return value
+    from discordpicextract.timestamps.zone import check_zone_name
+
+    return check_zone_name(_text(value))
 
 
 def _clock(value):

@@ -50,6 +50,7 @@ def test_no_guild_prompt_for_a_channel_id_and_defaults_without_a_terminal(world,
     ({"DISCORD_USER_TOKEN": "tok-x"}, ["--channel", "1", "--days", "1000000"], "at most 36500"),
     ({"DISCORD_USER_TOKEN": "tok-x"}, ["--channel", "1", "--workers", "0"], "--workers"),
     ({"DISCORD_USER_TOKEN": "tok-x"}, ["--channel", "1", "--timezone", "Mars/Olympus"], "--timezone"),
+    ({"DISCORD_USER_TOKEN": "tok-x"}, ["--channel", "1", "--timezone", "localtime"], "this machine's setting"),
     ({"DISCORD_USER_TOKEN": "tok-x"}, ["--token", "tok-x"], "unrecognized arguments"),
 ])
 def test_missing_or_bad_values_without_a_terminal_exit_2(capsys, monkeypatch, env, argv, expected):

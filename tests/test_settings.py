@@ -67,7 +67,10 @@ def test_found_in_the_working_folder_or_named(tmp_path):
     ("days = \"three\"\n", ":1: days: expected a number, got a string ('three')"),
     ("days = true\n", ":1: days: expected a number, got a boolean"),
     ("workers = 2.5\n", ":1: workers: expected a whole number"),
-    ("timezone = \"Mars/Olympus\"\n", ":1: timezone: unknown time zone 'Mars/Olympus'"),
+    ("timezone = \"Mars/Olympus\"\n", ":1: timezone: unknown time zone: 'Mars/Olympus'"),
+    ("[market]\ntimezone = \"right/America/New_York\"\n",
+     ":2: market.timezone: 'right/America/New_York' is a variant copy of the zone database, not a plain zone name; "
+     "use 'America/New_York'"),
     ("\n[market]\nstart = \"9:30\"\n", ":3: market.start: expected a time HH:MM:SS"),
     ("[market]\nopen = \"09:30:00\"\n", ":2: unknown key 'open' in [market]"),
     ("market = 3\n", ":1: market must be a table"),

@@ -3,10 +3,10 @@ flag values' parsers (pure: they raise ValueError with a message to show)
 and the command line that main.py and discord_downloader.py share."""
 from dataclasses import dataclass, field
 from typing import Optional
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import config
 from discordpicextract import cli
+from discordpicextract.timestamps.zone import check_zone_name
 
 PROMPT_TOKEN = "Enter your Discord token: "
 PROMPT_CHANNEL = "Enter channel ID or name: "
@@ -95,14 +95,6 @@ def worker_count(text):
     return value
 
 
-def time_zone(text):
-    try:
-        ZoneInfo(text)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone: {text!r} (use an IANA name like America/New_York)") from None
-    return text
-
-
 # --- the command line ---------------------------------------------------------------
 
 def build_parser(prog, output_note=""):
@@ -126,7 +118,7 @@ def build_parser(prog, output_note=""):
                         help="only messages newer than the newest one the folder's archive holds for the channel")
     parser.add_argument("--output", help=f"download folder (default {config.DEFAULT_OUTPUT_DIR}{output_note})")
     parser.add_argument("--bot", action="store_true", help="send the token as a bot token (Bot <token>)")
-    parser.add_argument("--timezone", type=cli.argparse_type(time_zone),
+    parser.add_argument("--timezone", type=cli.argparse_type(check_zone_name),
                         help=f"zone for the times in file names (default {config.TIMEZONE})")
     parser.add_argument("--workers", type=cli.argparse_type(worker_count),
                         help=f"parallel image downloads (default {config.DEFAULT_WORKERS})")

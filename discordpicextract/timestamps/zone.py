@@ -25,13 +25,29 @@ def info_path(folder) -> Path:
     return Path(folder) / config.FOLDER_INFO_FILE
 
 
+# Names zoneinfo reads on some machines that do not mean one zone everywhere:
+# the machine's own zone, and the leap-second ("right/") and bare "posix"
+# copies of the database. Recorded in a folder, they would read the same
+# names differently on the next machine.
+_MACHINE_ZONES = ("localtime", "posixrules")
+_MACHINE_PREFIXES = ("right/", "posix/")
+
+
 def check_zone_name(name) -> str:
-    """`name` if it is an IANA zone zoneinfo knows; ValueError otherwise."""
+    """`name` if it is an IANA zone zoneinfo knows; ValueError otherwise
+    (every place that takes a zone, flag or settings file, asks this)."""
+    text = str(name)
+    if text in _MACHINE_ZONES:
+        raise ValueError(f"{text!r} is this machine's setting, not a time zone name; use an IANA name "
+                         "like America/New_York")
+    if text.startswith(_MACHINE_PREFIXES):
+        raise ValueError(f"{text!r} is a variant copy of the zone database, not a plain zone name; "
+                         f"use {text.split('/', 1)[1]!r}")
     try:
-        ZoneInfo(str(name))
+        ZoneInfo(text)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone: {name!r} (use an IANA name like America/New_York)") from None
-    return str(name)
+        raise ValueError(f"unknown time zone: {text!r} (use an IANA name like America/New_York)") from None
+    return text
 
 
 def _read_info(folder) -> dict:

@@ -20,6 +20,11 @@ RATE_LIMIT_DELAY = 1
 MAX_RATE_LIMIT_WAIT = 60
 DEFAULT_WORKERS = 8
 REQUEST_TIMEOUT = 30
+# One Discord API request (connect, headers and the whole JSON body) may take
+# at most this long in all; then it is retried like a dropped connection.
+# REQUEST_TIMEOUT alone would let an answer trickling a byte every few
+# seconds hang the run (discord.py allows 300 s in all, DiscordChatExporter 100 s).
+API_REQUEST_SECONDS = 60
 # One image transfer may take at most this long in all (a body trickling a
 # byte at a time never hits REQUEST_TIMEOUT, which counts between bytes)...
 MAX_TRANSFER_SECONDS = 600

@@ -60,6 +60,49 @@ def test_a_trickling_body_is_cut_at_the_transfer_limit_and_counted(world, capsys
     assert leftovers("out") == []
 
 
+def test_a_trickling_api_answer_is_cut_at_the_api_limit_and_retried(world, capsys, monkeypatch, fast_retries):
+    """A page of messages whose body trickles (every read well inside the
+    30 s read timeout) is cut at config.API_REQUEST_SECONDS and asked again."""
+    monkeypatch.setattr(config, "API_REQUEST_SECONDS", 0.5)
+    for k in range(3):
+        world.post(ago(hours=1, minutes=k), f"img{k}.png")
+    world.emu.inject("trickle", "/messages", times=1, interval=0.05)   # 16 bytes per 50 ms: a page in ~10 s
+    started = time.monotonic()
+    code, out, err = _run(capsys)
+    assert time.monotonic() - started < 5
+    assert code == 0 and "Downloaded: 3" in out, out + err
+    pages = [r for r in world.emu.requests if r.server == "api" and r.path.endswith("/messages")]
+    assert len(pages) == 2   # the trickled one, then the same page again
+
+
+def test_an_api_answer_trickling_every_time_ends_with_one_line_and_the_summary(world, capsys, monkeypatch,
+                                                                              fast_retries):
+    monkeypatch.setattr(config, "API_REQUEST_SECONDS", 0.4)
+    world.post(ago(hours=1), "one.png")
+    world.emu.inject("trickle", "/messages", times=50, interval=0.05)
+    started = time.monotonic()
+    code, out, err = _run(capsys)
+    assert time.monotonic() - started < 6
+    assert code == 1 and "Download Summary:" in out and "Errors: 1" in out, out + err
+    assert (f"GET /channels/{world.channel['id']}/messages: no complete answer within 0.4 s, "
+            f"{config.MAX_RETRIES + 1} attempts") in out
+    assert "Traceback" not in err and world.token not in out + err
+    assert images_in("out") == []
+
+
+def test_trickled_headers_are_cut_at_the_api_limit_too(world, capsys, monkeypatch, fast_retries):
+    """The limit counts from the connect: a status line and headers sent a
+    few bytes at a time are cut as a trickled body is."""
+    monkeypatch.setattr(config, "API_REQUEST_SECONDS", 0.5)
+    world.post(ago(hours=1), "one.png")
+    world.emu.inject("trickle", "/users/@me", times=1, interval=0.2, headers=True)  # ~300 bytes: 4 s of headers
+    started = time.monotonic()
+    code, out, err = _run(capsys)
+    assert time.monotonic() - started < 3
+    assert code == 0 and "Downloaded: 1" in out, out + err
+    assert sum(r.server == "api" and r.path == "/api/v10/users/@me" for r in world.emu.requests) == 2
+
+
 def test_an_endless_body_stops_at_the_size_cap_without_a_huge_temp_file(world, capsys):
     world.post(ago(hours=2), "endless.png")
     world.post(ago(hours=1), "fine.png")

@@ -13,7 +13,7 @@ import requests
 from urllib3.util import SKIP_HEADER
 
 import config
-from discordpicextract.discord import bans
+from discordpicextract.discord import bans, deadline
 from discordpicextract.discord.errors import (
     AccessError,
     AuthError,
@@ -68,10 +68,11 @@ def user_agent_for(kind) -> str:
 
 def thread_session(local, user_agent=SKIP_HEADER) -> requests.Session:
     """One requests.Session per thread (sessions are not thread-safe), with
-    the run's User-Agent and no Authorization header."""
+    the run's User-Agent and no Authorization header; `deadline.watch`
+    bounds its requests."""
     session = getattr(local, "session", None)
     if session is None:
-        session = requests.Session()
+        session = deadline.watched_session()
         session.headers["User-Agent"] = user_agent
         local.session = session
     return session
@@ -87,12 +88,14 @@ class DiscordClient:
 
     def __init__(self, token, kind=None, *, api_base=None, max_retries=config.MAX_RETRIES,
                  min_delay=config.RATE_LIMIT_DELAY, max_wait=config.MAX_RATE_LIMIT_WAIT,
-                 timeout=config.REQUEST_TIMEOUT):
+                 timeout=config.REQUEST_TIMEOUT, total_seconds=None):
         self.token = token
         self.kind = kind
         self.api_base = (api_base or config.api_base()).rstrip("/")
         self.max_retries = max_retries
         self.timeout = timeout
+        # connect + headers + body of one request, in all (a trickling answer)
+        self.total_seconds = config.API_REQUEST_SECONDS if total_seconds is None else total_seconds
         self.warnings = []
         self.limiter = RateLimiter(min_delay, max_wait, on_cap=self._report_cap)
         self._local = threading.local()
@@ -138,14 +141,16 @@ class DiscordClient:
             self.limiter.acquire(route)
             try:
                 self.calls += 1
-                response = self.session().request(
-                    method, url, params=params, json=json_body, headers=self._headers(url),
-                    timeout=self.timeout, allow_redirects=False)
+                with deadline.watch(self.total_seconds) as watch:
+                    response = self.session().request(
+                        method, url, params=params, json=json_body, headers=self._headers(url),
+                        timeout=self.timeout, allow_redirects=False)
+                if deadline.cut(watch):   # headers cut short can still parse as an answer
+                    raise requests.ConnectionError("cut at the time limit")
             except requests.RequestException as exc:
                 failures += 1
                 if failures > self.max_retries:
-                    raise DiscordError(f"{method} {path}: connection failed after "
-                                       f"{failures} attempts: {self.scrub(exc)}") from None
+                    raise DiscordError(f"{method} {path}: {self._failure(exc, watch, failures)}") from None
                 time.sleep(backoff(failures - 1))
                 continue
             answer = bans.classify(response.status_code, response.headers, response.text
@@ -172,6 +177,13 @@ class DiscordClient:
             if response.status_code >= 300:
                 raise self._error(method, path, response, answer)
             return self._body(method, path, response, expect)
+
+    def _failure(self, exc, watch, attempts) -> str:
+        """Why the last attempt failed: the time limit, or the connection."""
+        if deadline.cut(watch):
+            return (f"no complete answer within {self.total_seconds:g} s, {attempts} attempts (the answer "
+                    f"trickled or stalled; config.API_REQUEST_SECONDS)")
+        return f"connection failed after {attempts} attempts: {self.scrub(exc)}"
 
     def _check_stop(self, method, path, answer):
         """Raise (and remember) a stop for an answer after which the run

@@ -189,6 +189,7 @@ class FaultInjector:
         if fault.kind in ("trickle", "endless"):
             response = normal()
             response.trickle = float(p.get("interval", 0.05)) if fault.kind == "trickle" else 0.0
+            response.trickle_headers = fault.kind == "trickle" and bool(p.get("headers", False))
             response.endless = fault.kind == "endless"
             return response
         return Response(200, HTML_ERROR_PAGE, "text/html; charset=utf-8")

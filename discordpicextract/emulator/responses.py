@@ -14,6 +14,7 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
     truncate: bool = False      # send half the body, then close the connection
     trickle: float = 0.0        # seconds between the body's bytes (a stalling CDN or proxy)
+    trickle_headers: bool = False  # with trickle: the status line and headers trickle too
     endless: bool = False       # after the body, random bytes until the client hangs up
 
 

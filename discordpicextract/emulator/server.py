@@ -176,7 +176,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
             if response.truncate:
                 body = body[:len(body) // 2]
-            self.end_headers()
+            if response.trickle_headers:
+                self._trickle_headers(response.trickle)
+            else:
+                self.end_headers()
             if self.command == "HEAD":
                 return
             if response.trickle:
@@ -195,6 +198,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body[start:start + 16])
             self.wfile.flush()
             time.sleep(interval)
+
+    def _trickle_headers(self, interval: float) -> None:
+        # what end_headers() sends at once (status line, headers, blank line), a few bytes at a time
+        buffered: list[bytes] = getattr(self, "_headers_buffer", [])
+        head = b"".join(buffered) + b"\r\n"
+        buffered.clear()
+        self._trickle(head, interval)
 
     def _endless(self) -> None:
         # ends with an OSError when the client hangs up or stop() shuts the socket
@@ -386,7 +396,8 @@ class DiscordEmulator:
         normal answer instead), "truncate" (body cut to half, connection closed),
         "html" (200 text/html error page), "slow" (delay=1.0 before the normal answer),
         "trickle" (the normal body 16 bytes per interval=0.05 s: every read well within a
-        timeout, the whole transfer endless in practice), "endless" (the normal body, then
+        timeout, the whole transfer endless in practice; headers=True trickles the status
+        line and headers too; on the API or the CDN, by path), "endless" (the normal body, then
         random bytes until the client hangs up; no Content-Length),
         "ban" (shape="json": a 429 {"code": 0, "message": "You are being blocked..."}
         without rate-limit headers; "cloudflare": a 429 text/plain `error code: 1015`;

@@ -60,6 +60,20 @@ def test_a_trickling_body_is_cut_at_the_transfer_limit_and_counted(world, capsys
     assert leftovers("out") == []
 
 
+def test_an_image_whose_headers_trickle_is_cut_at_the_transfer_limit(world, capsys, monkeypatch):
+    monkeypatch.setattr(config, "MAX_TRANSFER_SECONDS", 0.5)
+    world.post(ago(hours=2), "slow.png")
+    world.post(ago(hours=1), "fine.png")
+    world.emu.inject("trickle", "slow.png", times=5, interval=0.2, headers=True)  # 200+ bytes of headers: 3 s
+    started = time.monotonic()
+    code, out, err = _run(capsys)
+    assert time.monotonic() - started < 2.5
+    assert code == 1 and "Errors: 1" in out and "transfer took longer than 0.5 s; stopped" in out, out
+    assert [n.split("_", 2)[2] for n in images_in("out")] == ["fine.png"]
+    assert sum("slow.png" in r.path for r in cdn_requests(world.emu)) == 1
+    assert leftovers("out") == []
+
+
 def test_a_trickling_api_answer_is_cut_at_the_api_limit_and_retried(world, capsys, monkeypatch, fast_retries):
     """A page of messages whose body trickles (every read well inside the
     30 s read timeout) is cut at config.API_REQUEST_SECONDS and asked again."""

@@ -15,6 +15,7 @@ import urllib3
 
 import config
 from discordpicextract import fileops
+from discordpicextract.discord import deadline
 from discordpicextract.discord.client import backoff, thread_session
 from discordpicextract.discord.plan import PlannedDownload
 from discordpicextract.errors import DISK_ERRNOS, RunError
@@ -129,8 +130,22 @@ class Transfer:
         return Outcome(plan, "failed", reason=f"{reason} (after {tries} attempts)")
 
     def _fetch(self, url, temp):
-        """Stream `url` into `temp`: (size, sha256, content type)."""
-        deadline = time.monotonic() + self.max_seconds
+        """Stream `url` into `temp`: (size, sha256, content type). The time
+        limit is checked between pieces of the body, and a timer shuts the
+        socket at it (headers trickled, or a read stuck between slow bytes)."""
+        with deadline.watch(self.max_seconds) as watch:
+            try:
+                fetched = self._stream(url, temp)
+            except (BadBody, requests.RequestException):
+                fetched = None
+                if not deadline.cut(watch):
+                    raise
+            if deadline.cut(watch):   # a body without a length ends, cut short, as if complete
+                raise _Refused(f"transfer took longer than {self.max_seconds:g} s; stopped")
+            return fetched
+
+    def _stream(self, url, temp):
+        ends = time.monotonic() + self.max_seconds
         with self.session().get(url, stream=True, timeout=self.timeout) as response:
             status = response.status_code
             if status in (403, 404):
@@ -148,7 +163,7 @@ class Transfer:
                     size += len(chunk)
                     if size > self.max_bytes:
                         raise _Refused(f"{_too_big(self.max_bytes)}; the transfer was stopped")
-                    if time.monotonic() > deadline:
+                    if time.monotonic() > ends:
                         raise _Refused(f"transfer took longer than {self.max_seconds:g} s "
                                        f"({size:,} bytes received); stopped")
             if expected.isdigit() and not response.headers.get("Content-Encoding") and int(expected) != size:

@@ -29,6 +29,7 @@ over the estimate.
 import itertools
 import shlex
 import sys
+from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -36,7 +37,7 @@ from pathlib import Path
 
 import config
 from discordpicextract import cli, logs, naming
-from discordpicextract.market import is_outside, reminder_windows, to_market, trading_hours
+from discordpicextract.market import market_reader, reminder_windows, to_market, trading_hours
 from discordpicextract.renames import command
 from discordpicextract.renames.apply import FolderOutcome, apply_batch
 from discordpicextract.renames.plan import new_batch_id, plan_folder
@@ -68,17 +69,27 @@ class OutsideFile:
 
 @dataclass
 class CheckResult:
+    """What the check found, held compactly: every file's market time as
+    seconds of its date (an array per date), and of the files outside hours
+    only the count, their dates and hours, and the first and last few."""
+
     folder: str
     total_files: int = 0
-    outside: list = field(default_factory=list)        # [OutsideFile], by time
-    dates_with_files: set = field(default_factory=set)  # market dates
+    outside_count: int = 0
+    shown: list = field(default_factory=list)          # [OutsideFile] by time: all, or the first and last few
+    outside_day_set: set = field(default_factory=set)  # market dates with a file outside hours
+    hour_counts: Counter = field(default_factory=Counter)
     unparsed: list = field(default_factory=list)
     zone: str = config.TIMEZONE                         # the zone the names were read in
-    times: list = field(default_factory=list)           # [(market time, name)], every file
+    day_times: dict = field(default_factory=dict)       # {market date: array of seconds of day}
+
+    @property
+    def dates_with_files(self):
+        return self.day_times.keys()
 
     @property
     def outside_dates(self):
-        return sorted({item.market_time.date() for item in self.outside})
+        return sorted(self.outside_day_set)
 
     @property
     def missing_dates(self):
@@ -87,36 +98,60 @@ class CheckResult:
         dates = self.outside_dates
         if not dates:
             return []
-        outside = set(dates)
+        outside = self.outside_day_set
         return sorted(d for d in self.dates_with_files if dates[0] <= d <= dates[-1] and d not in outside)
-
-    @property
-    def hour_counts(self):
-        return Counter(item.market_time.hour for item in self.outside)
 
     def day_seconds(self) -> dict:
         """{market date: [market time of day in seconds]}, for the estimate."""
-        days: dict = {}
-        for market, _name in self.times:
-            days.setdefault(market.date(), []).append(periods.seconds_of(market.time()))
-        return days
+        return self.day_times
 
 
-def check_folder(folder, names_zone=None) -> CheckResult:
+class _Ends:
+    """The `count` smallest and largest of many items, holding at most a
+    few hundred at a time (exact: a trimmed item is beyond both ends)."""
+
+    def __init__(self, count):
+        self.count, self.items = count, []
+
+    def add(self, item):
+        self.items.append(item)
+        if len(self.items) >= 256 + 2 * self.count:
+            self.items.sort()
+            del self.items[self.count:-self.count]
+
+    def result(self) -> list:
+        self.items.sort()
+        if len(self.items) > 2 * self.count:
+            del self.items[self.count:-self.count]
+        return self.items
+
+
+def check_folder(folder, names_zone=None, listing=None) -> CheckResult:
     """The files of `folder` whose market time is outside trading hours;
-    names read in `names_zone` (default: the folder's recorded zone)."""
+    names read in `names_zone` (default: the folder's recorded zone).
+    `listing`: naming.list_images of it, when the caller has it."""
     names_zone = names_zone or zone.folder_zone(folder)
-    start, end = trading_hours()
-    listing = naming.list_images(folder)
+    start, end = periods.seconds_of(trading_hours()[0]), periods.seconds_of(trading_hours()[1])
+    listing = listing if listing is not None else naming.list_images(folder)
     result = CheckResult(str(folder), len(listing.images), unparsed=[p.name for p in listing.unparsed],
                          zone=names_zone)
+    ends = _Ends(SHOW_FIRST_LAST)
+    market_of = market_reader(names_zone)
+    days = result.day_times
     for image in listing.images:
-        market = to_market(image.timestamp, names_zone)
-        result.times.append((market, image.name))
-        result.dates_with_files.add(market.date())
-        if is_outside(market.time(), start, end):
-            result.outside.append(OutsideFile(image.name, market))
-    result.outside.sort(key=lambda item: (item.market_time, item.name))
+        market = market_of(image.timestamp)
+        seconds = market.hour * 3600 + market.minute * 60 + market.second
+        day = market.date()
+        times = days.get(day)
+        if times is None:
+            times = days[day] = array("l")
+        times.append(seconds)
+        if not start <= seconds <= end:
+            result.outside_count += 1
+            result.outside_day_set.add(day)
+            result.hour_counts[market.hour] += 1
+            ends.add((market, image.name))
+    result.shown = [OutsideFile(name, market) for market, name in ends.result()]
     return result
 
 
@@ -134,13 +169,15 @@ def estimate_periods(result: CheckResult, verification=None) -> periods.Estimate
 
 def build_timeline(result, estimate, verification=None, title="") -> plot.Timeline:
     start, end = trading_hours()
-    wrong = {item.name for item in verification.differ} if verification else set()
-    dots = [plot.Dot(market, is_outside(market.time(), start, end), name in wrong)
-            for market, name in result.times]
+    wrong = []
+    if verification is not None:
+        market_of = market_reader(result.zone)
+        wrong = [(market.date(), periods.seconds_of(market.time()))
+                 for market in (market_of(item.named) for item in verification.differ)]
     bands = [plot.Band(run.start, run.end, f"period {number}: {format_offset(run.offset)}")
              for number, run in enumerate(estimate.periods, 1)]
     return plot.Timeline(title or f"Name times against the session: {result.folder}", config.MARKET_TIMEZONE,
-                         (periods.seconds_of(start) / 3600, periods.seconds_of(end) / 3600), dots, bands)
+                         (periods.seconds_of(start), periods.seconds_of(end)), result.day_times, wrong, bands)
 
 
 def write_plot(timeline, path):
@@ -179,24 +216,24 @@ def print_check(result: CheckResult, report: Report):
     for name in result.unparsed:
         print(f"  UNPARSED: {name} (not a YYYY-MM-DD_HH-MM-SS_name file; not checked)")
     estimate = report.estimate
-    if not result.outside:
+    if not result.outside_count:
         written = "" if report.plot_path or report.plot_error else " No plot written."
         print(f"\nAll {result.total_files} file(s) are within trading hours.{written}")
     else:
-        _print_files(result.outside)
+        _print_files(result.shown, result.outside_count)
         _print_dates(result, estimate)
     _print_periods(result, estimate, report.folders)
-    if result.outside or estimate.periods:
+    if result.outside_count or estimate.periods:
         _print_reminder(result.outside_dates, estimate.periods)
-    if result.outside:
+    if result.outside_count:
         _print_distribution(result.hour_counts)
     if report.plot_path:
         print(f"\nSaved time-of-day distribution plot to: {report.plot_path}")
     elif report.plot_error:
         print(f"\nCould not save the plot: {report.plot_error}")
-    if result.outside:
+    if result.outside_count:
         print()
-        print(f"Total: {len(result.outside)} file(s) outside trading hours")
+        print(f"Total: {result.outside_count} file(s) outside trading hours")
         print(f"Total: {len(result.outside_dates)} unique date(s) with files outside trading hours")
         print(f"Total: {len(result.hour_counts)} hour bucket(s) with files outside trading hours")
         print(f"Total: {len(result.missing_dates)} missing date(s) in the period range")
@@ -207,8 +244,9 @@ def _line(item):
     return f"  {item.name} (time: {item.market_time:%H:%M:%S})"
 
 
-def _print_files(outside):
-    count = len(outside)
+def _print_files(outside, count):
+    """`outside`: every file outside hours when `count` is small, else the
+    first and last SHOW_FIRST_LAST."""
     print()
     if count <= 2 * SHOW_FIRST_LAST:
         print(f"Displaying all {count} file(s) outside trading hours:")
@@ -612,8 +650,8 @@ def print_post_check(results):
         folder = result.folder
         print(f"\nChecking folder: {folder}")
         print(THIN)
-        if result.outside:
-            print(f"  {_symbol(WARN_MARK, '!')} {folder}: {len(result.outside)} file(s) outside trading hours")
+        if result.outside_count:
+            print(f"  {_symbol(WARN_MARK, '!')} {folder}: {result.outside_count} file(s) outside trading hours")
             print(f"     {len(result.outside_dates)} unique date(s) with files outside trading hours")
         else:
             print(f"  {_symbol(OK_MARK, 'OK')} {folder}: All files are within trading hours")
@@ -629,13 +667,13 @@ def print_post_summary(results):
         dates = result.outside_dates
         all_dates.update(dates)
         print(f"{result.folder}:")
-        print(f"  Files outside trading hours: {len(result.outside)}")
+        print(f"  Files outside trading hours: {result.outside_count}")
         print(f"  Unique dates: {len(dates)}")
         if dates:
             print(f"  Dates: {', '.join(map(str, dates))}")
         print()
     print("Overall Summary:")
-    print(f"  Total files outside trading hours across all folders: {sum(len(r.outside) for r in results)}")
+    print(f"  Total files outside trading hours across all folders: {sum(r.outside_count for r in results)}")
     print(f"  Total unique dates with files outside trading hours: {len(all_dates)}")
     if all_dates:
         print(f"  All dates: {', '.join(map(str, sorted(all_dates)))}")
@@ -687,13 +725,16 @@ def _check(args, folders):
     cli.check_folder(args.folder, hint="choose it with --folder")
     names_zone = zone.folder_zone(args.folder, args.timezone)
     try:
-        result = check_folder(args.folder, names_zone)
-        verification = truth.fetch_verification(args.folder, names_zone, args.archive) if args.verify else None
+        listing = naming.list_images(args.folder)  # once, for the check and --verify
+        result = check_folder(args.folder, names_zone, listing)
+        verification = (truth.fetch_verification(args.folder, names_zone, args.archive, listing)
+                        if args.verify else None)
+        del listing
     except OSError as exc:
         raise cli.UsageError(f"cannot read folder {args.folder}: {exc.strerror or exc}") from None
     estimate = estimate_periods(result, verification)
     report = Report(estimate, folders)
-    if result.outside or estimate.periods or (verification and verification.differ):
+    if result.outside_count or estimate.periods or (verification and verification.differ):
         report.plot_path, report.plot_error = write_plot(build_timeline(result, estimate, verification), args.plot)
     print_check(result, report)
     failed = bool(result.unparsed or report.plot_error)
@@ -707,7 +748,7 @@ def _check(args, folders):
 
 def _note(result, estimate, verification, plot_error):
     """The step's one-line summary (-q, the pipeline table)."""
-    did = (f"{result.total_files} files, {len(result.outside)} outside trading hours "
+    did = (f"{result.total_files} files, {result.outside_count} outside trading hours "
            f"on {len(result.outside_dates)} dates, {len(estimate.periods)} period(s)")
     look = [f"{len(result.unparsed)} skipped names" if result.unparsed else "",
             f"plot not written: {plot_error}" if plot_error else ""]
@@ -746,7 +787,7 @@ def _main(argv):
     if undone is not None:
         return cli.show(undone)
     result, failed = _check(args, folders)
-    dialogue = (not args.adjust and not args.no_adjust and not args.verify and result.outside
+    dialogue = (not args.adjust and not args.no_adjust and not args.verify and result.outside_count
                 and cli.is_interactive())
     if args.adjust or dialogue:
         adjust_failed, stopped = _adjust(args, folders, result)

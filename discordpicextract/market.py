@@ -37,12 +37,22 @@ def to_market(stamp: datetime, names_zone=None) -> datetime:
     default config.TIMEZONE), as naive market time. fold=0 on a naive
     datetime: gap times use the pre-transition offset, ambiguous times
     their first occurrence."""
+    return market_reader(names_zone)(stamp)
+
+
+def market_reader(names_zone=None):
+    """to_market for the many name times of one zone: the zones are looked
+    up once, not per file."""
     name_zone, market_zone = zones()
     if names_zone is not None:
         name_zone = _zone(names_zone)
     if name_zone.key == market_zone.key:
-        return stamp
-    return stamp.replace(tzinfo=name_zone).astimezone(market_zone).replace(tzinfo=None)
+        return _same
+    return lambda stamp: stamp.replace(tzinfo=name_zone).astimezone(market_zone).replace(tzinfo=None)
+
+
+def _same(stamp: datetime) -> datetime:
+    return stamp
 
 
 def _zone(name):

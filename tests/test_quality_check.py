@@ -61,7 +61,8 @@ def test_names_in_another_zone_are_converted_across_dst(tmp_path, monkeypatch, n
     monkeypatch.setattr(config, "TIMEZONE", "UTC")
     folder = fill(tmp_path / "f", [n(name_stamp)])
     result = qc.check_folder(folder)
-    assert bool(result.outside) == outside
+    assert result.outside_count == int(outside)
+    assert [item.market_time.strftime("%H:%M:%S") for item in result.shown] == ([market] if outside else [])
     assert qc.to_market(datetime.fromisoformat(name_stamp)).strftime("%H:%M:%S") == market
 
 

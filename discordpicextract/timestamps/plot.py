@@ -9,7 +9,7 @@ of ours (tagged in its PNG metadata), never a chart, a log or other file.
 import errno
 import os
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 
 from discordpicextract import fileops
@@ -18,13 +18,6 @@ PLOT_SOFTWARE = "DiscordPicExtract quality_check_timestamps"
 # The x axis's tick labels as drawn, kept in the PNG (a reader can tell it
 # is a date axis without parsing pixels).
 AXIS_KEY = "XTickLabels"
-
-
-@dataclass(frozen=True)
-class Dot:
-    market_time: datetime  # naive market time
-    outside: bool
-    wrong: bool = False    # --verify: the name is not the post time
 
 
 @dataclass(frozen=True)
@@ -38,8 +31,9 @@ class Band:
 class Timeline:
     title: str
     zone: str              # the market zone, for the y axis label
-    session: tuple         # (start hours, end hours) as floats
-    dots: list = field(default_factory=list)   # [Dot]
+    session: tuple         # (start, end) seconds of the day, both inside
+    days: dict = field(default_factory=dict)   # {market date: seconds of day of every file}
+    wrong: list = field(default_factory=list)  # [(market date, seconds)] --verify found wrong
     bands: list = field(default_factory=list)  # [Band]
 
 
@@ -85,10 +79,6 @@ def save_timeline(timeline: Timeline, path) -> Path:
     return path
 
 
-def _hours(moment: datetime) -> float:
-    return moment.hour + moment.minute / 60 + moment.second / 3600
-
-
 _EPOCH = date(1970, 1, 1).toordinal()  # matplotlib's date numbers count days from it
 
 
@@ -99,18 +89,22 @@ def _day_number(day: date) -> float:
 
 def _draw(axes, timeline, mdates):
     start, end = timeline.session
-    axes.axhspan(start, end, color="tab:green", alpha=0.12, label="trading session")
-    groups = (("inside hours", "tab:blue", [d for d in timeline.dots if not d.outside]),
-              ("outside hours", "tab:red", [d for d in timeline.dots if d.outside]))
-    for label, colour, dots in groups:
-        if dots:
-            axes.scatter([_day_number(d.market_time.date()) for d in dots],
-                         [_hours(d.market_time) for d in dots], s=9, color=colour, label=label)
-    wrong = [d for d in timeline.dots if d.wrong]
-    if wrong:
-        axes.scatter([_day_number(d.market_time.date()) for d in wrong],
-                     [_hours(d.market_time) for d in wrong], s=40, facecolors="none", edgecolors="black",
-                     linewidths=0.8, label="name is not the post time (--verify)")
+    axes.axhspan(start / 3600, end / 3600, color="tab:green", alpha=0.12, label="trading session")
+    groups: dict = {False: ([], []), True: ([], [])}  # outside hours? -> (x, y)
+    for day, seconds in sorted(timeline.days.items()):
+        number = _day_number(day)
+        for second in seconds:
+            x, y = groups[not start <= second <= end]
+            x.append(number)
+            y.append(second / 3600)
+    for (label, colour), (x, y) in zip((("inside hours", "tab:blue"), ("outside hours", "tab:red")),
+                                       (groups[False], groups[True])):
+        if x:
+            axes.scatter(x, y, s=9, color=colour, label=label)
+    if timeline.wrong:
+        axes.scatter([_day_number(day) for day, _s in timeline.wrong], [s / 3600 for _d, s in timeline.wrong],
+                     s=40, facecolors="none", edgecolors="black", linewidths=0.8,
+                     label="name is not the post time (--verify)")
     for band in timeline.bands:
         left, right = _day_number(band.start) - 0.5, _day_number(band.end) + 0.5
         axes.axvspan(left, right, color="tab:orange", alpha=0.15)

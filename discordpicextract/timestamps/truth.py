@@ -11,6 +11,7 @@ one the other files of that date (then of the folder) show; else, when the
 files and the messages are equally many, in time order (a shift keeps
 order). A file still undecided is unknown, never guessed.
 """
+import csv
 import hashlib
 import os
 import sqlite3
@@ -18,7 +19,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import config
 from discordpicextract.errors import UsageError
@@ -44,8 +45,9 @@ def snowflake_time(message_id) -> Optional[datetime]:
 
 # --- archives -------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class ArchiveRow:
+class ArchiveRow(NamedTuple):
+    """A download archive row (a tuple: 100,000 of them are read at once)."""
+
     item_key: str
     message_id: str
     filename: str
@@ -71,16 +73,22 @@ def archive_file_for(path) -> Path:
 def read_archive_rows(path) -> list:
     """Every row of the archive file at `path`, opened read-only (a
     download running meanwhile is not disturbed, nothing is created)."""
+    return list(iter_archive_rows(path))
+
+
+def iter_archive_rows(path):
+    """The rows of the archive file at `path` one by one (read-only, as
+    read_archive_rows), so that a caller keeps only what it needs."""
     uri = Path(path).resolve().as_uri() + "?mode=ro"
     try:
         db = sqlite3.connect(uri, uri=True)
         try:
-            rows = db.execute("SELECT item_key, message_id, filename, size, sha256 FROM downloads").fetchall()
+            for row in db.execute("SELECT item_key, message_id, filename, size, sha256 FROM downloads"):
+                yield _archive_row(path, row)
         finally:
             db.close()
     except sqlite3.Error as exc:
         raise UsageError(f"cannot read the download archive {path}: {exc}") from None
-    return [_archive_row(path, row) for row in rows]
 
 
 def _archive_row(path, row) -> ArchiveRow:
@@ -99,18 +107,42 @@ def own_archive_rows(folder) -> list:
     """The rows that tie `folder`'s own file names to messages: its download
     archive, and its messages.csv (which the copy steps carry to their
     outputs) for names the archive does not hold."""
-    from discordpicextract import messages
-
     path = Path(folder) / config.ARCHIVE_FILE
     rows = read_archive_rows(path) if path.is_file() else []
     named = {row.filename for row in rows}
     try:
-        listed = messages.read_rows(folder)
+        listed = list(message_ids(folder))
     except (OSError, ValueError):
         listed = []  # an unreadable messages.csv only means fewer names known
-    rows += [ArchiveRow(f"messages.csv:{entry['file']}", str(entry["message_id"]), entry["file"], -1, "")
-             for entry in listed if entry.get("file") and entry.get("message_id") and entry["file"] not in named]
+    rows += [ArchiveRow(f"messages.csv:{name}", message_id, name, -1, "")
+             for name, message_id in listed if name not in named]
     return rows
+
+
+def message_ids(folder):
+    """(file, message_id) of each row of `folder`'s messages.csv that has
+    both, one by one (not a dict of every column per row); nothing when
+    there is no messages.csv. OSError/ValueError for an unreadable one."""
+    from discordpicextract import messages
+
+    try:
+        with open(messages.messages_path(folder), encoding="utf-8", newline="",
+                  errors="surrogateescape") as handle:
+            yield from _id_columns(csv.reader(handle))
+    except FileNotFoundError:
+        return
+
+
+def _id_columns(reader):
+    header: list = next(reader, [])
+    if "file" not in header or "message_id" not in header:
+        return
+    at_file, at_id = header.index("file"), header.index("message_id")
+    for row in reader:
+        name = row[at_file] if at_file < len(row) else ""
+        message_id = row[at_id] if at_id < len(row) else ""
+        if name and message_id:
+            yield name, message_id
 
 
 def sha256_of(path) -> str:
@@ -125,8 +157,7 @@ def sha256_of(path) -> str:
 
 # --- matching files to messages ---------------------------------------------------
 
-@dataclass(frozen=True)
-class Known:
+class Known(NamedTuple):
     message_id: str
     posted: datetime   # aware UTC
     via: str           # BY_NAME or BY_CONTENT
@@ -144,36 +175,99 @@ def match_messages(images, own_rows, other_rows, zone, digest=sha256_of) -> Matc
     `own_rows` (the folder's archive), else by content through both row
     lists. `zone` is the names' zone (for the tie-breaks); `digest(path)`
     hashes a file, called only for files whose size some row has."""
+    return _match(images, lambda: own_rows, lambda: (), lambda: other_rows, zone, digest)
+
+
+def match_folder(images, folder, other_path, zone, digest=sha256_of) -> Matches:
+    """match_messages against `folder`'s own archive and messages.csv (and
+    the archive file at `other_path`), read row by row: only what ties a
+    file to its message is kept, not every row of every archive."""
+    own = Path(folder) / config.ARCHIVE_FILE
+
+    def own_rows():
+        return iter_archive_rows(own) if own.is_file() else ()
+
+    def other_rows():
+        return iter_archive_rows(other_path) if other_path else ()
+
+    return _match(images, own_rows, lambda: message_ids(folder), other_rows, zone, digest)
+
+
+def _match(images, own_rows, own_messages, other_rows, zone, digest) -> Matches:
+    """`own_rows`, `own_messages` (the (file, message_id) of messages.csv,
+    used for names no own row has) and `other_rows` are callables giving
+    the rows afresh: they are read again only when some file is matched by
+    content."""
     out = Matches()
-    by_name: dict = {}
-    for row in own_rows:
-        posted = snowflake_time(row.message_id)
-        if posted is not None:
-            by_name.setdefault(row.filename, []).append((posted, row))
-    claimed = set()
-    rest = []
-    for image in images:
-        found = by_name.get(image.name)
-        if found:
-            posted, row = min(found, key=lambda pair: pair[0])
-            out.known[image.name] = Known(row.message_id, posted, BY_NAME)
-            claimed.add(row.item_key)
-        else:
-            rest.append(image)
+    out.known = _by_name(images, own_rows, own_messages)
+    rest = [image for image in images if image.name not in out.known]
     if rest:
-        undecided = _match_by_content(rest, [*own_rows, *other_rows], claimed, zone, digest, out)
+        claimed = _claimed(images, own_rows, out.known)
+        undecided = _match_by_content(rest, (own_rows, other_rows), claimed, zone, digest, out)
         if undecided:
             _pair_by_neighbours(undecided, images, zone, out)
     return out
 
 
-def _match_by_content(images, rows, claimed, zone, digest, out):
-    candidates: dict = defaultdict(dict)  # (size, sha256) -> {item_key: (wall time, posted, row)}
-    for row in rows:
-        posted = snowflake_time(row.message_id)
-        if posted is not None and row.sha256 and row.item_key not in claimed:
-            candidates[(row.size, row.sha256)][row.item_key] = (to_wall(posted, zone), posted, row)
-    sizes = {size for size, _digest in candidates}
+def _by_name(images, own_rows, own_messages) -> dict:
+    """{name: Known}: each file's earliest message by name (the first row
+    of the earliest post time); messages.csv only for names no own row
+    holds. Keyed on the listing's own strings, one small tuple per file."""
+    names = {image.name: image.name for image in images}
+    known: dict = {}
+    named = set()  # listing names some own row holds, a snowflake or not
+    for row in own_rows():
+        name = names.get(row.filename)
+        if name is not None:
+            named.add(name)
+            _offer(known, name, row.message_id)
+    listed: dict = {}
+    try:
+        for filename, message_id in own_messages():
+            name = names.get(filename)
+            if name is not None and name not in named:
+                _offer(listed, name, message_id)
+    except (OSError, ValueError):
+        listed = {}  # an unreadable messages.csv only means fewer names known
+    known.update(listed)
+    return known
+
+
+def _offer(known, name, message_id):
+    posted = snowflake_time(message_id)
+    if posted is None:
+        return
+    held = known.get(name)
+    if held is None or posted < held.posted:
+        known[name] = Known(message_id, posted, BY_NAME)
+
+
+def _claimed(images, own_rows, known) -> set:
+    """The item keys of the rows `_by_name` chose (the first row of a known
+    name with its message): no other file takes them by content."""
+    names = {image.name: image.name for image in images}
+    claimed, done = set(), set()
+    for row in own_rows():
+        name = names.get(row.filename)
+        found = known.get(name) if name is not None else None
+        if found is not None and name not in done and row.message_id == found.message_id:
+            claimed.add(row.item_key)
+            done.add(name)
+    return claimed
+
+
+def _match_by_content(images, sources, claimed, zone, digest, out):
+    """Three passes, so that only the rows of content some file has are
+    held: the sizes rows have, the files of those sizes hashed, then the
+    rows of the (size, sha256) found."""
+    def usable():
+        for rows in sources:
+            for row in rows():
+                posted = snowflake_time(row.message_id) if row.sha256 and row.item_key not in claimed else None
+                if posted is not None:
+                    yield row, posted
+
+    sizes = {row.size for row, _posted in usable()}
     groups = defaultdict(list)  # (size, sha256) -> [image]
     for image in images:
         try:
@@ -182,6 +276,11 @@ def _match_by_content(images, rows, claimed, zone, digest, out):
                 groups[(size, digest(image.path))].append(image)
         except OSError as exc:
             out.unreadable.append((image.name, exc.strerror or str(exc)))
+    del sizes
+    candidates: dict = defaultdict(dict)  # (size, sha256) -> {item_key: (wall time, posted, row)}
+    for row, posted in usable():
+        if (row.size, row.sha256) in groups:
+            candidates[(row.size, row.sha256)][row.item_key] = (to_wall(posted, zone), posted, row)
     undecided = []
     for key, members in groups.items():
         pool = sorted(candidates.get(key, {}).values(), key=lambda c: (c[1], c[2].item_key))
@@ -243,17 +342,20 @@ def _pair_by_neighbours(undecided, images, zone, out):
 
 # --- verification -------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Checked:
+class Checked(NamedTuple):
     """A file whose message is known: its name's time against the post time
-    in the names' zone."""
+    in the names' zone (a tuple: one per file of the folder)."""
 
     name: str
-    original: str
     named: datetime    # the name's naive time
     posted: datetime   # naive post time in the names' zone, whole seconds
     instant: datetime  # aware UTC post time (orders equal names)
     via: str
+
+    @property
+    def original(self) -> str:
+        """The part of the name after its time (naming.ImageFile.parsed)."""
+        return self.name[len("YYYY-MM-DD_HH-MM-SS_"):]
 
     @property
     def offset(self) -> timedelta:
@@ -297,23 +399,22 @@ def plan_verification(listing, matches, zone, folder="") -> Verification:
         if known is None:
             out.unknown.append(image.name)
             continue
-        out.checked.append(Checked(image.name, image.parsed.original, image.timestamp,
-                                   to_wall(known.posted, zone), known.posted, known.via))
+        out.checked.append(Checked(image.name, image.timestamp, to_wall(known.posted, zone), known.posted,
+                                   known.via))
     out.ambiguous = sorted(set(matches.ambiguous))
     out.unreadable = list(matches.unreadable)
     return out
 
 
-def fetch_verification(folder, zone, archive=None) -> Verification:
-    """Read `folder` and its archive (and the archive at `archive`, a folder
-    holding one or the file) and verify every image against its post time."""
+def fetch_verification(folder, zone, archive=None, listing=None) -> Verification:
+    """Read `folder` (unless `listing`, naming.list_images of it, is given)
+    and its archive (and the archive at `archive`, a folder holding one or
+    the file) and verify every image against its post time."""
     from discordpicextract import naming
 
     other_path = archive_file_for(archive) if archive else None
-    own = own_archive_rows(folder)
-    other = read_archive_rows(other_path) if other_path else []
-    listing = naming.list_images(folder)
-    matches = match_messages(listing.images, own, other, zone)
+    listing = listing if listing is not None else naming.list_images(folder)
+    matches = match_folder(listing.images, folder, other_path, zone)
     result = plan_verification(listing, matches, zone, folder)
     result.other_archive = str(other_path or "")
     return result

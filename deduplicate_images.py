@@ -316,7 +316,8 @@ def apply_sync(state, plan, source, output) -> derived.SyncResult:
     is gone), leave the user's files alone; then the messages' rows."""
     sync_plan = derived.plan_sync(state, {r.name for r in plan.keep})
     result = derived.apply_sync(output, state, sync_plan)
-    messages.sync_rows(source, output, result.current)
+    if result.stopped is None:   # a full disk: the next run writes the rows
+        messages.sync_rows(source, output, result.current)
     return result
 
 
@@ -627,6 +628,8 @@ def _main(argv):
     run = dedupe(args)
     print_report(run)
     logs.note("deduplicate_images.py", *run.note())
+    if run.copies is not None:
+        run.copies.raise_if_stopped()   # the disk filled up: the report so far, then one line
     return cli.EXIT_ITEMS_FAILED if run.failed else cli.EXIT_OK
 
 

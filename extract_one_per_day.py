@@ -79,7 +79,8 @@ def apply_one_per_day(plan: OnePerDayPlan, listing: naming.FolderListing, source
     wanted = {pick.selected.name for pick in plan.picks}
     state = derived.fetch_state(output, _sources_to_look_at(listing, wanted, output), wanted, digests)
     derived.apply_sync(output, state, derived.plan_sync(state, wanted), result)
-    messages.sync_rows(source, output, result.current)
+    if result.stopped is None:   # a full disk: the next run writes the rows
+        messages.sync_rows(source, output, result.current)
     result.others = _other_images_per_date(plan, output)
     return result
 
@@ -173,6 +174,8 @@ def _main(argv):
             names_zone.claim_zone(args.output, zone, source=f"the names of {args.source}")
             result = apply_one_per_day(plan, listing, args.source, args.output)
     print_report(args.source, args.output, plan, result, args.dry_run)
+    if result is not None:
+        result.raise_if_stopped()   # the disk filled up: the report so far, then one line
     failed = plan.unparsed or plan.not_files or (result and (result.conflicts or result.failed or result.others
                                           or result.corrupt or result.changed))
     logs.note("extract_one_per_day.py", *_note(plan, result))

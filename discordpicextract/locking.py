@@ -164,7 +164,12 @@ def _write_info(folder, command) -> None:
         temp.write_text(json.dumps(info) + "\n", encoding="utf-8")
         os.replace(temp, _info_path(folder))
     except OSError:
-        pass  # the note only improves the busy message; the lock itself holds
+        # the note only improves the busy message; the lock itself holds
+        # (a full disk: no half-written note left behind either)
+        try:
+            temp.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def _read_info(folder) -> Optional[Holder]:

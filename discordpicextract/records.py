@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import NamedTuple, Optional
 
 from discordpicextract import fileops
+from discordpicextract.errors import DISK_ERRNOS
 
 RECORD_FILE = ".discordpicextract-written.json"
 VERSION = 2  # files: {name: [source, source_key, key, digest]}
@@ -248,6 +250,15 @@ class SyncResult(fileops.CopyResult):
     removed: list = field(default_factory=list)
     changed: list = field(default_factory=list)
     user_files: list = field(default_factory=list)
+    # a full or failing disk stopped the copies (OSError naming the target):
+    # the record holds what was copied, nothing else was tried or removed
+    stopped: Optional[OSError] = None
+    not_tried: list = field(default_factory=list)
+
+    def raise_if_stopped(self) -> None:
+        """Raise the disk error that stopped the run (cli.run: one line, exit 1)."""
+        if self.stopped is not None:
+            raise self.stopped
 
     @property
     def current(self) -> list:
@@ -274,10 +285,14 @@ def apply_sync(output, state: SyncState, plan: SyncPlan, result=None) -> SyncRes
         record[name] = Entry(name, state.sources[name][1], state.outputs[name], state.out_digests[name])
         result.identical.append(name)
     for name in plan.replace:
-        _replace_ours(output, name, state, record, result, mode)
+        if result.stopped is None:
+            _replace_ours(output, name, state, record, result, mode)
+        else:
+            result.not_tried.append(name)
     _copy_all_new(output, plan.copy, state, record, result, mode)
     for name in plan.remove:
-        _remove_ours(output, name, state, record, result)
+        if result.stopped is None:   # a stopped run removes nothing: the next one finishes the work
+            _remove_ours(output, name, state, record, result)
     if state.legacy or record != state.record:
         write_record(output, record)
     return result
@@ -298,12 +313,21 @@ def _still_ours(path, expected_digest):
 def _copy_all_new(output, names, state, record, result, mode):
     """Copy the new names in a few threads (the work is I/O and hashing,
     both outside the GIL); the outcome is filed in the plan's order, so a
-    run reports the same whatever the threads' timing."""
+    run reports the same whatever the threads' timing. A full or failing
+    disk stops the copies not yet started (no retry on each file)."""
+    full = threading.Event()
+    if result.stopped is not None:
+        full.set()
+
     def copy(name):
+        if full.is_set():
+            return None
         try:
             return _write_copy(state.sources[name][0], output / name, state.sources[name][1], mode,
                                replace=False)
         except OSError as exc:
+            if exc.errno in DISK_ERRNOS:
+                full.set()
             return exc
 
     pool = ThreadPoolExecutor(COPY_THREADS) if len(names) >= PARALLEL_MIN_COPIES else None
@@ -316,11 +340,23 @@ def _copy_all_new(output, names, state, record, result, mode):
                 log.debug("copied %s", name)
             elif isinstance(outcome, FileExistsError):
                 result.conflicts.append(name)   # appeared since the listing
+            elif outcome is None or _stops(outcome, output / name, result):
+                result.not_tried.append(name)
             else:
                 result.failed.append((name, outcome.strerror or str(outcome)))
     finally:
         if pool:
             pool.shutdown(cancel_futures=True)
+
+
+def _stops(exc, target, result) -> bool:
+    """Whether `exc` is a full or failing disk; the first one is kept (naming
+    the target, not its temp file) to end the run."""
+    if exc.errno not in DISK_ERRNOS:
+        return False
+    if result.stopped is None:
+        result.stopped = OSError(exc.errno, exc.strerror, str(target))
+    return True
 
 
 def _replace_ours(output, name, state, record, result, mode):
@@ -335,7 +371,10 @@ def _replace_ours(output, name, state, record, result, mode):
         result.copied.append(name)
         log.debug("replaced %s (its source changed)", name)
     except OSError as exc:
-        result.failed.append((name, exc.strerror or str(exc)))
+        if _stops(exc, target, result):
+            result.not_tried.append(name)
+        else:
+            result.failed.append((name, exc.strerror or str(exc)))
 
 
 def _remove_ours(output, name, state, record, result):

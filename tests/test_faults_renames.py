@@ -11,7 +11,7 @@ import sys
 from datetime import datetime, timedelta
 
 import pytest
-from fault_helpers import ROOT, fill_disk, lock_held_elsewhere, small_disk
+from fault_helpers import ROOT, fill_disk, leftovers, lock_held_elsewhere, small_disk
 from helpers import contents, fill
 
 import adjust_timestamps
@@ -229,6 +229,7 @@ def test_a_full_disk_stops_a_rename_run_with_one_line_and_loses_nothing(tmp_path
         lines = [line for line in err.splitlines() if line.strip()]
         assert code == 1 and len(lines) == 1 and "No space left on device" in lines[0], err
         assert "Traceback" not in err and sorted(contents(folder).values()) == sorted(before.values())
+        assert leftovers(folder) == []   # not even the lock's note, half-written
         filler.unlink()
         for argv in (["--recover", "complete"], ["--hours", "1"]):  # recover if needed, then the run itself
             assert adjust_timestamps.main(["--folders", str(folder), *argv]) == 0, capsys.readouterr()

@@ -144,3 +144,58 @@ def test_a_demo_killed_mid_run_can_be_run_again_into_its_folder(tmp_path, capsys
     assert code == 0, err
     assert "replacing the earlier demo run" in out
     assert Path(download / ".discordpicextract-demo").read_text().startswith("[")
+
+
+def _disk_full_after(monkeypatch, copies):
+    """ENOSPC from the copy steps' writes after `copies` copies (where no
+    small tmpfs can be mounted); returns a switch to free the space."""
+    from discordpicextract import records
+
+    real, done, full = records._write_copy, [0], [True]
+
+    def write_copy(*args, **kwargs):
+        done[0] += 1
+        if full[0] and done[0] > copies:
+            raise OSError(28, "No space left on device")
+        return real(*args, **kwargs)
+    monkeypatch.setattr(records, "_write_copy", write_copy)
+    return lambda: full.__setitem__(0, False)
+
+
+def test_a_full_disk_stops_a_copy_step_with_one_line_and_a_rerun_finishes(tmp_path, capsys, monkeypatch):
+    """Dedupe and one per day on a full disk: the report so far, one error
+    line, no retry file after file, no temp file; the record holds what was
+    copied, so the run after space was freed completes the folder."""
+    from fault_helpers import fill_disk, leftovers, noise_png, small_disk
+
+    names = [n(f"2025-01-{1 + k:02d}T10:00:00", f"x{k}.png") for k in range(20)]   # 20 dates: all kept
+    src = tmp_path / "src"
+    src.mkdir()
+    for k, name in enumerate(names):
+        (src / name).write_bytes(noise_png(k, (150, 150)))    # ~68 KB each, in threads (16 and more)
+    for script, step in ((deduplicate_images, "clean"), (extract_one_per_day, "day")):
+        with small_disk(3) as disk:
+            out = (disk or tmp_path) / step
+            out.mkdir()
+            if disk is not None:
+                filler = fill_disk(disk)
+                filler.write_bytes(b"\0" * (filler.stat().st_size - 600 * 1024))   # room for a few copies
+                free = filler.unlink
+            else:
+                free = _disk_full_after(monkeypatch, 5)
+            code = script.main(["--source", str(src), "--output", str(out)])
+            captured = capsys.readouterr()
+            errors = [line for line in captured.err.splitlines() if line.strip()]
+            assert code == 1 and len(errors) == 1, captured.err
+            assert errors[0].startswith(f"error: cannot write {out}{os.sep}2025-01-") and \
+                "No space left on device; free some space" in errors[0]
+            assert "Traceback" not in captured.err and leftovers(out) == []
+            copied = {name for name in os.listdir(out) if name.endswith(".png")}
+            assert 0 < len(copied) < 20 and copied <= set(names)
+            assert all((out / name).read_bytes() == (src / name).read_bytes() for name in copied)
+            free()
+            code = script.main(["--source", str(src), "--output", str(out)])
+            captured = capsys.readouterr()
+            assert code == 0, captured.out + captured.err
+            assert sorted(name for name in os.listdir(out) if name.endswith(".png")) == sorted(names)
+            assert "changed" not in captured.out + captured.err and leftovers(out) == []

@@ -268,25 +268,35 @@ def _match_by_content(images, sources, claimed, zone, digest, out):
                     yield row, posted
 
     sizes = {row.size for row, _posted in usable()}
-    groups = defaultdict(list)  # (size, sha256) -> [image]
+    groups: dict = {}  # (size, sha256) -> ([image], [_Message of that content])
     for image in images:
         try:
             size = os.stat(image.path).st_size
             if size in sizes:
-                groups[(size, digest(image.path))].append(image)
+                groups.setdefault((size, digest(image.path)), ([], []))[0].append(image)
         except OSError as exc:
             out.unreadable.append((image.name, exc.strerror or str(exc)))
     del sizes
-    candidates: dict = defaultdict(dict)  # (size, sha256) -> {item_key: (wall time, posted, row)}
-    for row, posted in usable():
-        if (row.size, row.sha256) in groups:
-            candidates[(row.size, row.sha256)][row.item_key] = (to_wall(posted, zone), posted, row)
+    for row, _posted in usable():  # only the rows of contents some file has
+        group = groups.get((row.size, row.sha256))
+        if group is not None:
+            group[1].append(_Message(row.item_key, row.message_id))
     undecided = []
-    for key, members in groups.items():
-        pool = sorted(candidates.get(key, {}).values(), key=lambda c: (c[1], c[2].item_key))
-        if pool:
+    for members, found in groups.values():
+        if found:
+            latest = {message.item_key: message for message in found}  # a later row of one item replaces it
+            posted = [(snowflake_time(message.message_id), message) for message in latest.values()]
+            pool = sorted(((to_wall(when, zone), when, message) for when, message in posted if when is not None),
+                          key=lambda c: (c[1], c[2].item_key))
             undecided += _pair_exact(members, pool, out)
     return undecided
+
+
+class _Message(NamedTuple):
+    """What matching by content keeps of a row: not its name or digest."""
+
+    item_key: str
+    message_id: str
 
 
 def _pair_exact(members, pool, out):

@@ -143,8 +143,7 @@ def run_pipeline(args):
         config.DEFAULT_DAYS, config.PLOT_FILE, config.REVIEW_DIR)
     options = pipeline.Options(days=args.days, config=args.config, quiet=args.quiet, verbose=args.verbose,
                                no_messages=args.no_messages, bot=args.bot, threads=args.threads,
-                               workers=args.workers, timezone=args.timezone,
-                               verify=_market_check_verifies())
+                               workers=args.workers, timezone=args.timezone)
     summary = pipeline.Summary()
     for target in targets:
         steps = pipeline.plan_steps(target, options)
@@ -170,13 +169,6 @@ def _run_step(step):
     if code and not look:
         look = error or "see the step's report"
     return pipeline.Row(step.target.label, step.step, code, note.did if note else "", look, seconds)
-
-
-def _market_check_verifies():
-    """The market-hours check verifies names against post times where it can."""
-    import quality_check_timestamps
-
-    return "--verify" in quality_check_timestamps.build_parser()._option_string_actions
 
 
 # --- entry point ------------------------------------------------------------------

@@ -102,7 +102,8 @@ def print_run(run: build.ReviewRun, out=None, err=None):
     print(f"Thumbnails: {stats.made} made, {stats.reused} reused, {stats.cached} cached, {stats.failed} failed "
           f"({seconds.get('thumbnails', 0):.1f} s); contact sheets: {stats.sheets} made "
           f"({seconds.get('sheets', 0):.1f} s); pHashes: {run.hashes.decoded} decoded, "
-          f"{run.hashes.cached} cached; page: {seconds.get('page', 0):.1f} s", file=out)
+          f"{run.hashes.cached} cached; days: {stats.days_made} made, {stats.days_reused} reused; "
+          f"page: {seconds.get('page', 0):.1f} s", file=out)
     print(f"Review page: {run.page}", file=out)
 
 

@@ -104,10 +104,16 @@ def main_bench(argv=None):
     parser.add_argument("--new", type=int, default=50)
     parser.add_argument("--profile", metavar="FILE", type=Path,
                         help="write a cProfile of the nightly run to FILE (its time then is not comparable)")
+    parser.add_argument("--keep", metavar="DIR", type=Path,
+                        help="run in DIR (new or empty) and leave the folders there, for a look or a profile")
 
     args = parser.parse_args(argv)
     token = "bench-" + secrets.token_hex(8)
-    work = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        if any(args.keep.iterdir()):
+            parser.error(f"--keep: {args.keep} is not empty")
+    work = args.keep.resolve() if args.keep else Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     previous = os.getcwd()
     try:
         with DiscordEmulator(token=token, token_kind="user") as emu:
@@ -126,7 +132,8 @@ def main_bench(argv=None):
         print(f"ratio:       {nightly / first:8.3f} wall, {nightly_cpu / first_cpu:7.3f} CPU  (target: well under 0.1)")
     finally:
         os.chdir(previous)
-        shutil.rmtree(work, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

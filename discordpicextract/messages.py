@@ -13,6 +13,7 @@ rewritten whole through a temp file, so a reader never sees half of it.
 import csv
 import io
 import os
+from collections import OrderedDict
 from datetime import timezone
 from pathlib import Path
 
@@ -61,23 +62,57 @@ def row(filename, *, message_id, posted, author, author_id, text, guild_id, chan
 def read_rows(folder) -> list:
     """The rows of `folder`'s messages.csv, in file order ([] when there is none)."""
     try:
-        with open(messages_path(folder), encoding="utf-8", newline="", errors="surrogateescape") as handle:
-            reader = csv.reader(handle)
-            header = next(reader, [])
-            # by the header's names, so that a column added later (or moved) reads right
-            columns = [(name, header.index(name)) for name in FIELDS if name in header]
-            missing = [name for name in FIELDS if name not in header]
-            return [{**{name: row[i] if i < len(row) else "" for name, i in columns},
-                     **dict.fromkeys(missing, "")} for row in reader if row]
+        data = messages_path(folder).read_bytes()
     except FileNotFoundError:
         return []
+    return [dict(zip(FIELDS, values)) for values in _parsed(messages_path(folder), data)]
+
+
+# The rows of the last files read or written, by path, with their bytes:
+# main.py --pipeline reads one messages.csv in four steps (download,
+# dedupe, the market check's --verify, the review page), and parsing is
+# what costs; reading the bytes again and comparing them is cheap and
+# exact, whoever wrote the file meanwhile.
+_PARSED: "OrderedDict[str, tuple[bytes, tuple]]" = OrderedDict()
+_PARSED_FILES = 4
+
+
+def _parsed(path: Path, data: bytes) -> tuple:
+    """The rows of `data` (the bytes of `path`) as tuples in FIELDS order."""
+    key = os.path.abspath(path)
+    known = _PARSED.get(key)
+    if known is not None and known[0] == data:
+        _PARSED.move_to_end(key)
+        return known[1]
+    reader = csv.reader(io.StringIO(data.decode("utf-8", "surrogateescape"), newline=""))
+    header = next(reader, [])
+    # by the header's names, so that a column added later (or moved) reads right
+    columns = [header.index(name) if name in header else None for name in FIELDS]
+    rows = tuple(tuple("" if i is None or i >= len(row) else row[i] for i in columns) for row in reader if row)
+    _remember(key, data, rows)
+    return rows
+
+
+def _remember(key: str, data: bytes, rows: tuple) -> None:
+    _PARSED[key] = (data, rows)
+    _PARSED.move_to_end(key)
+    while len(_PARSED) > _PARSED_FILES:
+        _PARSED.popitem(last=False)
 
 
 def render(rows) -> bytes:
     text = io.StringIO()
     writer = csv.DictWriter(text, FIELDS, lineterminator="\n", extrasaction="ignore")
+    # csv quotes a field holding a line feed, not one holding a lone carriage
+    # return (not in the line terminator), which a reader takes for a line
+    # break: such a row is written with every field quoted.
+    quoted = csv.DictWriter(text, FIELDS, lineterminator="\n", extrasaction="ignore", quoting=csv.QUOTE_ALL)
     writer.writeheader()
-    writer.writerows(rows)
+    for entry in rows:
+        if any("\r" in value for value in entry.values() if isinstance(value, str)):
+            quoted.writerow(entry)
+        else:
+            writer.writerow(entry)
     return text.getvalue().encode("utf-8", errors="surrogateescape")
 
 
@@ -85,6 +120,7 @@ def write_rows(folder, rows) -> bool:
     """Write `rows` as `folder`'s messages.csv, atomically; False (nothing
     written) when the file already holds exactly them."""
     path = messages_path(folder)
+    rows = list(rows)
     data = render(rows)
     try:
         if path.read_bytes() == data:
@@ -98,6 +134,10 @@ def write_rows(folder, rows) -> bool:
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)
+    values = [tuple(entry.get(name, "") for name in FIELDS) for entry in rows]
+    if all(type(value) is str for row in values for value in row):
+        # what reading `data` back gives (csv keeps every str as it is), without parsing it
+        _remember(os.path.abspath(path), data, tuple(values))
     return True
 
 

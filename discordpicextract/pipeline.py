@@ -45,7 +45,6 @@ class Options:
     threads: bool = False
     workers: Optional[int] = None
     timezone: Optional[str] = None
-    verify: bool = False     # the market-hours check knows --verify (and --archive)
 
 
 def plan_targets(channel, guild, output, configured, folder_set, default_folders, default_days, plot_file,
@@ -87,9 +86,10 @@ def plan_steps(target: Target, options: Options) -> list:
         ("dedupe", "deduplicate_images", ["--source", download, "--output", clean]),
         ("one_per_day", "extract_one_per_day", ["--source", clean, "--output", daily]),
         ("coverage", "check_unique_dates", ["--folders", download, clean, daily, "--trading-days"]),
+        # --verify: names against the post times the download's archive and messages.csv know
         ("market_hours", "quality_check_timestamps",
          ["--folder", clean, "--folders", download, clean, daily, "--no-adjust", "--plot", target.plot,
-          *(["--verify", "--archive", download] if options.verify else [])]),
+          "--verify", "--archive", download]),
         ("review", "review_archive", ["--folders", download, clean, daily, "--output", target.review,
                                       *(["--workers", str(options.workers)] if options.workers else [])]),
     ]

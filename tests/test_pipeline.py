@@ -62,6 +62,8 @@ def test_nightly_sync_keeps_one_latest_image_per_date_through_renames_and_undo(w
     table = out[out.index("Pipeline Summary"):]
     for step in ("download", "dedupe", "one per day", "date coverage", "market hours"):
         assert f"\n{w.channel['id']}  {step} " in table
+    # the market-hours check verifies the names against the post times (--verify)
+    assert re.search(r"\n\d+ +market hours +ok .*, 2 verified", table), table
     assert images_in(DAILY) == [local_name(at(s1, "11:00"), "b.png")]
     assert len(images_in(DOWNLOAD)) == 3 and len(images_in(CLEAN)) == 2
 
@@ -236,3 +238,22 @@ def test_no_messages_leaves_messages_csv_out(world, capsys):
     assert code == 0, out + err
     assert len(images_in(DAILY)) == 1
     assert not any(Path(folder, "messages.csv").exists() for folder in (DOWNLOAD, CLEAN, DAILY))
+
+
+def test_messages_csv_keeps_a_carriage_return_and_is_read_afresh_after_an_edit(world, capsys):
+    """A message text with a lone CR stays one row (csv quotes only a line
+    feed by itself); a messages.csv edited by hand between two steps of one
+    process, to the same size, is what the next step reads (the rows parsed
+    once are reused only for the very same bytes)."""
+    s1, _s2 = two_sessions()
+    name = local_name(at(s1, "10:00"), "a.png")
+    world.post(at(s1, "10:00"), "a.png", content="long SPX\r5800C")
+    code, out, err = pipeline(capsys, "--channel", world.channel["id"])
+    assert code == 0, out + err
+    assert rows(DOWNLOAD)[name]["text"] == rows(CLEAN)[name]["text"] == "long SPX\r5800C"
+    assert len(rows(DOWNLOAD)) == 1
+
+    listed = Path(DOWNLOAD) / "messages.csv"
+    listed.write_bytes(listed.read_bytes().replace(b"5800C", b"5900P"))
+    assert deduplicate_images.main(["--source", DOWNLOAD, "--output", CLEAN]) == 0
+    assert rows(CLEAN)[name]["text"] == "long SPX\r5900P"

@@ -385,6 +385,44 @@ def test_a_damaged_thumbnail_of_ours_is_made_again(tmp_path, capsys):
         assert again.width == 240
 
 
+def test_a_re_run_renders_only_the_days_that_changed_and_writes_what_a_fresh_review_writes(archive, tmp_path,
+                                                                                          capsys):
+    """Each day's section is kept in parts/ under the digest of what it
+    shows: a re-run takes the unchanged days from there; a new image (and
+    the pick it becomes) renders its own day again; a damaged part is
+    rendered again, never pasted. The page is always the one a review into
+    a new folder writes."""
+    download, clean, daily, _report = archive
+    review = tmp_path / "review"
+
+    def run(output):
+        capsys.readouterr()
+        assert review_archive.main([*folder_args(archive), "--output", str(output), "--workers", "1"]) == 0
+        out = capsys.readouterr().out
+        made, reused = map(int, re.search(r"days: (\d+) made, (\d+) reused", out).groups())
+        return made, reused, re.sub(r"Written [\d-]+ [\d:]+ ", "", (output / PAGE_FILE).read_text("utf-8"))
+
+    assert run(review)[:2] == (4, 0)
+    made, reused, page = run(review)
+    assert (made, reused) == (0, 4)
+    assert page == run(tmp_path / "fresh-1")[2]
+
+    # a later image on 2025-06-05: the day's new pick; the other days stay as they were
+    write_image(download / n("2025-06-05T15:30:00", "later.png"), seed=21, size=(320, 200))
+    assert deduplicate_images.main(["--source", str(download), "--output", str(clean), "--workers", "1"]) == 0
+    assert extract_one_per_day.main(["--source", str(clean), "--output", str(daily)]) == 0
+    made, reused, page = run(review)
+    assert (made, reused) == (1, 3)
+    assert "later.png" in page and page == run(tmp_path / "fresh-2")[2]
+    assert len(list((review / "parts").iterdir())) == 4  # the day's old section is gone
+
+    # a part damaged on disk (same name, other bytes) is rendered again
+    part = next(p for p in (review / "parts").iterdir() if "later.png" in p.read_text("utf-8"))
+    part.write_text(part.read_text("utf-8").replace("later.png", "other.png"), "utf-8")
+    made, reused, again = run(review)
+    assert (made, reused) == (1, 3) and again == page
+
+
 # --- helpers ---------------------------------------------------------------------
 
 def _csv_rows(path):

@@ -13,7 +13,7 @@ from discordpicextract.errors import RunError, UsageError
 from discordpicextract.images.cache import HashCache
 from discordpicextract.images.workers import WorkerDied, Workers
 from discordpicextract.review import folder as review_folder
-from discordpicextract.review import model, pairs, render, sheets, thumbs
+from discordpicextract.review import model, pairs, parts, render, sheets, thumbs
 from discordpicextract.timestamps import truth
 from discordpicextract.timestamps import zone as names_zone
 from discordpicextract.timestamps.convert import to_wall
@@ -90,9 +90,12 @@ def build_review(paths: Mapping[str, Path], output, *, workers=1, dedupe_report=
         raise RunError(f"{exc}; no page written") from None
     warnings = [w for w in (cache.warning, cache.save()) if w]
     places = {day.date: found_places for day, found_places in zip(page.days, day_places)}
-    html = render.render_page(page, made, errors, review_dir, datetime.now(), places)
+    kept = parts.Parts(review_dir)
+    html = render.render_page(page, made, errors, review_dir, datetime.now(), places, kept)
     target = review_dir / review_folder.PAGE_FILE
     review_folder.write_atomic(target, html.encode("utf-8"))
+    kept.prune()  # only now: a run stopped before the page is written keeps what the old page shows
+    stats.days_made, stats.days_reused = kept.made, kept.reused
     clock.lap("page")
     return ReviewRun(target, page, stats, hashes, errors, clock.laps, warnings)
 
@@ -104,9 +107,11 @@ def _fetch_pictures(page, review_dir, record, pool, clock):
     sources = {e.name: e.path for e in page.entries}
     total = thumbs.ThumbStats()
     for _attempt in range(2):
-        made, errors, stats, record = thumbs.fetch_thumbs(sources, review_dir, record, pool)
-        review_folder.save_record(review_dir, record)
-        thumbs.prune_thumbs(review_dir, {Path(t.file).name for t in made.values()})
+        made, errors, stats, fresh = thumbs.fetch_thumbs(sources, review_dir, record, pool)
+        if fresh != record:  # a re-run with nothing new does not write 20,000 rows again
+            review_folder.save_record(review_dir, fresh)
+        record = fresh
+        thumbs.prune_thumbs(review_dir, {t.file.rpartition("/")[2] for t in made.values()})
         clock.lap("thumbnails")
         groups = [[made[e.name] for e in day.entries if e.name in made] for day in page.days]
         day_places, sheets_made, damaged = sheets.fetch_sheets(review_dir, groups, pool)

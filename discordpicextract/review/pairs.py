@@ -19,6 +19,7 @@ from discordpicextract.images import phash
 from discordpicextract.images.integrity import FileCheck
 from discordpicextract.images.workers import PARALLEL_MIN_DECODES
 from discordpicextract.review.model import Candidates, Entry, Pair
+from discordpicextract.review.thumbs import RealPaths
 
 # A nearest kept image further than this many pHash bits is not called a
 # duplicate: the removed image is shown unmatched, for a look.
@@ -76,8 +77,9 @@ def fetch_pairs(candidates: Candidates, cache, dedupe_cache, pool) -> "tuple[dic
     removed = candidates.removed
     everyone = dict(removed)
     everyone.update((e.name, e) for e in candidates.kept())
+    real = RealPaths()
     known = {name: facts for name, entry in everyone.items()
-             if (facts := _cached_facts(entry, cache, dedupe_cache)) is not None}
+             if (facts := _cached_facts(entry, cache, dedupe_cache, real)) is not None}
     pairs = _identical_pairs(candidates, known)
     rest = [name for name in removed if name not in pairs]
     todo = {name: removed[name] for name in rest}
@@ -128,12 +130,12 @@ def choose_pair(entry: Entry, kept: list[Entry], known: dict[str, _Known]) -> Op
     return Pair(best.name, (entry.timestamp - best.timestamp).total_seconds(), best_key[0])
 
 
-def _cached_facts(entry: Entry, cache, dedupe_cache) -> Optional[_Known]:
+def _cached_facts(entry: Entry, cache, dedupe_cache, real: RealPaths) -> Optional[_Known]:
     try:
         stat = os.stat(entry.path)
     except OSError:
         return None
-    facts = _Known(os.path.realpath(entry.path), stat.st_size, hash_cache.file_identity(stat))
+    facts = _Known(real(entry.path), stat.st_size, hash_cache.file_identity(stat))
     for source in (cache, dedupe_cache):
         check = source.get_check(facts.identity)
         facts.digest = facts.digest or (check.digest if check else None)

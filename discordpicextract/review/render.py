@@ -7,16 +7,19 @@ so even a page edited by hand cannot fetch from the network. Every name is
 data: it goes through `html.escape` (text and attributes) and, in links,
 through URL quoting.
 """
+import functools
+import hashlib
 import html
 import os
-from datetime import date, datetime
+import pickle
+from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Optional
+from typing import NamedTuple, Optional, Protocol
 from urllib.parse import quote
 
 import config
 from discordpicextract import __version__, market
-from discordpicextract.review.model import ROLE_LABELS, ROLES, Day, Entry, ReviewModel, Tile
+from discordpicextract.review.model import ROLE_LABELS, ROLES, Day, Entry, Pair, ReviewModel
 from discordpicextract.review.sheets import Place
 from discordpicextract.review.thumbs import Thumb
 
@@ -90,7 +93,7 @@ def shown(text: str) -> str:
         return text.encode("utf-8", "replace").decode("utf-8")
 
 
-def href_to(path: Path, review_dir: Path) -> Optional[str]:
+def href_to(path: "os.PathLike[str] | str", review_dir: Path) -> Optional[str]:
     """A relative, URL-quoted link from the page to `path`; None when there
     is no relative way (another drive on Windows)."""
     try:
@@ -101,15 +104,42 @@ def href_to(path: Path, review_dir: Path) -> Optional[str]:
         return None
 
 
+class Links:
+    """href_to for the many files of a few folders: each folder's relative
+    link is worked out once (abspath and relpath per file cost more than
+    the rest of a tile), then a file's name is appended, quoted."""
+
+    def __init__(self, review_dir: Path):
+        self.review_dir = review_dir
+        self._folders: dict[str, Optional[str]] = {}
+
+    def __call__(self, path) -> Optional[str]:
+        folder, name = os.path.split(os.fspath(path))
+        if folder not in self._folders:
+            self._folders[folder] = href_to(folder or os.curdir, self.review_dir)
+        link = self._folders[folder]
+        if link is None:
+            return None
+        try:
+            quoted = quote(name, errors="surrogateescape")
+        except UnicodeEncodeError:  # a lone surrogate (a Windows name), as href_to
+            return None
+        return quoted if link == "." else f"{link}/{quoted}"
+
+
 def day_id(day: date) -> str:
     return f"d-{day.isoformat()}"
 
 
 def render_page(model: ReviewModel, thumbs: dict[str, Thumb], errors: dict[str, str], review_dir: Path,
-                generated: datetime, places: Optional[dict[date, dict[str, Place]]] = None) -> str:
+                generated: datetime, places: Optional[dict[date, dict[str, Place]]] = None,
+                day_parts: Optional["DayParts"] = None) -> str:
     """`thumbs`: name -> Thumb; `places`: per day, thumb file -> where it
-    sits on that day's contact sheet (None: each thumbnail its own file)."""
+    sits on that day's contact sheet (None: each thumbnail its own file);
+    `day_parts`: day sections of earlier runs, reused where a day's facts are
+    the same (None: every day rendered)."""
     places = places or {}
+    links = Links(review_dir)
     parts = [
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
         f"<meta http-equiv=\"Content-Security-Policy\" content=\"{esc(CSP)}\">",
@@ -122,7 +152,7 @@ def render_page(model: ReviewModel, thumbs: dict[str, Thumb], errors: dict[str, 
         _day_index(model),
         _timeline(model),
         "<main>",
-        *(_day(day, _Pictures(thumbs, places.get(day.date, {}), errors), review_dir) for day in model.days),
+        *(_day(day, _Pictures(thumbs, places.get(day.date, {}), errors), links, day_parts) for day in model.days),
         "</main></body></html>\n",
     ]
     return "\n".join(parts)
@@ -275,57 +305,136 @@ class _Pictures:
     def __init__(self, thumbs, places, errors):
         self.thumbs, self.places, self.errors = thumbs, places, errors
 
-    def markup(self, entry: Entry) -> str:
+    def of(self, entry: Entry) -> tuple:
+        """(sheet or thumbnail file, width, height, x, y), or (why there is none,)."""
         thumb = self.thumbs.get(entry.name)
         if thumb is None:
-            return f"<div class=\"broken\">{esc(self.errors.get(entry.name, 'no thumbnail'))}</div>"
+            return (self.errors.get(entry.name, "no thumbnail"),)
         place = self.places.get(thumb.file) or Place(thumb.file, 0, 0, thumb.width, thumb.height)
-        return (f"<img src=\"{esc(quote(place.file))}\" width=\"{place.width}\" height=\"{place.height}\" "
-                f"style=\"object-position:{-place.x}px {-place.y}px\" loading=\"lazy\" decoding=\"async\" "
-                f"alt=\"{esc(entry.name)}\">")
+        return (place.file, place.width, place.height, place.x, place.y)
 
 
-def _day(day: Day, pictures: _Pictures, review_dir) -> str:
-    entries = day.entries
-    outside = sum(e.outside for e in entries)
-    removed = sum(e.removed for e in entries)
+class _Figure(NamedTuple):
+    """Everything a tile shows of one image: a day's section is rendered
+    from these alone, so that a day whose facts are the same as on the
+    last run is the same HTML, and is reused (see DayParts)."""
+
+    name: str
+    timestamp: datetime
+    market_time: datetime
+    outside: bool
+    pick: bool
+    removed: bool
+    pair: Optional[Pair]
+    post_time: Optional[datetime]
+    time_off: Optional[timedelta]
+    picture: tuple                  # _Pictures.of
+    link: Optional[str]
+    roles: str
+
+
+class _DayFacts(NamedTuple):
+    date: date
+    reminder: bool
+    tiles: tuple                    # ((kept _Figure, (duplicate _Figure, ...)), ...)
+
+
+def _figure_facts(entry: Entry, pictures: _Pictures, links: Links) -> _Figure:
+    return _Figure(entry.name, entry.timestamp, entry.market_time, entry.outside, entry.pick, entry.removed,
+                   entry.pair, entry.post_time, entry.time_off, pictures.of(entry), links(entry.path),
+                   " ".join(r for r in ROLES if r in entry.roles))
+
+
+def _day_facts(day: Day, pictures: _Pictures, links: Links) -> _DayFacts:
+    return _DayFacts(day.date, day.reminder, tuple(
+        (_figure_facts(tile.entry, pictures, links),
+         tuple(_figure_facts(entry, pictures, links) for entry in tile.duplicates)) for tile in day.tiles))
+
+
+class DayParts(Protocol):
+    """Day sections kept from an earlier run, by the digest of their facts."""
+
+    def get(self, key: str) -> Optional[str]: ...
+
+    def put(self, key: str, html: str) -> None: ...
+
+
+@functools.lru_cache(maxsize=1)
+def _render_version() -> bytes:
+    """What else a day's HTML depends on: this module's code (a changed
+    template makes every day again) and the package version."""
+    try:
+        code = Path(__file__).read_bytes()
+    except OSError:  # no source beside the module (a frozen build): the version alone
+        code = b""
+    return hashlib.blake2b(code + __version__.encode("utf-8"), digest_size=16).digest()
+
+
+def day_key(facts: _DayFacts) -> str:
+    data = pickle.dumps((_render_version(), facts), protocol=4)
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _day(day: Day, pictures: _Pictures, links: Links, parts: Optional[DayParts]) -> str:
+    facts = _day_facts(day, pictures, links)
+    if parts is None:
+        return _day_html(facts)
+    key = day_key(facts)
+    html = parts.get(key)
+    if html is None:
+        html = _day_html(facts)
+        parts.put(key, html)
+    return html
+
+
+def _day_html(day: _DayFacts) -> str:
+    entries = [f for main, dups in day.tiles for f in (main, *dups)]
+    outside = sum(f.outside for f in entries)
+    removed = sum(f.removed for f in entries)
     note = f"{day.date:%A} · {count(len(entries), 'image')}" + (f" · {outside} outside hours" if outside else "") + \
         (f" · {count(removed, 'duplicate')} left out" if removed else "")
-    tiles = "".join(_tile_group(tile, pictures, review_dir) for tile in day.tiles)
+    tiles = "".join(_tile_group(main, dups) for main, dups in day.tiles)
     return (f"<section class=\"day{' remind' if day.reminder else ''}\" id=\"{day_id(day.date)}\">"
             f"<h2>{day.date} <small>{note}</small><a class=\"top\" href=\"#top\">top</a></h2>"
             f"<div class=\"sheet\">{tiles}</div></section>")
 
 
-def _tile_group(tile: Tile, pictures: _Pictures, review_dir) -> str:
-    main = _figure(tile.entry, pictures, review_dir)
-    if not tile.duplicates:
-        return main
-    dups = "".join(_figure(entry, pictures, review_dir) for entry in tile.duplicates)
-    return f"<div class=\"group\" title=\"kept image and the duplicates dedupe left out\">{main}{dups}</div>"
+def _tile_group(main: _Figure, duplicates: tuple) -> str:
+    kept = _figure(main)
+    if not duplicates:
+        return kept
+    dups = "".join(_figure(figure) for figure in duplicates)
+    return f"<div class=\"group\" title=\"kept image and the duplicates dedupe left out\">{kept}{dups}</div>"
 
 
-def _figure(entry: Entry, pictures: _Pictures, review_dir) -> str:
-    classes = ["tile"] + [c for c, on in (("outside", entry.outside), ("pick", entry.pick),
-                                          ("removed", entry.removed),
-                                          ("wrong-time", entry.time_off is not None)) if on]
-    picture = pictures.markup(entry)
-    link = href_to(entry.path, review_dir)
-    if link:
-        picture = f"<a href=\"{esc(link)}\">{picture}</a>"
-    roles = " ".join(r for r in ROLES if r in entry.roles)
-    return (f"<figure class=\"{' '.join(classes)}\" data-name=\"{esc(entry.name)}\" data-in=\"{roles}\">{picture}"
-            f"<figcaption><time>{entry.timestamp:%H:%M:%S}</time>{_market_note(entry)}{''.join(_flags(entry))}"
-            f"<span class=\"name\">{esc(entry.name)}</span></figcaption></figure>")
+def _picture_html(figure: _Figure) -> str:
+    if len(figure.picture) == 1:
+        return f"<div class=\"broken\">{esc(figure.picture[0])}</div>"
+    file, width, height, x, y = figure.picture
+    return (f"<img src=\"{esc(quote(file))}\" width=\"{width}\" height=\"{height}\" "
+            f"style=\"object-position:{-x}px {-y}px\" loading=\"lazy\" decoding=\"async\" "
+            f"alt=\"{esc(figure.name)}\">")
 
 
-def _market_note(entry: Entry) -> str:
+def _figure(figure: _Figure) -> str:
+    classes = ["tile"] + [c for c, on in (("outside", figure.outside), ("pick", figure.pick),
+                                          ("removed", figure.removed),
+                                          ("wrong-time", figure.time_off is not None)) if on]
+    picture = _picture_html(figure)
+    if figure.link:
+        picture = f"<a href=\"{esc(figure.link)}\">{picture}</a>"
+    return (f"<figure class=\"{' '.join(classes)}\" data-name=\"{esc(figure.name)}\" data-in=\"{figure.roles}\">"
+            f"{picture}<figcaption><time>{figure.timestamp:%H:%M:%S}</time>{_market_note(figure)}"
+            f"{''.join(_flags(figure))}<span class=\"name\">{esc(figure.name)}</span></figcaption></figure>")
+
+
+def _market_note(entry: _Figure) -> str:
     if entry.market_time == entry.timestamp:
         return ""
     return f" <small>(market {entry.market_time:%H:%M:%S})</small>"
 
 
-def _flags(entry: Entry):
+def _flags(entry: _Figure):
     if entry.outside:
         yield " <span class=\"flag out\">outside hours</span>"
     if entry.pick:

@@ -52,6 +52,8 @@ class ThumbStats:
     cached: int = 0      # answered by the record without reading the file
     failed: int = 0
     sheets: int = 0      # contact sheets made (see sheets.py)
+    days_made: int = 0   # day sections rendered (see parts.py)
+    days_reused: int = 0  # day sections taken from an earlier run
 
 
 def make_thumb(job) -> ThumbResult:
@@ -136,13 +138,14 @@ def fetch_thumbs(paths: dict[str, Path], review_dir: Path, record: dict, pool) \
     present = {entry.name for entry in os.scandir(folder)}
     thumbs, errors, stats, fresh = {}, {}, ThumbStats(), {}
     todo: list[tuple] = []
+    real = RealPaths()
     for name, path in paths.items():
         try:
             stat = os.stat(path)
         except OSError as exc:
             errors[name] = f"cannot read: {exc.strerror or exc}"
             continue
-        key, stamp = os.path.realpath(path), file_stamp(stat)
+        key, stamp = real(path), file_stamp(stat)
         row = record.get(key)
         if row and row[:2] == [stat.st_size, stamp] and f"{row[2]}{ext}" in present:
             thumbs[name] = Thumb(f"{THUMB_DIR}/{row[2]}{ext}", row[3], row[4])
@@ -165,13 +168,31 @@ def fetch_thumbs(paths: dict[str, Path], review_dir: Path, record: dict, pool) \
     return thumbs, errors, stats, fresh
 
 
+class RealPaths:
+    """A file's path with its folder resolved (symbolic links, `..`), the
+    folder once per listing, not once per file: realpath costs a system
+    call per path component. A file that is itself a link keeps its own
+    name (its stamp is the target's: os.stat follows it), which is all a
+    record key needs to tell files apart."""
+
+    def __init__(self):
+        self._folders: dict[str, str] = {}
+
+    def __call__(self, path) -> str:
+        folder, name = os.path.split(os.fspath(path))
+        real = self._folders.get(folder)
+        if real is None:
+            real = self._folders[folder] = os.path.realpath(folder or os.curdir)
+        return os.path.join(real, name)
+
+
 def prune_thumbs(review_dir: Path, keep: set) -> int:
     """Remove thumbnails of ours that no image uses any more (a deleted or
     replaced source); `keep` holds the used files' names."""
     folder = review_dir / THUMB_DIR
     removed = 0
     for entry in os.scandir(folder):
-        if entry.is_file() and _is_thumb_name(entry.name) and entry.name not in keep:
+        if entry.name not in keep and _is_thumb_name(entry.name) and entry.is_file():
             os.unlink(entry.path)
             removed += 1
     return removed

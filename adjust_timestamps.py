@@ -137,7 +137,7 @@ def run_conversion(args, folders):
     to_zone = args.to_zone or config.TIMEZONE
     if args.from_zone == to_zone:
         raise UsageError(f"--from-zone and --to-zone are both {to_zone}: nothing would change")
-    zone.common_zone(folders)  # names recorded in two zones: one --from-zone would be wrong for some
+    before = zone.common_zone(folders)  # names recorded in two zones: one --from-zone would be wrong for some
     for folder in folders:
         zone.refuse_second_conversion(folder, args.from_zone)
     run, notes = plan_conversion(folders, args.from_zone, to_zone)
@@ -152,8 +152,8 @@ def run_conversion(args, folders):
                            f"both sides)", run.warnings))
     for line in notes:
         print(line)
-    # Reverting this batch puts the names back in the from-zone: the label says so.
-    label = f"adjust_timestamps --from-zone {args.from_zone} {zone.change_label(args.from_zone, to_zone)}"
+    # Reverting this batch puts the names and the zone they were read in back: the label says so.
+    label = f"adjust_timestamps --from-zone {args.from_zone} {zone.change_label(args.from_zone, to_zone, before)}"
     code = cli.show(command.apply_shift(run, label=label, yes=args.yes, dry_run=args.dry_run, before_apply=record))
     if _applied(run):
         print(f"Recorded zone of the names: {to_zone} (in {config.FOLDER_INFO_FILE} of each folder)")

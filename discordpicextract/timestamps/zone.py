@@ -172,18 +172,21 @@ def _argparse_zone(text):
 
 
 # A rename batch that rewrites names into another zone says so in its label,
-# so that reverting it (--undo, --recover revert) puts the record back.
+# so that reverting it (--undo, --recover revert) puts the record back: the
+# zone the folders were read in before (when it was not the from-zone).
 _CHANGE = re.compile(r"\[names zone (\S+) -> (\S+)\]")
+_BEFORE = re.compile(r"\[zone before (\S+)\]")
 
 
-def change_label(old, new) -> str:
-    return f"[names zone {old} -> {new}]"
+def change_label(old, new, before=None) -> str:
+    return f"[names zone {old} -> {new}]" + (f" [zone before {before}]" if before and before != old else "")
 
 
 def restore_after_revert(folder, label) -> None:
     found = _CHANGE.search(label or "")
     if found:
-        record_zone(folder, found.group(1))
+        before = _BEFORE.search(label or "")
+        record_zone(folder, before.group(1) if before else found.group(1))
 
 
 def last_conversion(folder):

@@ -1,0 +1,53 @@
+"""A user's nightly sequences against the emulator, through the real entry
+points: the pipeline, then the timestamp tools and their --undo, then the
+pipeline again; each test is a defect a review found, kept fixed."""
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from download_helpers import UTC, images_in, run_main
+
+import adjust_timestamps
+import config
+from discordpicextract.market import nyse_sessions
+from discordpicextract.timestamps import zone
+
+NY = ZoneInfo("America/New_York")
+DOWNLOAD, CLEAN, DAILY = config.PIPELINE_FOLDERS
+FOLDERS = [DOWNLOAD, CLEAN, DAILY]
+
+
+def last_session():
+    today = date.today()
+    return nyse_sessions(today - timedelta(days=12), today - timedelta(days=1))[-1]
+
+
+def at(day, hour):
+    return datetime(day.year, day.month, day.day, hour, tzinfo=NY).astimezone(UTC)
+
+
+def test_undoing_a_zone_conversion_puts_back_the_record_it_replaced(world, capsys):
+    day = last_session()
+    world.post(at(day, 10), "a.png")
+    assert run_main(capsys, "--pipeline", "--channel", world.channel["id"])[0] == 0
+    assert zone.read_zone(DOWNLOAD) == "America/New_York"
+    # names taken for UTC wall time (they were not), converted, then undone
+    assert adjust_timestamps.main(["--from-zone", "UTC", "--folders", *FOLDERS]) == 0
+    assert adjust_timestamps.main(["--undo", "--folders", *FOLDERS]) == 0
+    assert all(zone.read_zone(folder) == "America/New_York" for folder in FOLDERS)
+    # the next night's sync is not refused as "a folder in UTC"
+    world.post(at(day, 15), "b.png")
+    code, out, err = run_main(capsys, "--pipeline", "--channel", world.channel["id"])
+    assert code == 0, out + err
+    assert images_in(DAILY) == [f"{at(day, 15).astimezone(NY):%Y-%m-%d_%H-%M-%S}_b.png"]
+    capsys.readouterr()
+
+
+def test_undoing_a_conversion_of_a_folder_without_record_keeps_its_names_readable(capsys, make_image):
+    make_image(Path("old") / "2025-06-02_14-00-00_a.png", seed=1)
+    assert zone.read_zone("old") is None
+    assert adjust_timestamps.main(["--from-zone", "UTC", "--folders", "old"]) == 0
+    assert adjust_timestamps.main(["--undo", "--folders", "old"]) == 0
+    assert images_in("old") == ["2025-06-02_14-00-00_a.png"]
+    assert zone.folder_zone("old") == config.TIMEZONE   # as before the conversion
+    capsys.readouterr()

@@ -234,3 +234,20 @@ def test_a_full_disk_stops_a_rename_run_with_one_line_and_loses_nothing(tmp_path
         for argv in (["--recover", "complete"], ["--hours", "1"]):  # recover if needed, then the run itself
             assert adjust_timestamps.main(["--folders", str(folder), *argv]) == 0, capsys.readouterr()
         assert contents(folder) == shifted(before, 1)
+
+
+def test_a_record_naming_a_folder_without_a_journal_leaves_that_folder_alone(tmp_path, capsys):
+    """A stale or forged record naming another folder: recovery neither
+    locks it nor removes files there that look like our temp files."""
+    folder = fill(tmp_path / "f", names(1))
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / ".photo.png.abcd1234.part").write_text("the user's, not ours")
+    name, new = names(1)[0], names(2)[1]
+    record = {"event": "begin", "batch": "b1", "label": "x", "created": "2025",
+              "folders": [str(folder.resolve()), str(other.resolve())], "moves": [[name, new]],
+              "steps": [[name, new, 0, os.lstat(folder / name).st_ino]]}
+    (folder / config.JOURNAL_FILE).write_text(json.dumps(record) + "\n")
+    assert adjust_timestamps.main(["--folders", str(folder), "--recover", "revert"]) == 0
+    assert sorted(os.listdir(other)) == [".photo.png.abcd1234.part"]
+    assert str(other) not in capsys.readouterr().out

@@ -19,6 +19,7 @@ from discordpicextract.renames.apply import ApplyResult, apply_batch, apply_plan
 from discordpicextract.renames.journal import (
     Batch,
     Journal,
+    journal_path,
     older_batches,
     pending_batch,
     read_journal,
@@ -185,12 +186,15 @@ def recover_folders(folders, mode, dry_run=False) -> list[UndoOutcome]:
 
 
 def _batch_folders(folders, roots) -> list:
-    """`folders`, then the other existing folders the batches name."""
+    """`folders`, then the other existing folders the batches name that
+    hold a rename journal (only those can hold a part of the batch: a stale
+    or forged record naming some other folder gets it neither locked nor
+    cleaned of .part files)."""
     seen = {os.path.realpath(folder) for folder in folders}
     every = list(folders)
     for root in roots:
         for other in root.folders:
-            if other not in seen and os.path.isdir(other):
+            if other not in seen and os.path.isdir(other) and journal_path(other).is_file():
                 seen.add(other)
                 every.append(other)
     return every

@@ -26,11 +26,13 @@ deterministic, and with N = 0 it is exactly "equal pHash".
 import argparse
 import csv
 import io
+import itertools
 import json
+import operator
 import os
 import statistics
 import sys
-from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -39,7 +41,7 @@ import config
 from discordpicextract import cli, fileops, locking, logs, messages, naming
 from discordpicextract import records as derived
 from discordpicextract.errors import RunError
-from discordpicextract.images.cache import HashCache, NoCache, file_identity
+from discordpicextract.images.cache import HashCache, NoCache
 from discordpicextract.images.integrity import FileCheck, check_file
 from discordpicextract.images.phash import compute_phash, hamming
 from discordpicextract.images.workers import PARALLEL_MIN_CHECKS, PARALLEL_MIN_DECODES, WorkerDied, Workers
@@ -49,33 +51,51 @@ PERCENTILES = (25, 75, 90, 95)
 
 
 # ---------------------------------------------------------------- records
-@dataclass
-class ImageRecord:
-    """One source image and what is known about its content."""
+class ImageRecord(naming.ImageFile):
+    """One source image (its listing's folder, name and timestamp) and what
+    is known about its content. Slotted, the stat's numbers kept flat: a
+    run holds one per file of the folder."""
 
-    image: naming.ImageFile
-    size: int
-    identity: tuple               # images.cache.file_identity: the cache's key
-    digest: Optional[str] = None
-    error: Optional[str] = None   # not None: unreadable or corrupt
-    key: tuple = ()               # records.file_key: the output record's view of the file
-    phash: Optional[str] = None   # hex; only computed when it can matter
+    __slots__ = ("dev", "digest", "error", "ino", "learnt", "mtime_ns", "phash", "size")
+
+    def __init__(self, image: naming.ImageFile, stat=None, dev: int = 0):
+        self.folder, self.name, self.timestamp = image.folder, image.name, image.timestamp
+        # size -1: could not be stat-ed (gone since the listing)
+        self.size: int = stat.st_size if stat else -1
+        self.mtime_ns: int = stat.st_mtime_ns if stat else 0
+        self.ino: int = stat.st_ino if stat else 0
+        self.dev = dev
+        self.digest: Optional[str] = None
+        self.error: Optional[str] = None     # not None: unreadable or corrupt
+        self.phash: Optional[str] = None     # hex; only computed when it can matter
+        self.learnt = False                  # found this run: the cache gets its row
 
     @property
-    def name(self):
-        return self.image.name
+    def image(self) -> "ImageRecord":
+        return self
 
     @property
-    def timestamp(self):
-        return self.image.timestamp
+    def key(self) -> tuple:
+        """records.file_key, () when it could not be stat-ed."""
+        return (self.size, self.mtime_ns, self.ino) if self.size >= 0 else ()
 
     @property
-    def date(self):
-        return self.image.date
+    def identity(self) -> tuple:
+        """images.cache.file_identity: the cache's key."""
+        return (self.dev, self.ino, self.size, self.mtime_ns) if self.size >= 0 else ()
+
+    @property
+    def file(self) -> str:
+        """The path, as a string (workers and copies open it)."""
+        return os.path.join(self.folder, self.name)
 
     @property
     def ok(self):
         return self.error is None
+
+    # identity, not name: records of two listings may share a name
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
 
 
 def bucket_key(record, ignore_size=False):
@@ -83,18 +103,43 @@ def bucket_key(record, ignore_size=False):
     return (record.date,) if ignore_size else (record.date, record.size)
 
 
+def in_order(records) -> list:
+    """`records` in (timestamp, name) order: two stable sorts, no key tuple
+    per record (a listing is already in this order: linear)."""
+    ordered = list(records)
+    ordered.sort(key=_name_of)
+    ordered.sort(key=_timestamp_of)
+    return ordered
+
+
+_name_of = operator.attrgetter("name")
+_timestamp_of = operator.attrgetter("timestamp")
+
+
+def days_of(ordered):
+    """The records of each date, from records in timestamp order: a date's
+    buckets are all the plan and the fast path hold at once."""
+    return (list(day) for _, day in itertools.groupby(ordered, key=lambda r: r.timestamp.date()))
+
+
 # ------------------------------------------------------------------ plan
-@dataclass
 class Removed:
-    record: ImageRecord
-    seconds: float   # removed timestamp minus kept timestamp
-    match: str       # "identical bytes" or "phash distance N"
+    """A duplicate that is not copied (slotted: a third of a folder can be these)."""
+
+    __slots__ = ("match", "record", "seconds")
+
+    def __init__(self, record: ImageRecord, seconds: float, match: str):
+        self.record = record
+        self.seconds = seconds   # removed timestamp minus kept timestamp
+        self.match = match       # "identical bytes" or "phash distance N"
 
 
-@dataclass
 class DuplicateGroup:
-    kept: ImageRecord
-    removed: list = field(default_factory=list)
+    __slots__ = ("kept", "removed")
+
+    def __init__(self, kept: ImageRecord, removed: Optional[list] = None):
+        self.kept = kept
+        self.removed: list = removed if removed is not None else []
 
 
 @dataclass
@@ -126,37 +171,41 @@ def match_of(a, b, max_distance):
 
 def plan_dedupe(records, max_distance=0, ignore_size=False) -> DedupePlan:
     """Decide what to keep. Pure: reads only the records' fields."""
-    ordered = sorted(records, key=lambda r: (r.timestamp, r.name))
-    groups_by_bucket: defaultdict = defaultdict(list)
     keep: list = []
     corrupt: list = []
     groups: list = []
-    for record in ordered:
-        if not record.ok:
-            corrupt.append(record)
-            keep.append(record)
-            continue
-        bucket = groups_by_bucket[bucket_key(record, ignore_size)]
-        group, match = _find_group(bucket, record, max_distance)
-        if group is None:
-            bucket.append(DuplicateGroup(record))
-            keep.append(record)
-        else:
-            seconds = (record.timestamp - group.kept.timestamp).total_seconds()
+    for day in days_of(in_order(records)):
+        # bucket (size, or all of the date) -> its kept records, earliest first
+        kept_by_bucket: dict = {}
+        group_of: dict = {}   # kept record -> its DuplicateGroup, once it has a removed one
+        for record in day:
+            if not record.ok:
+                corrupt.append(record)
+                keep.append(record)
+                continue
+            kept = kept_by_bucket.setdefault(None if ignore_size else record.size, [])
+            match_kept, match = _find_kept(kept, record, max_distance)
+            if match_kept is None:
+                kept.append(record)
+                keep.append(record)
+                continue
+            group = group_of.get(match_kept)
+            if group is None:
+                group = group_of[match_kept] = DuplicateGroup(match_kept)
+                groups.append(group)
+            seconds = (record.timestamp - match_kept.timestamp).total_seconds()
             group.removed.append(Removed(record, seconds, match))
-    for bucket in groups_by_bucket.values():
-        groups.extend(g for g in bucket if g.removed)
     groups.sort(key=lambda g: (g.kept.timestamp, g.kept.name))
     return DedupePlan(keep, groups, corrupt)
 
 
-def _find_group(bucket, record, max_distance):
-    # Groups are created in timestamp order, so the first match is the
+def _find_kept(kept, record, max_distance):
+    # Kept records are added in timestamp order, so the first match is the
     # earliest kept image.
-    for group in bucket:
-        match = match_of(group.kept, record, max_distance)
+    for candidate in kept:
+        match = match_of(candidate, record, max_distance)
         if match:
-            return group, match
+            return candidate, match
     return None, None
 
 
@@ -211,39 +260,65 @@ class ScanStats:
 
 
 def fetch_records(images, cache, workers, fast=True, ignore_size=False):
-    """ImageRecords for `images` with digest, integrity and the pHashes the
-    plan needs (all of them when `fast` is False)."""
-    records, stats = [], ScanStats()
-    for image in images:
-        try:
-            stat = os.stat(image.path)
-        except OSError:
-            # Gone or unreachable since the listing: check_file reports why.
-            records.append(ImageRecord(image, -1, ()))
-            continue
-        records.append(ImageRecord(image, stat.st_size, file_identity(stat), key=derived.file_key(stat)))
-    _fill_checks(records, cache, workers, stats)
+    """ImageRecords for `images`, in (timestamp, name) order, with digest,
+    integrity and the pHashes the plan needs (all of them when `fast` is
+    False)."""
+    records, stats = _stat_all(images), ScanStats()
+    _fill_from_cache(records, cache)
+    _fill_checks(records, workers, stats)
     _fill_phashes(records, workers, fast, ignore_size, stats)
-    for record in records:
-        if record.identity:
-            cache.put(record.identity, record.image.path, FileCheck(record.digest, record.error), record.phash)
+    # generator: the rows are made while the cache writes them
+    cache.put_many((r.identity, r.file, FileCheck(r.digest, r.error), r.phash)
+                   for r in records if r.learnt and r.size >= 0)
     stats.cached = len(records) - stats.checked
     return records, stats
 
 
-def _fill_checks(records, cache, workers, stats):
-    todo = []
+def _stat_all(images) -> list:
+    records = []
+    devices: dict = {}   # one int object per device, not one per file
+    folders: dict = {}   # each listing's folder as a str ending in a separator, made once
+    for image in in_order(images) if _out_of_order(images) else images:
+        folder = folders.get(id(image.folder))
+        if folder is None:
+            folder = folders[id(image.folder)] = os.path.join(image.folder, "")
+        try:
+            stat = os.stat(folder + image.name)
+        except OSError:
+            # Gone or unreachable since the listing: check_file reports why.
+            records.append(ImageRecord(image))
+            continue
+        records.append(ImageRecord(image, stat, devices.setdefault(stat.st_dev, stat.st_dev)))
+    return records
+
+
+def _out_of_order(images) -> bool:
+    return any(b.timestamp < a.timestamp or (b.timestamp == a.timestamp and b.name < a.name)
+               for a, b in zip(images, images[1:]))
+
+
+def _fill_from_cache(records, cache):
+    """What the cache knows of each record: its table streamed once against
+    the files (a hard link's second name is answered like the first)."""
+    wanted: dict = {}
+    twins = []
     for record in records:
-        check = cache.get_check(record.identity) if record.identity else None
-        if check is None:
-            todo.append(record)
-        else:
-            record.digest, record.error = check.digest, check.error
-            record.phash = cache.get_phash(record.identity)
-    results = workers.map(check_file, [str(r.image.path) for r in todo],
-                          PARALLEL_MIN_CHECKS)
+        if record.size >= 0 and wanted.setdefault((record.dev, record.ino), record) is not record:
+            twins.append(record)
+    for record, size, mtime_ns, digest, error, phash in cache.lookup(wanted):
+        if record.size == size and record.mtime_ns == mtime_ns and (digest is not None or error is not None):
+            record.digest, record.error, record.phash = digest, error, phash
+    for record in twins:
+        first = wanted[(record.dev, record.ino)]
+        if first.key == record.key:
+            record.digest, record.error, record.phash = first.digest, first.error, first.phash
+
+
+def _fill_checks(records, workers, stats):
+    todo = [r for r in records if r.digest is None and r.error is None]
+    results = workers.map(check_file, [r.file for r in todo], PARALLEL_MIN_CHECKS)
     for record, check in zip(todo, results):
-        record.digest, record.error = check.digest, check.error
+        record.digest, record.error, record.learnt = check.digest, check.error, True
     stats.checked = len(todo)
 
 
@@ -252,19 +327,22 @@ def records_needing_phash(records, fast=True, ignore_size=False):
 
     A bucket with one sound record, or whose sound records are all
     byte-identical, needs none."""
-    sound = [r for r in records if r.ok]
     if not fast:
-        return sound
-    buckets = defaultdict(list)
-    for record in sound:
-        buckets[bucket_key(record, ignore_size)].append(record)
+        return [r for r in records if r.ok]
     needed: list = []
-    for bucket in buckets.values():
-        by_digest: dict = {}
-        for record in bucket:
-            by_digest.setdefault(record.digest, record)
-        if len(by_digest) > 1:
-            needed.extend(by_digest.values())
+    for day in days_of(in_order(records)):
+        buckets: dict = {}
+        for record in day:
+            if record.ok:
+                buckets.setdefault(None if ignore_size else record.size, []).append(record)
+        for bucket in buckets.values():
+            if len(bucket) < 2:
+                continue
+            by_digest: dict = {}
+            for record in bucket:
+                by_digest.setdefault(record.digest, record)
+            if len(by_digest) > 1:
+                needed.extend(by_digest.values())
     return needed
 
 
@@ -273,16 +351,15 @@ def _fill_phashes(records, workers, fast, ignore_size, stats):
     # A pHash known for one copy (from the cache) serves all byte-identical ones.
     known = {r.digest: r.phash for r in records if r.ok and r.phash}
     todo = [r for r in needed if r.phash is None and not (fast and r.digest in known)]
-    results = workers.map(compute_phash, [str(r.image.path) for r in todo],
-                          PARALLEL_MIN_DECODES)
+    results = workers.map(compute_phash, [r.file for r in todo], PARALLEL_MIN_DECODES)
     for record, result in zip(todo, results):
-        record.phash, record.error = result.phash, result.error
+        record.phash, record.error, record.learnt = result.phash, result.error, True
         if result.phash:
             known[record.digest] = result.phash
     if fast:
         for record in records:
             if record.ok and record.phash is None and record.digest in known:
-                record.phash = known[record.digest]
+                record.phash, record.learnt = known[record.digest], True
     _spread_decode_failures(records, todo)
     stats.decoded = len(todo)
 
@@ -291,30 +368,74 @@ def _spread_decode_failures(records, decoded):
     # A content that passed the structure check but failed to decode is
     # corrupt in every byte-identical copy too.
     failed = {r.digest: r.error for r in decoded if r.error}
+    if not failed:
+        return
     for record in records:
         if record.ok and record.digest in failed:
-            record.error = failed[record.digest]
+            record.error, record.learnt = failed[record.digest], True
 
 
 # ----------------------------------------------------------------- apply
 def apply_copies(records, output) -> fileops.CopyResult:
     """Copy each kept record's file into `output`, never overwriting."""
-    return fileops.copy_files_into([record.image.path for record in records], output)
+    return fileops.copy_files_into([record.file for record in records], output)
 
 
-def fetch_output_state(image_records, plan, output):
+class _ByName(Mapping):
+    """{name: file_key} (or {name: digest}) of the stat-ed records, looked
+    up in place: records.fetch_state gets the folder's 100,000 sources
+    without a copy of them."""
+
+    def __init__(self, by_name: dict, field: str):
+        self._by_name, self._field = by_name, field
+
+    def __getitem__(self, name):
+        value = getattr(self._by_name[name], self._field)
+        if not value:
+            raise KeyError(name)
+        return value
+
+    def __contains__(self, name):
+        record = self._by_name.get(name)
+        return record is not None and bool(getattr(record, self._field))
+
+    def get(self, name, default=None):
+        record = self._by_name.get(name)
+        value = None if record is None else getattr(record, self._field)
+        return value if value else default
+
+    def __iter__(self):
+        return (name for name, record in self._by_name.items() if getattr(record, self._field))
+
+    def __len__(self):
+        return sum(1 for _ in self)
+
+
+def fetch_output_state(image_records, source, output, wanted):
     """The output folder and its record, against the names a fresh run
-    would copy (the digests already computed spare reading sources again)."""
-    sources = {r.name: (r.image.path, r.key) if r.key else r.image.path for r in image_records}
-    known = {r.name: r.digest for r in image_records if r.digest}
-    return derived.fetch_state(output, sources, {r.name for r in plan.keep}, known)
+    would copy (the keys and digests already known spare reading sources
+    again)."""
+    by_name = {r.name: r for r in image_records}
+
+    def name_of(name):
+        record = by_name.get(name)
+        return name if record is None else record.name
+
+    state = derived.fetch_state(output, _ByName(by_name, "key"), wanted, _ByName(by_name, "digest"),
+                                source_dir=source, name_of=name_of)
+    for name, entry in state.record.items():
+        # one str per digest: the record's equal one serves the source too
+        record = by_name.get(name)
+        if record is not None and record.digest == entry.digest:
+            record.digest = entry.digest
+    return state
 
 
-def apply_sync(state, plan, source, output) -> derived.SyncResult:
+def apply_sync(state, wanted, source, output) -> derived.SyncResult:
     """Bring `output` to exactly the kept images: copy what is missing,
     remove an earlier copy of ours that is now a duplicate (or whose source
     is gone), leave the user's files alone; then the messages' rows."""
-    sync_plan = derived.plan_sync(state, {r.name for r in plan.keep})
+    sync_plan = derived.plan_sync(state, wanted)
     result = derived.apply_sync(output, state, sync_plan)
     if result.stopped is None:   # a full disk: the next run writes the rows
         messages.sync_rows(source, output, result.current)
@@ -602,16 +723,18 @@ def _dedupe(args) -> DedupeRun:
     try:
         with Workers(args.workers) as workers:
             image_records, scan = fetch_records(listing.images, cache, workers,
-                                          fast=not args.no_fast_path, ignore_size=ignore_size)
+                                                fast=not args.no_fast_path, ignore_size=ignore_size)
+            listing.images = []   # the records hold what is needed of them
     except WorkerDied as exc:
         raise RunError(f"{exc}; nothing was copied") from None
     warnings = [w for w in (cache.warning, cache.save()) if w]
     plan = plan_dedupe(image_records, args.max_distance, ignore_size)
-    state = fetch_output_state(image_records, plan, args.output)
-    copies = None if args.dry_run else apply_sync(state, plan, args.source, args.output)
+    wanted = {r.name for r in plan.keep}
+    state = fetch_output_state(image_records, args.source, args.output, wanted)
+    copies = None if args.dry_run else apply_sync(state, wanted, args.source, args.output)
     run = DedupeRun(args.source, args.output, args.dry_run, len(image_records), plan,
                     listing.unparsed, copies, scan, warnings, not_files=listing.not_files,
-                    sync_plan=derived.plan_sync(state, {r.name for r in plan.keep}) if args.dry_run else None)
+                    sync_plan=derived.plan_sync(state, wanted) if args.dry_run else None)
     if args.report:
         run.report_file = args.report
         try:

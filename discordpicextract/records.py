@@ -17,21 +17,26 @@ A file the user put in the folder is never touched, only reported. The
 timestamp tools call `record_renames`, so the record follows their renames.
 """
 import hashlib
+import itertools
 import json
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple, Optional
+from typing import Optional
 
 from discordpicextract import fileops
 from discordpicextract.errors import DISK_ERRNOS
 
 RECORD_FILE = ".discordpicextract-written.json"
-VERSION = 2  # files: {name: [source, source_key, key, digest]}
+# files: [[name, source or null (= name), source size, mtime_ns, inode, size, mtime_ns, inode,
+# digest], ...] sorted by name: flat rows parse fast and small (version 2: {name: [source,
+# source_key, key, digest]}, still read)
+VERSION = 3
+ROWS_PER_DUMP = 2000   # rows serialised at once: the record is written without a copy of it in memory
 CHUNK = 1 << 20
 # Copies run in threads from this many on; below, a pool costs more than it saves.
 PARALLEL_MIN_COPIES = 16
@@ -55,13 +60,40 @@ def digest_of(path) -> str:
     return digest.hexdigest()
 
 
-class Entry(NamedTuple):
-    """One file the step wrote (a tuple: a record of 100,000 is read fast)."""
+class Entry(tuple):
+    """One file the step wrote: a flat tuple (source, the source's size,
+    mtime and inode then, the copy's size, mtime and inode as written,
+    digest of the bytes written), so that a record of 100,000 is small and
+    read fast. `source_key` and `key` are records.file_key tuples."""
 
-    source: str          # the source file's name when it was copied
-    source_key: tuple    # file_key of the source then
-    key: tuple           # file_key of the copy as written
-    digest: str          # of the bytes written
+    __slots__ = ()
+
+    def __new__(cls, source: str, source_key: tuple, key: tuple, digest: str):
+        return tuple.__new__(cls, (source, *source_key, *key, digest))
+
+    @classmethod
+    def _flat(cls, fields) -> "Entry":
+        return tuple.__new__(cls, fields)
+
+    @property
+    def source(self) -> str:
+        """The source file's name when it was copied."""
+        return self[0]
+
+    @property
+    def source_key(self) -> tuple:
+        return self[1:4]
+
+    @property
+    def key(self) -> tuple:
+        return self[4:7]
+
+    @property
+    def digest(self) -> str:
+        return self[7]
+
+    def __repr__(self):
+        return f"Entry(source={self.source!r}, source_key={self.source_key}, key={self.key}, digest={self.digest!r})"
 
 
 # --- the record file ---------------------------------------------------------------
@@ -70,35 +102,67 @@ def record_path(folder) -> Path:
     return Path(folder) / RECORD_FILE
 
 
-def read_record(folder) -> Optional[dict]:
+def read_record(folder, name_of=None) -> Optional[dict]:
     """{name: Entry}, or None when the folder has no record yet (a folder an
-    older version filled, or a new one). A damaged record counts as none."""
+    older version filled, or a new one). A damaged record counts as none.
+    `name_of(name)`: the caller's own str object for a name, so that a name
+    held by the caller is not held twice."""
     path = record_path(folder)
     try:
         data = json.loads(path.read_text(encoding="utf-8", errors="surrogateescape"))
-        if data.get("version") == 1:  # entries as objects
+        version, files = data.get("version"), data["files"]
+        if version == 1:  # entries as objects
             return {name: Entry(e["source"], tuple(e["source_key"]), tuple(e["key"]), e["digest"])
-                    for name, e in data["files"].items()}
-        return {name: Entry(source, tuple(source_key), tuple(key), digest)
-                for name, (source, source_key, key, digest) in data["files"].items()}
+                    for name, e in files.items()}
+        if version == 2:
+            return {name: Entry(source, tuple(source_key), tuple(key), digest)
+                    for name, (source, source_key, key, digest) in files.items()}
+        return _entries_of_rows(files, name_of)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         log.warning("%s: unreadable record (%s); treating the folder as unrecorded", path, exc)
         return None
+
+
+def _entries_of_rows(rows: list, name_of=None) -> dict:
+    """Version 3's rows as {name: Entry}. Each row is dropped as it is
+    converted, and equal numbers are one object (a copy has its source's
+    size and mtime): 100,000 entries stay a few tens of MiB."""
+    record = {}
+    rows.reverse()
+    while rows:
+        name, source, s_size, s_mtime, s_ino, size, mtime, ino, digest = rows.pop()
+        if not isinstance(digest, str) or not isinstance(name, str):
+            raise TypeError("record row without a name or digest")
+        if name_of is not None:
+            name = name_of(name)
+        record[name] = Entry._flat((name if source is None else source, s_size, s_mtime, s_ino,
+                                    s_size if size == s_size else size,
+                                    s_mtime if mtime == s_mtime else mtime, ino, digest))
+    return record
 
 
 def write_record(folder, record: dict) -> None:
     """Write the record atomically (temp file, then rename over the old one)."""
     path = record_path(folder)
-    files = {name: [e.source, list(e.source_key), list(e.key), e.digest] for name, e in sorted(record.items())}
-    text = json.dumps({"version": VERSION, "files": files}, ensure_ascii=True, separators=(",", ":"))
     temp = fileops.temp_path_beside(path)
     try:
-        temp.write_text(text + "\n", encoding="utf-8", errors="surrogateescape")
+        with open(temp, "w", encoding="utf-8", errors="surrogateescape") as handle:
+            handle.write(f'{{"version":{VERSION},"files":[')
+            names = sorted(record)
+            for start in range(0, len(names), ROWS_PER_DUMP):
+                rows = [_row_of(name, record[name]) for name in names[start:start + ROWS_PER_DUMP]]
+                text = json.dumps(rows, ensure_ascii=True, separators=(",", ":"))
+                handle.write(("," if start else "") + text[1:-1])
+            handle.write("]}\n")
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)
+
+
+def _row_of(name, entry) -> list:
+    return [name, None if entry.source == name else entry.source, *entry.source_key, *entry.key, entry.digest]
 
 
 def record_renames(folder, mapping) -> None:
@@ -119,15 +183,31 @@ class SyncState:
 
     record: dict                                        # {name: Entry}
     legacy: bool                                        # no record file yet
-    outputs: dict                                       # {name: file_key} image files in the output
-    sources: dict                                       # {name: (Path, file_key)} source images
+    outputs: dict                                       # {name: file_key, or its Entry when the key is
+                                                        # the recorded one} image files in the output
+    sources: Mapping                                    # {name: file_key} source images
     out_digests: dict = field(default_factory=dict)     # {name: digest}, where bytes matter
     src_digests: dict = field(default_factory=dict)     # {name: digest}, where bytes matter
+    known: Mapping = field(default_factory=dict)        # {source name: digest} the caller read
+    source_dir: Optional[str] = None                    # where `sources` are, when given as keys
+    source_paths: Mapping = field(default_factory=dict)  # {name: path} otherwise
+
+    def output_key(self, name) -> tuple:
+        key = self.outputs[name]
+        return key.key if isinstance(key, Entry) else key
+
+    def source_path(self, name):
+        return self.source_paths[name] if self.source_dir is None else os.path.join(self.source_dir, name)
 
 
-def _image_files(folder) -> dict:
+def _image_files(folder, record) -> dict:
+    """{name: file_key} of the folder's image files; a file whose key is
+    the recorded one maps to its Entry, under the record's name (no second
+    tuple or name per file)."""
     from discordpicextract import naming
 
+    # naming.is_image_name for a name without a leading dot, without splitext
+    extensions = naming.IMAGE_EXTENSIONS
     found: dict = {}
     try:
         entries = os.scandir(folder)
@@ -135,46 +215,59 @@ def _image_files(folder) -> dict:
         return found
     with entries:
         for entry in entries:
-            if entry.name.startswith(".") or not naming.is_image_name(entry.name):
+            name = entry.name
+            if name.startswith(".") or "." + name.rpartition(".")[2].lower() not in extensions:
                 continue
             try:
                 if entry.is_file(follow_symlinks=False):
-                    found[entry.name] = file_key(entry.stat(follow_symlinks=False))
+                    key = file_key(entry.stat(follow_symlinks=False))
+                    known = record.get(name)
+                    if known is not None and known.key == key:
+                        found[known.source if known.source == name else name] = known
+                    else:
+                        found[name] = key
             except OSError:
                 continue
     return found
 
 
-def fetch_state(output, sources, wanted, known_digests=None) -> SyncState:
-    """Read the output folder and its record. `sources` is {name: Path, or
-    (Path, file_key) when the caller has just stat-ed it} of every source
-    image, `wanted` the names a fresh run would write; `known_digests`
-    ({source name: digest}) saves reading a source again."""
-    record = read_record(output)
-    state = SyncState(record or {}, record is None, _image_files(output), {})
-    # only the names the plan looks at: a big source folder is not stat-ed whole
-    sources = {name: source for name, source in sources.items() if name in wanted or name in state.outputs}
-    for name, source in sources.items():
-        if isinstance(source, tuple):
-            state.sources[name] = (Path(source[0]), source[1])
-            continue
-        try:
-            state.sources[name] = (Path(source), file_key(os.stat(source)))
-        except OSError:
-            continue
-    known = dict(known_digests or {})
-    for name, key in state.outputs.items():
-        entry = state.record.get(name)
+def fetch_state(output, sources, wanted, known_digests=None, source_dir=None, name_of=None) -> SyncState:
+    """Read the output folder and its record. `sources` is {name: path} of
+    every source image, or with `source_dir` (their folder) {name: file_key}
+    as the caller has just stat-ed them; `wanted` the names a fresh run
+    would write; `known_digests` ({source name: digest}) saves reading a
+    source again, and a recorded copy whose source now has another digest
+    is not taken as current. Mappings are only looked up, never copied;
+    `name_of`: as for read_record."""
+    record = read_record(output, name_of)
+    state = SyncState(record or {}, record is None, _image_files(output, record or {}), {},
+                      known=known_digests if known_digests is not None else {})
+    if source_dir is not None:
+        state.sources, state.source_dir = sources, str(source_dir)
+    else:
+        state.source_paths, found = sources, {}
+        # only the names the plan looks at: a big source folder is not stat-ed whole
+        for name in itertools.chain(wanted, state.outputs):
+            if name in found or name not in sources:
+                continue
+            try:
+                found[name] = file_key(os.stat(sources[name]))
+            except OSError:
+                continue
+        state.sources = found
+    for name in state.outputs:
+        key, entry = state.output_key(name), state.record.get(name)
         needs_bytes = (entry is not None and key != entry.key) or (
             entry is None and name in state.sources and (name in wanted or state.legacy))
         if not needs_bytes:
             continue
         _put_digest(state.out_digests, name, Path(output) / name)
         if entry is None:
-            if name in known:
-                state.src_digests[name] = known[name]
+            known = state.known.get(name)
+            if known is not None:
+                state.src_digests[name] = known
             else:
-                _put_digest(state.src_digests, name, state.sources[name][0])
+                _put_digest(state.src_digests, name, state.source_path(name))
     return state
 
 
@@ -212,7 +305,7 @@ def plan_sync(state: SyncState, wanted) -> SyncPlan:
 
 def _plan_existing(plan, state, name, is_wanted):
     entry = state.record.get(name)
-    key = state.outputs[name]
+    key = state.output_key(name)
     ours = entry is not None and (key == entry.key or state.out_digests.get(name) == entry.digest)
     if entry is not None and not ours:
         plan.changed.append(name)
@@ -237,8 +330,14 @@ def _plan_existing(plan, state, name, is_wanted):
 
 
 def _source_unchanged(state, name, entry):
-    source = state.sources.get(name)
-    return source is not None and source[1] == entry.source_key
+    """The recorded copy is still the source's: the source has the identity
+    it had when copied and, where this run knows the source's digest (the
+    hash cache, or a file read this run), that digest."""
+    key = state.sources.get(name)
+    if key is None or key != entry.source_key:
+        return False
+    known = state.known.get(name)
+    return known is None or known == entry.digest
 
 
 # --- applying --------------------------------------------------------------------------
@@ -282,7 +381,7 @@ def apply_sync(output, state: SyncState, plan: SyncPlan, result=None) -> SyncRes
         record[name] = _relinked(record[name], name, state)
         result.identical.append(name)
     for name in plan.adopt:
-        record[name] = Entry(name, state.sources[name][1], state.outputs[name], state.out_digests[name])
+        record[name] = Entry(name, state.sources[name], state.output_key(name), state.out_digests[name])
         result.identical.append(name)
     for name in plan.replace:
         if result.stopped is None:
@@ -299,8 +398,13 @@ def apply_sync(output, state: SyncState, plan: SyncPlan, result=None) -> SyncRes
 
 
 def _relinked(entry, name, state):
-    """The entry after a rename of both copy and source: same file, new name."""
-    return Entry(name, state.sources[name][1], entry.key, entry.digest)
+    """The entry after a rename of both copy and source (same file, new
+    name), or once a copy whose identity changed was found to hold the bytes
+    written (its new identity is recorded: it is not read again)."""
+    key = state.output_key(name)
+    if entry.source == name and entry.source_key == state.sources[name] and entry.key == key:
+        return entry
+    return Entry(name, state.sources[name], key, entry.digest)
 
 
 def _still_ours(path, expected_digest):
@@ -323,7 +427,7 @@ def _copy_all_new(output, names, state, record, result, mode):
         if full.is_set():
             return None
         try:
-            return _write_copy(state.sources[name][0], output / name, state.sources[name][1], mode,
+            return _write_copy(state.source_path(name), output / name, state.sources[name], mode,
                                replace=False)
         except OSError as exc:
             if exc.errno in DISK_ERRNOS:
@@ -367,7 +471,7 @@ def _replace_ours(output, name, state, record, result, mode):
         result.conflicts.append(name)
         return
     try:
-        record[name] = _write_copy(state.sources[name][0], target, state.sources[name][1], mode, replace=True)
+        record[name] = _write_copy(state.source_path(name), target, state.sources[name], mode, replace=True)
         result.copied.append(name)
         log.debug("replaced %s (its source changed)", name)
     except OSError as exc:

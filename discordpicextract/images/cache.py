@@ -68,38 +68,70 @@ class HashCache:
 
     `readonly` (dry runs) reads an existing cache and never writes one.
     A damaged or unwritable cache is not fatal: the run just hashes again.
+
+    Two ways in: `get_check`/`get_phash`/`put` (a dict of every row, loaded
+    on first use: the review's few hundred look-ups), and `lookup` /
+    `put_many` (dedupe's whole folder: the table is streamed once against
+    the files listed and new rows are streamed out, so a run of 100,000
+    files never holds the table as Python objects).
     """
 
     def __init__(self, folder, readonly=False):
         self.path: Optional[Path] = Path(folder) / CACHE_FILE
         self.readonly = readonly
         self.warning: Optional[str] = None
-        # (dev, ino) -> (size, mtime_ns, digest, error, phash)
-        self._rows: dict[tuple, tuple] = {}
+        # (dev, ino) -> (size, mtime_ns, digest, error, phash); None until first needed
+        self._rows: Optional[dict] = None
         self._dirty: dict[tuple, tuple] = {}
-        self._load()
+        self._pending: list = []   # iterables given to put_many, written by save()
 
-    def _load(self):
+    def _connect(self):
+        # as_uri() escapes "#", "?" and "%" in folder names, which a
+        # plain "file:" URI would read as its own syntax.
+        assert self.path is not None
+        return sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+
+    def _stream(self):
+        """Every row as (dev, ino, size, mtime_ns, digest, error, phash);
+        an unreadable cache yields nothing and sets `warning`."""
         path = self.path
         if path is None or not path.exists():
             return
         try:
-            # as_uri() escapes "#", "?" and "%" in folder names, which a
-            # plain "file:" URI would read as its own syntax.
-            db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            db = self._connect()
             try:
                 if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'files_v3'").fetchone():
-                    rows = db.execute("SELECT dev, ino, size, mtime_ns, digest, error, phash FROM files_v3")
-                    self._rows = {(row[0], row[1]): row[2:] for row in rows}
+                    yield from db.execute("SELECT dev, ino, size, mtime_ns, digest, error, phash FROM files_v3")
             finally:
                 db.close()
         except sqlite3.Error as exc:
             self.warning = f"hash cache {self.path} unreadable ({exc}); hashing again"
+
+    def lookup(self, wanted: dict):
+        """`wanted` is {(dev, ino): value}; yields (value, size, mtime_ns,
+        digest, error, phash) for each that has a row: the caller checks
+        that size and mtime are still the file's (a row holds no check
+        when digest and error are both None)."""
+        if self._rows is not None:
+            rows = ((dev, ino, *row) for (dev, ino), row in self._rows.items())
+        else:
+            rows = self._stream()
+        for row in rows:
+            value = wanted.get((row[0], row[1]))
+            if value is not None:
+                yield (value, *row[2:])
+
+    def _load(self):
+        if self._rows is None:
             self._rows = {}
+            self._rows = {(row[0], row[1]): row[2:] for row in self._stream()}
+            if self.warning:
+                self._rows = {}
+        return self._rows
 
     def _fresh(self, identity):
         dev, ino, size, mtime_ns = identity
-        row = self._rows.get((dev, ino))
+        row = self._load().get((dev, ino))
         if row and row[0] == size and row[1] == mtime_ns:
             return row
         return None
@@ -117,27 +149,41 @@ class HashCache:
     def put(self, identity, path, check: FileCheck, phash=None):
         dev, ino, size, mtime_ns = identity
         row = (size, mtime_ns, check.digest, check.error, phash)
-        if self._rows.get((dev, ino)) != row:
-            self._rows[(dev, ino)] = row
+        rows = self._load()
+        if rows.get((dev, ino)) != row:
+            rows[(dev, ino)] = row
             self._dirty[(dev, ino)] = (db_key(path), row)
+
+    def put_many(self, rows) -> None:
+        """Rows to write at save(): an iterable of (identity, path, FileCheck,
+        phash), consumed only then (a generator keeps memory flat)."""
+        self._pending.append(rows)
+
+    def _all_dirty(self):
+        for (dev, ino), (path, row) in self._dirty.items():
+            yield (dev, ino, row[0], row[1], path, *row[2:])
+        for rows in self._pending:
+            for (dev, ino, size, mtime_ns), path, check, phash in rows:
+                yield (dev, ino, size, mtime_ns, db_key(path), check.digest, check.error, phash)
 
     def save(self):
         """Write new rows in one transaction; returns a warning or None."""
-        if self.readonly or not self._dirty or self.path is None:
+        if self.readonly or self.path is None or not (self._dirty or self._pending):
+            self._pending = []
             return None
         try:
             db = sqlite3.connect(self.path)
             try:
                 with db:
                     db.executescript(_SCHEMA)
-                    db.executemany(
-                        "INSERT OR REPLACE INTO files_v3 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        [(dev, ino, row[0], row[1], path, *row[2:])
-                         for (dev, ino), (path, row) in self._dirty.items()])
+                    db.executemany("INSERT OR REPLACE INTO files_v3 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                   self._all_dirty())
             finally:
                 db.close()
         except (sqlite3.Error, OSError, ValueError) as exc:
             return f"hash cache not saved to {self.path}: {exc}"
+        finally:
+            self._pending = []
         self._dirty = {}
         return None
 
@@ -148,7 +194,10 @@ class NoCache(HashCache):
     def __init__(self):
         self.path: Optional[Path] = None
         self.readonly, self.warning = True, None
-        self._rows, self._dirty = {}, {}
+        self._rows, self._dirty, self._pending = {}, {}, []
 
     def put(self, *args, **kwargs):
+        pass
+
+    def put_many(self, rows) -> None:
         pass

@@ -20,9 +20,8 @@ import mmap
 import os
 import re
 import struct
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import NamedTuple, Optional
 
 
 class DamagedImage(ValueError):
@@ -53,9 +52,9 @@ def verify_file(path) -> str:
                 raise DamagedImage(describe(exc, path)) from None
 
 
-@dataclass(frozen=True)
-class FileCheck:
-    """Digest and integrity verdict of one file (error is None when sound)."""
+class FileCheck(NamedTuple):
+    """Digest and integrity verdict of one file (error is None when sound).
+    A tuple: a run checks 100,000 of them across processes."""
 
     digest: Optional[str]
     error: Optional[str]

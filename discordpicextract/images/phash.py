@@ -1,12 +1,10 @@
 """Perceptual hashes (imagehash.phash) for dedupe's near-duplicate search."""
-from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from discordpicextract.images.integrity import describe
 
 
-@dataclass(frozen=True)
-class HashResult:
+class HashResult(NamedTuple):
     phash: Optional[str]
     error: Optional[str]
 

@@ -349,6 +349,12 @@ def print_summary(result, folder):
         print(f"  Leftovers of an interrupted run removed: {len(result.cleaned)} .part files")
     print(f"  Folder: {folder}")
     print(RULE)
+    if logs.quiet():  # the report is dropped: each error and warning still shows, on stderr
+        for what, reason in result.errors:
+            logs.log.error("%s: %s", what, reason)
+        for warning in result.warnings:
+            logs.log.warning("%s", warning)
+        return
     for what, reason in result.errors:
         print(f"  ERROR {what}: {reason}")
     for warning in result.warnings:

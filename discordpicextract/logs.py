@@ -40,6 +40,11 @@ def verbose() -> bool:
     return log.isEnabledFor(logging.DEBUG)
 
 
+def quiet() -> bool:
+    """True under --quiet: the report is dropped, warnings and errors are not."""
+    return not log.isEnabledFor(logging.INFO)
+
+
 def note(step: str, did: str, look: str = "") -> None:
     _last[0] = Note(step, did, look)
 

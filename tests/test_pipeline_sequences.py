@@ -51,3 +51,23 @@ def test_undoing_a_conversion_of_a_folder_without_record_keeps_its_names_readabl
     assert images_in("old") == ["2025-06-02_14-00-00_a.png"]
     assert zone.folder_zone("old") == config.TIMEZONE   # as before the conversion
     capsys.readouterr()
+
+
+def test_quiet_download_still_lists_each_image_that_failed(world, capsys, fast_retries):
+    day = last_session()
+    world.post(at(day, 10), "a.png")
+    world.post(at(day, 11), "broken.png")
+    world.emu.inject("status", path_contains="broken.png", times=50, status=500)
+
+    code, out, err = run_main(capsys, "--pipeline", "-q", "--channel", world.channel["id"])
+
+    assert code == 1
+    assert out.startswith("=" * 70) and "Pipeline Summary" in out and "1 errors" in out
+    failed = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(failed) == 1 and "broken.png (attachment, message" in failed[0], err
+    assert failed[0].endswith("HTTP 500 (after 4 attempts)")
+    # the default report is unchanged
+    world.emu.clear_faults()
+    world.emu.inject("status", path_contains="broken.png", times=50, status=500)
+    code, out, err = run_main(capsys, "--channel", world.channel["id"])
+    assert code == 1 and "  ERROR broken.png (attachment, message" in out and "error: " not in err

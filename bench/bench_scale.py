@@ -28,6 +28,8 @@ Steps (each `python <script> ...` as its own process; peak RSS from wait4):
                     oneday (every name at its post time). The truth is
                     written just before and removed just after, so the
                     steps below measure what they did before it was added
+                    (--messages: raw has them from the start, as after a
+                    real download, and every step carries them)
   adjust            adjust_timestamps.py --hours -1 over the three folders
   undo              adjust_timestamps.py --undo
   dedupe after undo deduplicate_images.py again: every name is back
@@ -253,8 +255,13 @@ def bound(kind, *args):
     return [PYTHON, str(Path(__file__).resolve()), "--bound", kind, *map(str, args)]
 
 
+def images_in(folder) -> list:
+    """The image names of `folder` (not the bookkeeping: hidden files, messages.csv)."""
+    return [n for n in os.listdir(folder) if not n.startswith(".") and n != "messages.csv"]
+
+
 def fingerprint(folder) -> str:
-    names = sorted(n for n in os.listdir(folder) if not n.startswith("."))
+    names = sorted(images_in(folder))
     return hashlib.sha256("\n".join(names).encode()).hexdigest()[:16] + f" ({len(names)} files)"
 
 
@@ -262,7 +269,7 @@ def journals(folders):
     return [Path(f) / ".discordpicextract-renames.jsonl" for f in folders]
 
 
-def bench_size(total, base_dir: Path, charts, results):
+def bench_size(total, base_dir: Path, charts, results, with_messages=False):
     work = base_dir / f"scale-{total}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
@@ -270,6 +277,8 @@ def bench_size(total, base_dir: Path, charts, results):
     folders = [raw, clean, oneday]
     began = time.perf_counter()
     files, contents = build_archive(Path(raw), total, charts)
+    if with_messages:  # what a download leaves beside the images, carried by every step
+        write_truth(raw, [], contents)
     print(f"\n== {files:,} files (built in {time.perf_counter() - began:.1f} s, {work})", flush=True)
     row = {}
 
@@ -294,10 +303,10 @@ def bench_size(total, base_dir: Path, charts, results):
     step("one per day", script("extract_one_per_day.py", "--source", clean, "--output", oneday, "-q"),
          files, "scan", expect=(0, 1))
     kept = {"clean": fingerprint(clean), "oneday": fingerprint(oneday), "raw": fingerprint(raw)}
-    renamed = sum(len([n for n in os.listdir(f) if not n.startswith(".")]) for f in folders)
+    renamed = sum(len(images_in(f)) for f in folders)
     step("check dates", script("check_unique_dates.py", "--folders", *folders, "-q"), files, "scan",
          expect=(0, 1))
-    _quality(step, work, folders, contents, renamed)
+    _quality(step, work, folders, None if with_messages else contents, renamed)
     step("adjust", script("adjust_timestamps.py", "--folders", *folders, "--hours", "-1", "--yes"),
          renamed, "rename", expect=(0, 1))
     step("bound rename", bound("rename", *folders), renamed)
@@ -339,7 +348,8 @@ def _specific(step, folders, day, files):
 
 def _quality(step, work, folders, contents, renamed):
     """The quality check of each folder, then --verify against the truth
-    (written for it, removed after it)."""
+    (written for it from `contents` and removed after it; None: the
+    folders carry it already)."""
     plot = work / "plot.png"   # only drawn when something is off: nothing is here
 
     def each(*extra):
@@ -347,7 +357,7 @@ def _quality(step, work, folders, contents, renamed):
                 for f in folders]
 
     step("quality check", each(), renamed, "scan")
-    truth = write_truth(folders[0], folders[1:], contents)
+    truth = write_truth(folders[0], folders[1:], contents) if contents is not None else []
     text = step("verify", each("--verify"), renamed, "scan")
     for path in truth:
         path.unlink()
@@ -397,6 +407,9 @@ def main():
     parser.add_argument("--sizes", nargs="+", type=int, default=[1000, 10000, 100000])
     parser.add_argument("--dir", default=tempfile.gettempdir(), help="where to build (needs ~100 KiB per file)")
     parser.add_argument("--json", help="save the figures and output fingerprints here")
+    parser.add_argument("--messages", action="store_true",
+                        help="raw carries a download archive and messages.csv from the start (as a real "
+                             "download does), so every step carries, renames and reads them")
     parser.add_argument("--bound", help=argparse.SUPPRESS)
     parser.add_argument("--back", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("rest", nargs="*", help=argparse.SUPPRESS)
@@ -417,7 +430,7 @@ def main():
           f"(mean {sum(map(len, charts)) / len(charts) / 1024:.1f} KiB)")
     results: dict = {}
     for total in args.sizes:
-        bench_size(total, base, charts, results)
+        bench_size(total, base, charts, results, args.messages)
     print("\n" + table(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))

@@ -84,13 +84,19 @@ def _parsed(path: Path, data: bytes) -> tuple:
     if known is not None and known[0] == data:
         _PARSED.move_to_end(key)
         return known[1]
-    reader = csv.reader(io.StringIO(data.decode("utf-8", "surrogateescape"), newline=""))
-    header = next(reader, [])
-    # by the header's names, so that a column added later (or moved) reads right
-    columns = [header.index(name) if name in header else None for name in FIELDS]
-    rows = tuple(tuple("" if i is None or i >= len(row) else row[i] for i in columns) for row in reader if row)
+    rows = tuple(_tuples(csv.reader(io.StringIO(data.decode("utf-8", "surrogateescape"), newline=""))))
     _remember(key, data, rows)
     return rows
+
+
+def _tuples(reader):
+    """The rows of a csv.reader over a messages.csv as FIELDS tuples."""
+    header: list = next(reader, [])
+    # by the header's names, so that a column added later (or moved) reads right
+    columns = [header.index(name) if name in header else None for name in FIELDS]
+    for row in reader:
+        if row:
+            yield tuple("" if i is None or i >= len(row) else row[i] for i in columns)
 
 
 def _remember(key: str, data: bytes, rows: tuple) -> None:
@@ -169,10 +175,27 @@ def sync_rows(source, output, names) -> bool:
     happens when the source has no messages.csv (downloaded with
     --no-messages, or by an older version)."""
     path = messages_path(source)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+    if not path.exists():
         return False
     names = set(names)
-    # a dict only for the rows kept (one per day keeps 400 of 100,000)
-    return write_rows(output, [dict(zip(FIELDS, values)) for values in _parsed(path, data) if values[0] in names])
+    # a dict only for the rows kept (one per day keeps 400 of 66,800)
+    return write_rows(output, [dict(zip(FIELDS, values)) for values in _rows_of(path) if values[0] in names])
+
+
+def _rows_of(path: Path):
+    """The rows of `path` as FIELDS tuples: the remembered ones when they
+    are of its very bytes, else parsed as read and not remembered (a step
+    that keeps a few rows of 100,000 does not hold them all)."""
+    known = _PARSED.get(os.path.abspath(path))
+    if known is not None:
+        try:
+            if path.read_bytes() == known[0]:
+                yield from known[1]
+                return
+        except FileNotFoundError:
+            return
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as handle:
+            yield from _tuples(csv.reader(handle))
+    except FileNotFoundError:
+        return

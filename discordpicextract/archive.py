@@ -5,7 +5,12 @@ Keyed by item (message ID + attachment ID or URL), so that a re-run skips an
 image even after the timestamp tools renamed it; those tools call
 `record_renames` so the archive keeps pointing at the current name. A row is
 written only after its file is in place.
+
+A file name that is not UTF-8 (kept by Python as surrogate escapes, which
+SQLite's TEXT cannot hold) is stored as its bytes, a BLOB: `stored_name`
+and `name_from_db` convert at the boundary.
 """
+import os
 import sqlite3
 from pathlib import Path
 
@@ -35,6 +40,20 @@ class ArchiveFull(ArchiveError):
 
 
 _FULL = ("database or disk is full", "disk i/o error")
+
+
+def stored_name(name):
+    """`name` as the archive stores it: text, or its bytes when not UTF-8."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(name)
+    return name
+
+
+def name_from_db(value) -> str:
+    """A stored file name back as Python names files (surrogate escapes)."""
+    return os.fsdecode(value) if isinstance(value, bytes) else value
 
 
 def archive_path(folder) -> Path:
@@ -100,12 +119,12 @@ class DownloadArchive:
         return row.fetchone() is not None
 
     def filenames(self) -> set:
-        return {row[0] for row in self._db.execute("SELECT filename FROM downloads")}
+        return {name_from_db(row[0]) for row in self._db.execute("SELECT filename FROM downloads")}
 
     def filename_of(self, item_key):
         row = self._db.execute("SELECT filename FROM downloads WHERE item_key = ?", (item_key,))
         found = row.fetchone()
-        return found[0] if found else None
+        return name_from_db(found[0]) if found else None
 
     def add(self, item_key, message_id, filename, size, sha256, channel_id=None):
         self.add_many([(item_key, message_id, filename, size, sha256, channel_id)])
@@ -117,8 +136,8 @@ class DownloadArchive:
             self._db.executemany(
                 "INSERT OR REPLACE INTO downloads(item_key, message_id, filename, size, sha256, channel_id)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                [(row[0], str(row[1]), row[2], row[3], row[4], str(row[5]) if len(row) > 5 and row[5] else None)
-                 for row in rows],
+                [(row[0], str(row[1]), stored_name(row[2]), row[3], row[4],
+                  str(row[5]) if len(row) > 5 and row[5] else None) for row in rows],
             )
 
     def newest_message(self, channel_id):
@@ -132,7 +151,8 @@ class DownloadArchive:
         once, so a chain or a swap (a->b, b->a) lands right in any order."""
         mapping = dict(mapping)
         rows = self._db.execute("SELECT item_key, filename FROM downloads").fetchall()
-        updates = [(mapping[name], key) for key, name in rows if name in mapping]
+        current = ((key, name_from_db(name)) for key, name in rows)
+        updates = [(stored_name(mapping[name]), key) for key, name in current if name in mapping]
         with self._db:
             self._db.executemany("UPDATE downloads SET filename = ? WHERE item_key = ?", updates)
 

@@ -199,6 +199,30 @@ def test_lost_archive_rows_of_renamed_files_are_found_by_content(world, capsys, 
     assert sorted(digests("out").values()) == sorted(before.values())
 
 
+def test_a_file_whose_name_is_not_utf8_is_matched_back_and_followed_through_renames(world, capsys, tmp_path):
+    """Its row is stored (as the name's bytes): the run neither crashes
+    nor saves that image twice, now or after a rename of the folder."""
+    import adjust_timestamps
+
+    for k in range(3):
+        world.post(ago(hours=5 - k), f"c{k}.png")
+    assert _run(capsys)[0] == 0
+    first = images_in("out")[0]
+    odd = os.fsdecode(b"2025-01-02_10-00-00_\xff\xfe.png")     # renamed by hand, its row lost
+    os.rename(tmp_path / "out" / first, tmp_path / "out" / odd)
+    (tmp_path / "out" / config.ARCHIVE_FILE).unlink()
+    before = sorted(digests("out").values())
+    code, out, err = _run(capsys)
+    assert code == 0 and "Downloaded: 0" in out and "already on disk: 3" in out, out + err
+    assert adjust_timestamps.main(["--folders", "out", "--hours", "1"]) == 0
+    code, out, err = _run(capsys)
+    assert code == 0 and "Downloaded: 0" in out and "Traceback" not in err, out + err
+    assert sorted(digests("out").values()) == before
+    with sqlite3.connect(tmp_path / "out" / config.ARCHIVE_FILE) as db:
+        stored = {row[0] for row in db.execute("SELECT filename FROM downloads")}
+    assert b"2025-01-02_11-00-00_\xff\xfe.png" in stored
+
+
 KILLED_RUN = """
 import sys
 import discord_downloader

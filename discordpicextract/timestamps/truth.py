@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import NamedTuple, Optional
 
 import config
+from discordpicextract.archive import name_from_db
 from discordpicextract.errors import UsageError
 from discordpicextract.timestamps.convert import to_wall
 
@@ -100,7 +101,7 @@ def _archive_row(path, row) -> ArchiveRow:
     except (TypeError, ValueError):
         raise UsageError(f"the download archive {path} has a damaged row (item {key}: size {size!r}); "
                          f"restore it or pass another --archive") from None
-    return ArchiveRow(str(key), str(mid), str(name), size, str(digest or "").lower())
+    return ArchiveRow(str(key), str(mid), str(name_from_db(name)), size, str(digest or "").lower())
 
 
 def own_archive_rows(folder) -> list:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import config
-from discordpicextract import cli, demo, logs, pipeline, settings
+from discordpicextract import cli, demo, listings, logs, pipeline, settings
 from discordpicextract.demo import DEMO_DAYS, DEMO_ROOT
 from discordpicextract.discord.job import (
     PROMPT_CHANNEL,
@@ -147,12 +147,13 @@ def run_pipeline(args):
     summary = pipeline.Summary()
     for target in targets:
         steps = pipeline.plan_steps(target, options)
-        for number, step in enumerate(steps):
-            summary.rows.append(_run_step(step))
-            if step.step == "download" and summary.rows[-1].code not in (cli.EXIT_OK, cli.EXIT_FAILED):
-                # no download (bad token, unknown channel): the later steps would check stale folders
-                summary.rows += [pipeline.Row(target.label, later.step, None) for later in steps[number + 1:]]
-                break
+        with listings.shared():  # the steps list the channel's folders once while they stay the same
+            for number, step in enumerate(steps):
+                summary.rows.append(_run_step(step))
+                if step.step == "download" and summary.rows[-1].code not in (cli.EXIT_OK, cli.EXIT_FAILED):
+                    # no download (bad token, unknown channel): the later steps would check stale folders
+                    summary.rows += [pipeline.Row(target.label, later.step, None) for later in steps[number + 1:]]
+                    break
     logs.summary(pipeline.render_summary(summary))
     logs.clear_notes()  # the table is the pipeline's summary, not its last step's line
     return summary.exit_code

@@ -91,6 +91,45 @@ def timed_pipeline(channel, days, profile=None):
     return time.perf_counter() - started, _children_cpu() - cpu, done.returncode
 
 
+def print_requests(requests):
+    """What the nightly run asked of Discord, per route: the download's
+    floor is the rate limit of its busiest route."""
+    from collections import Counter
+
+    from discordpicextract.discord.ratelimit import route_key
+
+    api = [r for r in requests if r.server == "api"]
+    routes = Counter(route_key(r.method, r.path)[0] for r in api)
+    span = api[-1].at - api[0].at if api else 0.0
+    print(f"nightly requests: {len(api)} API ({', '.join(f'{n} {route}' for route, n in routes.most_common())}; "
+          f"{span:.2f} s first to last), {len(requests) - len(api)} CDN; "
+          f"{sum(r.status == 429 for r in requests)} answered 429")
+
+
+def print_differences(nightly: Path, fresh: Path):
+    """Each folder's visible files (names and bytes) and the review page
+    (but its time of writing) after the nightly run against a fresh run."""
+    import hashlib
+    import re
+
+    def files(folder):
+        """name -> (digest, mtime): an image's mtime is its post time; messages.csv's its writing."""
+        return {p.name: (hashlib.blake2b(p.read_bytes()).hexdigest(),
+                         p.stat().st_mtime_ns if p.name != "messages.csv" else None)
+                for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")}
+
+    def page(folder):
+        return re.sub(r"Written [\d-]+ [\d:]+ ", "", (folder / "review" / "index.html").read_text("utf-8"))
+
+    for name in ("spx-realtime-aws", "spx-realtime-aws-clean", "spx-clean-1perDay"):
+        mine, theirs = files(nightly / name), files(fresh / name)
+        differ = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
+        print(f"exact? {name}: {len(mine)} files, " + (f"{len(differ)} differ, e.g. {differ[:3]}" if differ
+                                                        else "the same as a fresh run's"))
+    same = page(nightly) == page(fresh)
+    print(f"exact? review page: {'the same as a fresh run' if same else 'DIFFERS from a fresh run'}'s")
+
+
 def _children_cpu():
     """CPU seconds (user + system) of finished child processes: unlike wall
     time, not inflated when other work shares the machine's cores."""
@@ -104,6 +143,9 @@ def main_bench(argv=None):
     parser.add_argument("--new", type=int, default=50)
     parser.add_argument("--profile", metavar="FILE", type=Path,
                         help="write a cProfile of the nightly run to FILE (its time then is not comparable)")
+    parser.add_argument("--check-exact", action="store_true",
+                        help="then sync the channel afresh into a new folder set and compare: the nightly "
+                             "run's folders and review page must be what a fresh run makes")
     parser.add_argument("--keep", metavar="DIR", type=Path,
                         help="run in DIR (new or empty) and leave the folders there, for a look or a profile")
 
@@ -124,7 +166,15 @@ def main_bench(argv=None):
             span = (date.today() - archive_days[0]).days + 2
             first, first_cpu, code1 = timed_pipeline(channel, span)
             post_new(emu, channel, archive_days[-1], new_day, args.new)
+            emu.clear_log()
             nightly, nightly_cpu, code2 = timed_pipeline(channel, 14, args.profile and args.profile.resolve())
+            print_requests(emu.requests)
+            if args.check_exact:
+                (work / "fresh").mkdir()
+                os.chdir(work / "fresh")
+                timed_pipeline(channel, span + 1)
+                os.chdir(work)
+                print_differences(work, work / "fresh")
         files = len(os.listdir(work / "spx-realtime-aws"))
         print(f"\nfirst run:   {first:8.2f} s wall, {first_cpu:7.2f} s CPU  (exit {code1}; "
               f"{files:,} files in the download folder)")

@@ -107,19 +107,33 @@ def _remember(key: str, data: bytes, rows: tuple) -> None:
 
 
 def render(rows) -> bytes:
+    rows = list(rows)
     text = io.StringIO()
-    writer = csv.DictWriter(text, FIELDS, lineterminator="\n", extrasaction="ignore")
-    # csv quotes a field holding a line feed, not one holding a lone carriage
-    # return (not in the line terminator), which a reader takes for a line
-    # break: such a row is written with every field quoted.
-    quoted = csv.DictWriter(text, FIELDS, lineterminator="\n", extrasaction="ignore", quoting=csv.QUOTE_ALL)
-    writer.writeheader()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(FIELDS)
+    # the columns by name, "" for a missing one (csv.DictWriter's rule, in C)
+    writer.writerows([entry.get(name, "") for name in FIELDS] for entry in rows)
+    data = text.getvalue()
+    if "\r" in data:
+        data = _render_quoting_cr(rows)
+    return data.encode("utf-8", errors="surrogateescape")
+
+
+def _render_quoting_cr(rows) -> str:
+    """csv quotes a field holding a line feed, not one holding a lone
+    carriage return (not in the line terminator), which a reader takes for
+    a line break: such a row is written with every field quoted."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    quoted = csv.writer(text, lineterminator="\n", quoting=csv.QUOTE_ALL)
+    writer.writerow(FIELDS)
     for entry in rows:
-        if any("\r" in value for value in entry.values() if isinstance(value, str)):
-            quoted.writerow(entry)
+        values = [entry.get(name, "") for name in FIELDS]
+        if any(isinstance(value, str) and "\r" in value for value in values):
+            quoted.writerow(values)
         else:
-            writer.writerow(entry)
-    return text.getvalue().encode("utf-8", errors="surrogateescape")
+            writer.writerow(values)
+    return text.getvalue()
 
 
 def write_rows(folder, rows) -> bool:

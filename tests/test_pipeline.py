@@ -257,3 +257,43 @@ def test_messages_csv_keeps_a_carriage_return_and_is_read_afresh_after_an_edit(w
     listed.write_bytes(listed.read_bytes().replace(b"5800C", b"5900P"))
     assert deduplicate_images.main(["--source", DOWNLOAD, "--output", CLEAN]) == 0
     assert rows(CLEAN)[name]["text"] == "long SPX\r5900P"
+
+
+def test_the_steps_list_each_folder_once_while_it_stays_the_same(world, capsys, monkeypatch, make_image):
+    """Inside --pipeline a folder listed again is answered from its last
+    listing only while its names and modification time are the same: any
+    write is seen by the next listing, and a folder holding a link is
+    always listed afresh."""
+    from discordpicextract import listings, naming
+
+    listed = []
+    real = naming.list_images
+    monkeypatch.setattr(naming, "list_images", lambda folder: listed.append(str(folder)) or real(folder))
+    counter = naming.list_images
+    s1, _s2 = two_sessions()
+    world.post(at(s1, "10:00"), "a.png")
+    world.post(at(s1, "11:00"), "b.png")
+    code, out, err = pipeline(capsys, "--channel", world.channel["id"])
+    assert code == 0, out + err
+    # dedupe, one per day, the date check, the market check and the review list the
+    # download folder 5 times, the one-per-day folder 4 times: each changed at most twice
+    assert listed.count(DOWNLOAD) <= 2 and listed.count(DAILY) <= 2, listed
+
+    folder = Path("own")
+    make_image(folder / "2025-02-14_10-00-00_a.png", seed=1)
+    with listings.shared():
+        first = naming.list_images(folder)
+        assert naming.list_images(folder).images == first.images
+        make_image(folder / "2025-02-14_11-00-00_b.png", seed=2)
+        assert [i.name for i in naming.list_images(folder).images] == [
+            "2025-02-14_10-00-00_a.png", "2025-02-14_11-00-00_b.png"]
+        (folder / "2025-02-14_11-00-00_b.png").unlink()
+        (folder / "2025-02-14_11-00-00_b.png").mkdir()  # same names, another kind of entry
+        again = naming.list_images(folder)
+        assert again.images == first.images and [p.name for p in again.not_files] == ["2025-02-14_11-00-00_b.png"]
+        os.symlink("2025-02-14_10-00-00_a.png", folder / "2025-02-14_12-00-00_c.png")
+        before = len(listed)
+        naming.list_images(folder)
+        naming.list_images(folder)
+        assert len(listed) == before + 2  # a folder with a link: listed each time
+    assert naming.list_images is counter

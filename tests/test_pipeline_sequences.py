@@ -6,9 +6,12 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from download_helpers import UTC, images_in, run_main
+from helpers import image_bytes
 
 import adjust_timestamps
 import config
+from discordpicextract import messages
+from discordpicextract.emulator import components as ui
 from discordpicextract.market import nyse_sessions
 from discordpicextract.timestamps import zone
 
@@ -71,3 +74,19 @@ def test_quiet_download_still_lists_each_image_that_failed(world, capsys, fast_r
     world.emu.inject("status", path_contains="broken.png", times=50, status=500)
     code, out, err = run_main(capsys, "--channel", world.channel["id"])
     assert code == 1 and "  ERROR broken.png (attachment, message" in out and "error: " not in err
+
+
+def test_a_components_v2_post_keeps_its_caption_in_messages_csv(world, capsys):
+    """Such a post has no content: its text is in text displays (type 10)."""
+    day = last_session()
+    chart = ("chart.png", image_bytes(seed=1), "image/png")
+    small = ("small.png", image_bytes(seed=2), "image/png")
+    post = world.emu.add_message(world.channel["id"], at(day, 10), components=[ui.container(
+        ui.text("SPX 5800C, entry 12.50"), ui.gallery(chart), ui.section("closed \"half\"", small))])
+    assert post["content"] == ""
+
+    assert run_main(capsys, "--channel", world.channel["id"])[0] == 0
+
+    rows = messages.read_rows(DOWNLOAD)
+    assert [row["source"] for row in rows] == ["component", "component"]
+    assert {row["text"] for row in rows} == {'SPX 5800C, entry 12.50\nclosed "half"'}

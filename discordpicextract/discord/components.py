@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 IS_COMPONENTS_V2 = 1 << 15
-SECTION, THUMBNAIL, MEDIA_GALLERY, FILE, CONTAINER = 9, 11, 12, 13, 17
+SECTION, TEXT_DISPLAY, THUMBNAIL, MEDIA_GALLERY, FILE, CONTAINER = 9, 10, 11, 12, 13, 17
 # an action row (1) holds buttons and selects only: nothing to walk
 MAX_DEPTH = 8
 
@@ -58,16 +58,29 @@ def _children(component) -> list:
     return children
 
 
-def component_media(components) -> Iterator[ComponentMedia]:
-    """Every media item of a component tree, depth first, in order."""
+def _walk(components) -> Iterator[dict]:
+    """Every component of a tree, depth first, in order (MAX_DEPTH levels)."""
     stack = [(c, 0) for c in reversed(components or []) if isinstance(c, dict)]
     while stack:
         component, depth = stack.pop()
+        yield component
+        if depth < MAX_DEPTH:
+            stack.extend((c, depth + 1) for c in reversed(_children(component)) if isinstance(c, dict))
+
+
+def component_text(components) -> str:
+    """The text of a component tree's text displays (type 10), one per line:
+    a Components V2 message has no `content`, its caption is there."""
+    return "\n".join(str(c.get("content") or "") for c in _walk(components)
+                     if c.get("type") == TEXT_DISPLAY and c.get("content"))
+
+
+def component_media(components) -> Iterator[ComponentMedia]:
+    """Every media item of a component tree, depth first, in order."""
+    for component in _walk(components):
         for media, name in _media_of(component):
             url = _fetchable(media) if isinstance(media, dict) else None
             if url:
                 attachment_id = media.get("attachment_id")
                 yield ComponentMedia(url, str(attachment_id) if attachment_id else None,
                                      media.get("content_type"), name, int(component.get("type") or 0))
-        if depth < MAX_DEPTH:
-            stack.extend((c, depth + 1) for c in reversed(_children(component)) if isinstance(c, dict))

@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import config
 from discordpicextract import naming
-from discordpicextract.discord.components import component_media
+from discordpicextract.discord.components import component_media, component_text
 
 # Query parameters that sign a Discord CDN link: they change on every read of
 # the message, so the archive key ignores them.
@@ -200,6 +200,12 @@ def _is_image_media(media) -> bool:
     return naming.is_image_name(media.name or url_filename(media.url))
 
 
+def _text_of(holder) -> str:
+    """A message's text for messages.csv: its content, else (Components V2)
+    its text displays."""
+    return str(holder.get("content") or "") or component_text(holder.get("components"))
+
+
 def extract_images(message):
     """The image items of a message: attachments (not media-channel grid
     thumbnails), component media (Components V2), one image per embed (not
@@ -220,7 +226,7 @@ def extract_images(message):
         original = naming.sanitize_original(with_image_extension(original, content_type, url))
         items.append(ImageItem(key, message_id, channel_id, posted, cdn_url(url), original, source, len(items),
                                str(author.get("username") or ""), str(author.get("id") or ""),
-                               str(holder.get("content") or ""), fallback, original_posted))
+                               _text_of(holder), fallback, original_posted))
 
     for label, holder, original_posted in _sources(message):
         for attachment in holder.get("attachments") or []:

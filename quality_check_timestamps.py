@@ -37,7 +37,7 @@ from pathlib import Path
 
 import config
 from discordpicextract import cli, logs, naming
-from discordpicextract.market import market_reader, reminder_windows, to_market, trading_hours
+from discordpicextract.market import market_reader, reminder_windows, trading_hours
 from discordpicextract.renames import command
 from discordpicextract.renames.apply import FolderOutcome, apply_batch
 from discordpicextract.renames.plan import new_batch_id, plan_folder
@@ -162,7 +162,7 @@ def estimate_periods(result: CheckResult, verification=None) -> periods.Estimate
     verified = None
     if verification is not None:
         verified = periods.day_offsets_from_truth(
-            verification.checked, lambda stamp: to_market(stamp, result.zone).date())
+            verification.checked, lambda stamp, market_of=market_reader(result.zone): market_of(stamp).date())
     return periods.estimate_periods(result.day_seconds(), periods.seconds_of(start), periods.seconds_of(end),
                                     result.zone, verified)
 
@@ -493,12 +493,13 @@ def plan_period(number, period, folders, adjusted, names_zone=None) -> PeriodOut
     folder -> names) are left out, so no file is shifted twice."""
     batch_id = new_batch_id()
     outcomes = []
+    market_of = market_reader(names_zone)
     for folder in folders:
         done = adjusted.setdefault(folder, set())
 
         def select(parsed, done=done):
             return (parsed.name not in done
-                    and period.start <= to_market(parsed.timestamp, names_zone).date() <= period.end)
+                    and period.start <= market_of(parsed.timestamp).date() <= period.end)
 
         shift = shift_by(period.hours, select)
         outcomes.append(FolderOutcome(folder, plan_folder(folder, shift, batch_id)))

@@ -13,6 +13,7 @@ import config
 import quality_check_timestamps as qc
 from discordpicextract import naming
 from discordpicextract.archive import DownloadArchive
+from discordpicextract.market import to_market
 
 
 def run(capsys, *argv):
@@ -63,16 +64,16 @@ def test_names_in_another_zone_are_converted_across_dst(tmp_path, monkeypatch, n
     result = qc.check_folder(folder)
     assert result.outside_count == int(outside)
     assert [item.market_time.strftime("%H:%M:%S") for item in result.shown] == ([market] if outside else [])
-    assert qc.to_market(datetime.fromisoformat(name_stamp)).strftime("%H:%M:%S") == market
+    assert to_market(datetime.fromisoformat(name_stamp)).strftime("%H:%M:%S") == market
 
 
 def test_nonexistent_and_ambiguous_local_times_are_deterministic(monkeypatch):
     monkeypatch.setattr(config, "TIMEZONE", "America/Los_Angeles")
     # 02:30 does not exist on 2025-03-09 in LA: read with the offset before the change (PST)
-    assert qc.to_market(datetime(2025, 3, 9, 2, 30)) == datetime(2025, 3, 9, 6, 30)
+    assert to_market(datetime(2025, 3, 9, 2, 30)) == datetime(2025, 3, 9, 6, 30)
     # 01:30 happens twice on 2025-11-02 in LA: the first occurrence (PDT, 08:30 UTC,
     # when New York is already back on EST)
-    assert qc.to_market(datetime(2025, 11, 2, 1, 30)) == datetime(2025, 11, 2, 3, 30)
+    assert to_market(datetime(2025, 11, 2, 1, 30)) == datetime(2025, 11, 2, 3, 30)
 
 
 def test_report_sections_and_counts(tmp_path, capsys):
@@ -344,3 +345,21 @@ def test_plot_replaces_only_an_earlier_plot_never_another_file(tmp_path, capsys)
         code, out, _ = run(capsys, "--folder", str(folder), "--plot", str(target), "--no-adjust")
         assert code == 1 and "not a plot written by this tool" in out
         assert target.read_bytes() == before
+
+
+def test_many_files_outside_hours_show_the_first_and_last_five_by_time(tmp_path, capsys):
+    # more outside-hours files than the check holds at once (it keeps the ends only)
+    folder = tmp_path / "f"
+    folder.mkdir()
+    stamps = [datetime(2025, 3, 3 + day, 17) + timedelta(seconds=7 * i) for day in range(3) for i in range(200)]
+    names = [naming.format_name(stamp, f"c{i % 4}.png") for i, stamp in enumerate(stamps)]
+    for name in reversed(names):
+        (folder / name).write_bytes(b"")
+    code, out, _ = run(capsys, "--folder", str(folder), "--plot", str(tmp_path / "p.png"), "--no-adjust")
+    assert code == 0
+    assert "Displaying first 5 and last 5 of 600 file(s) outside trading hours:" in out
+    first_block = out.split("First 5 files:")[1].split("...")[0]
+    assert [line.split()[0] for line in first_block.strip().splitlines()] == names[:5]
+    last_block = out.split("Last 5 files:")[1].split("-----")[0]
+    assert [line.split()[0] for line in last_block.strip().splitlines()] == names[-5:]
+    assert "Total: 600 file(s) outside trading hours" in out and "  17:00 - 600 file(s)" in out

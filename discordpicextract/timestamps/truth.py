@@ -394,11 +394,11 @@ class Verification:
 
     @property
     def agree(self) -> list:
-        return [item for item in self.checked if item.agrees]
+        return [item for item in self.checked if item.named == item.posted]  # .agrees, inline: per file
 
     @property
     def differ(self) -> list:
-        return [item for item in self.checked if not item.agrees]
+        return [item for item in self.checked if item.named != item.posted]
 
 
 def plan_verification(listing, matches, zone, folder="") -> Verification:

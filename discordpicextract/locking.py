@@ -32,7 +32,7 @@ from discordpicextract.errors import BusyError, UsageError
 
 # Leftover temp files of ours: fileops.temp_path_beside names them
 # .<up to 40 chars of the target>.<mkstemp's 8 characters>.part
-_OUR_PART = re.compile(r"^\..+\.[a-z0-9_]{8}\.part$")
+_OUR_PART = re.compile(r"\..+\.[a-z0-9_]{8}\.part\Z", re.DOTALL)   # any name, even with a newline
 
 
 @dataclass(frozen=True)

@@ -177,11 +177,13 @@ def test_our_part_leftovers_are_removed_at_start_and_nothing_else(world, capsys,
     out.mkdir()
     ours = out / ".2025-01-02_10-00-00_chart.png.k3j_x9a2.part"
     ours.write_bytes(b"half an image")
+    odd = out / ".a file\nof two lines.png.abcd1234.part"   # any name a copy step may be given
+    odd.write_bytes(b"half a copy")
     users = out / "notes.part"
     users.write_bytes(b"the user's")
     code, text, err = _run(capsys)
-    assert code == 0 and "Leftovers of an interrupted run removed: 1 .part files" in text
-    assert not ours.exists() and users.exists()
+    assert code == 0 and "Leftovers of an interrupted run removed: 2 .part files" in text
+    assert not ours.exists() and not odd.exists() and users.exists()
 
 
 def test_lost_archive_rows_of_renamed_files_are_found_by_content(world, capsys, tmp_path):

@@ -90,3 +90,13 @@ def test_a_components_v2_post_keeps_its_caption_in_messages_csv(world, capsys):
     rows = messages.read_rows(DOWNLOAD)
     assert [row["source"] for row in rows] == ["component", "component"]
     assert {row["text"] for row in rows} == {'SPX 5800C, entry 12.50\nclosed "half"'}
+
+
+def test_quiet_undo_prints_its_one_line_summary(capsys, make_image):
+    make_image(Path("f") / "2025-06-02_14-00-00_a.png", seed=1)
+    make_image(Path("f") / "2025-06-02_15-00-00_b.png", seed=2)
+    assert adjust_timestamps.main(["--hours", "1", "--folders", "f", "-q"]) == 0
+    assert capsys.readouterr().out == "renames: 2 renamed\n"
+    assert adjust_timestamps.main(["--undo", "--folders", "f", "-q"]) == 0
+    assert capsys.readouterr().out == "renames: 2 renamed back\n"
+    assert images_in("f") == ["2025-06-02_14-00-00_a.png", "2025-06-02_15-00-00_b.png"]

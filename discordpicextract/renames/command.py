@@ -125,11 +125,25 @@ def run_undo_or_recover(args, folders) -> Optional[report.Report]:
         warnings = refuse_if_pending(folders, args.dry_run)
         outcomes = undo_last_batch(folders, dry_run=args.dry_run)
         _restore_zones(outcomes, args.dry_run)
+        _note_undo(outcomes, args.dry_run)
         return _flag_damaged(report.undo_report(outcomes, "Undo", args.dry_run, damaged + warnings), damaged)
     outcomes = recover_folders(folders, args.recover, dry_run=args.dry_run)
     if args.recover == "revert":
         _restore_zones(outcomes, args.dry_run)
+    _note_undo(outcomes, args.dry_run)
     return _flag_damaged(report.undo_report(outcomes, f"Recover ({args.recover})", args.dry_run, damaged), damaged)
+
+
+def _note_undo(outcomes, dry_run) -> None:
+    """An --undo's or --recover's one-line summary (-q)."""
+    done = skipped = 0
+    for outcome in outcomes:
+        if outcome.result:
+            done, skipped = done + len(outcome.result.done), skipped + len(outcome.result.skipped)
+        elif outcome.plan is not None and dry_run:
+            done, skipped = done + len(outcome.plan.steps), skipped + len(outcome.plan.skipped)
+    logs.note("renames", f"{done} {'would be renamed back' if dry_run else 'renamed back'}",
+              f"{skipped} skipped" if skipped else "")
 
 
 def _flag_damaged(done: report.Report, damaged) -> report.Report:

@@ -68,13 +68,14 @@ def read_rows(folder) -> list:
     return [dict(zip(FIELDS, values)) for values in _parsed(messages_path(folder), data)]
 
 
-# The rows of the last files read or written, by path, with their bytes:
-# main.py --pipeline reads one messages.csv in four steps (download,
-# dedupe, the market check's --verify, the review page), and parsing is
-# what costs; reading the bytes again and comparing them is cheap and
-# exact, whoever wrote the file meanwhile.
+# The rows of the last file read or written, by path, with its bytes:
+# main.py --pipeline reads the download's messages.csv in five steps
+# (download, dedupe, the market check's --verify, the review page), and
+# parsing is what costs; reading the bytes again and comparing them is
+# cheap and exact, whoever wrote the file meanwhile. One file only (about
+# 0.9 KiB a row): the copy steps' outputs are read once, and not kept.
 _PARSED: "OrderedDict[str, tuple[bytes, tuple]]" = OrderedDict()
-_PARSED_FILES = 4
+_PARSED_FILES = 1
 
 
 def _parsed(path: Path, data: bytes) -> tuple:
@@ -136,9 +137,10 @@ def _render_quoting_cr(rows) -> str:
     return text.getvalue()
 
 
-def write_rows(folder, rows) -> bool:
+def write_rows(folder, rows, remember=True) -> bool:
     """Write `rows` as `folder`'s messages.csv, atomically; False (nothing
-    written) when the file already holds exactly them."""
+    written) when the file already holds exactly them. `remember`: keep
+    its rows for the next reader in this process (see _PARSED)."""
     path = messages_path(folder)
     rows = list(rows)
     data = render(rows)
@@ -154,8 +156,8 @@ def write_rows(folder, rows) -> bool:
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)
-    values = [tuple(entry.get(name, "") for name in FIELDS) for entry in rows]
-    if all(type(value) is str for row in values for value in row):
+    values = [tuple(entry.get(name, "") for name in FIELDS) for entry in rows] if remember else []
+    if remember and all(type(value) is str for row in values for value in row):
         # what reading `data` back gives (csv keeps every str as it is), without parsing it
         _remember(os.path.abspath(path), data, tuple(values))
     return True
@@ -193,7 +195,8 @@ def sync_rows(source, output, names) -> bool:
         return False
     names = set(names)
     # a dict only for the rows kept (one per day keeps 400 of 66,800)
-    return write_rows(output, [dict(zip(FIELDS, values)) for values in _rows_of(path) if values[0] in names])
+    return write_rows(output, [dict(zip(FIELDS, values)) for values in _rows_of(path) if values[0] in names],
+                      remember=False)
 
 
 def _rows_of(path: Path):

@@ -16,6 +16,7 @@ known) the post times; reads no file. `render` turns it into HTML.
   when no kept image matches it.
 """
 import bisect
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -64,7 +65,7 @@ class Entry:
     name: str
     timestamp: datetime             # the name's time (config.TIMEZONE)
     market_time: datetime           # the same instant in config.MARKET_TIMEZONE
-    path: Path                      # the copy the thumbnail is made from
+    path: str                       # the copy the thumbnail is made from
     roles: list[str]                # the folders holding it, in ROLES order
     outside: bool = False           # outside trading hours (the quality check's test)
     pick: bool = False              # the one-per-day pick of its date
@@ -158,12 +159,16 @@ def plan_entries(folders: list[FolderInput], post_times: Optional[Mapping[str, d
     start, end = market.trading_hours()
     by_name: dict[str, Entry] = {}
     for folder in folders:
+        prefix: dict[Path, str] = {}  # image.folder -> its str: a path per image without a Path per image
         for image in folder.listing.images:
             entry = by_name.get(image.name)
             if entry is None:
                 moment = market.to_market(image.timestamp, folder.zone)
+                base = prefix.get(image.folder)
+                if base is None:
+                    base = prefix[image.folder] = "" if str(image.folder) == "." else os.path.join(image.folder, "")
                 entry = by_name[image.name] = Entry(
-                    image.name, image.timestamp, moment, image.path, [],
+                    image.name, image.timestamp, moment, base + image.name, [],
                     outside=market.is_outside(moment.time(), start, end))
             entry.roles.append(folder.role)
     roles = {folder.role: folder for folder in folders}

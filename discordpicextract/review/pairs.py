@@ -77,14 +77,21 @@ def fetch_pairs(candidates: Candidates, cache, dedupe_cache, pool) -> "tuple[dic
     removed = candidates.removed
     everyone = dict(removed)
     everyone.update((e.name, e) for e in candidates.kept())
+    sizes = {name: size for name, entry in everyone.items() if (size := _size(entry.path)) is not None}
+    # Same bytes means same size: the caches are asked only about the kept
+    # images of a removed image's date and size, until pHashes are needed.
+    alike = {(entry.date, sizes[name]) for name, entry in removed.items() if name in sizes}
     real = RealPaths()
-    known = {name: facts for name, entry in everyone.items()
-             if (facts := _cached_facts(entry, cache, dedupe_cache, real)) is not None}
+    known: dict[str, _Known] = {}
+    _fill_facts(known, [(name, entry) for name, entry in everyone.items()
+                        if name in sizes and (name in removed or (entry.date, sizes[name]) in alike)],
+                cache, dedupe_cache, real)
     pairs = _identical_pairs(candidates, known)
     rest = [name for name in removed if name not in pairs]
     todo = {name: removed[name] for name in rest}
     for name in rest:
         todo.update((e.name, e) for e in candidates[name])
+    _fill_facts(known, [(name, entry) for name, entry in todo.items() if name in sizes], cache, dedupe_cache, real)
     stats = _fill_phashes([(todo[name], known[name]) for name in todo if name in known], cache, pool)
     for name in rest:
         pair = choose_pair(removed[name], candidates[name], known)
@@ -92,6 +99,19 @@ def fetch_pairs(candidates: Candidates, cache, dedupe_cache, pool) -> "tuple[dic
             pairs[name] = pair
     stats.cached = len(known) - stats.decoded
     return pairs, stats
+
+
+def _size(path) -> Optional[int]:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None
+
+
+def _fill_facts(known: dict, items, cache, dedupe_cache, real: RealPaths) -> None:
+    for name, entry in items:
+        if name not in known and (facts := _cached_facts(entry, cache, dedupe_cache, real)) is not None:
+            known[name] = facts
 
 
 def _identical_pairs(candidates: Candidates, known: dict[str, _Known]) -> dict[str, Pair]:

@@ -126,7 +126,7 @@ def _save_atomic(image, target: Path, fmt: str) -> None:
         raise
 
 
-def fetch_thumbs(paths: dict[str, Path], review_dir: Path, record: dict, pool) \
+def fetch_thumbs(paths: dict[str, str], review_dir: Path, record: dict, pool) \
         -> tuple[dict[str, Thumb], dict[str, str], ThumbStats, dict]:
     """Thumbnails for `paths` (name -> source). Returns name -> Thumb,
     name -> error for sources that could not be read or decoded, and the

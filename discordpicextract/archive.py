@@ -148,13 +148,19 @@ class DownloadArchive:
 
     def rename(self, mapping):
         """Point rows at new names. `mapping` is {old: new} applied all at
-        once, so a chain or a swap (a->b, b->a) lands right in any order."""
-        mapping = dict(mapping)
-        rows = self._db.execute("SELECT item_key, filename FROM downloads").fetchall()
-        current = ((key, name_from_db(name)) for key, name in rows)
-        updates = [(stored_name(mapping[name]), key) for key, name in current if name in mapping]
+        once, so a chain or a swap (a->b, b->a) lands right in any order:
+        the pairs go into a temporary table and one UPDATE reads each row's
+        new name from it (no row of the archive is held in memory)."""
         with self._db:
-            self._db.executemany("UPDATE downloads SET filename = ? WHERE item_key = ?", updates)
+            # No column type: a name stored as its bytes (not UTF-8) stays a BLOB and matches its row.
+            self._db.execute("CREATE TEMP TABLE IF NOT EXISTS renames (old PRIMARY KEY, new NOT NULL)")
+            self._db.execute("DELETE FROM temp.renames")
+            pairs = mapping.items() if isinstance(mapping, dict) else dict(mapping).items()
+            self._db.executemany("INSERT OR REPLACE INTO temp.renames(old, new) VALUES (?, ?)",
+                                 ((stored_name(old), stored_name(new)) for old, new in pairs))
+            self._db.execute("UPDATE downloads SET filename = (SELECT new FROM temp.renames WHERE old = filename)"
+                             " WHERE filename IN (SELECT old FROM temp.renames)")
+            self._db.execute("DELETE FROM temp.renames")
 
 
 def record_renames(folder, mapping) -> None:

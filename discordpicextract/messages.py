@@ -177,12 +177,40 @@ def add_rows(folder, new_rows, existing=None) -> None:
 
 
 def record_renames(folder, mapping) -> None:
-    """Files of `folder` were renamed ({old: new}, at once): rows follow."""
-    if not messages_path(folder).exists():
+    """Files of `folder` were renamed ({old: new}, at once): rows follow.
+    Row by row into a temp file (the bytes write_rows would write), so
+    100,000 rows are never held in memory; a file with other columns is
+    read and written whole."""
+    path = messages_path(folder)
+    if not path.exists():
         return
-    rows = read_rows(folder)
-    if any(entry["file"] in mapping for entry in rows):
-        write_rows(folder, [{**entry, "file": mapping.get(entry["file"], entry["file"])} for entry in rows])
+    temp = fileops.temp_path_beside(path)
+    try:
+        with open(path, encoding="utf-8", newline="", errors="surrogateescape") as handle, \
+                open(temp, "w", encoding="utf-8", newline="", errors="surrogateescape") as out:
+            reader = csv.reader(handle)
+            if next(reader, None) != list(FIELDS):
+                renamed = None
+            else:
+                writer = csv.writer(out, lineterminator="\n")
+                writer.writerow(FIELDS)
+                renamed, width = False, len(FIELDS)
+                for cells in reader:
+                    if not cells:
+                        continue
+                    new = mapping.get(cells[0])
+                    if new is not None:
+                        cells[0], renamed = new, True
+                    writer.writerow(cells[:width] + [""] * (width - len(cells)))
+        if renamed:
+            os.chmod(temp, fileops.new_file_mode())
+            os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+    if renamed is None:
+        rows = read_rows(folder)
+        if any(entry["file"] in mapping for entry in rows):
+            write_rows(folder, [{**entry, "file": mapping.get(entry["file"], entry["file"])} for entry in rows])
 
 
 def sync_rows(source, output, names) -> bool:

@@ -3,6 +3,7 @@ import io
 import os
 import subprocess
 import sys
+from datetime import datetime, timezone
 
 from fault_helpers import lock_held_elsewhere
 from helpers import ROOT, contents, fill, n
@@ -258,3 +259,52 @@ def test_a_zone_conversion_records_no_zone_when_another_run_takes_a_folder_after
     assert f"another run is using {folders[1].name} (pid {pids[0]}" in capsys.readouterr().err
     assert [contents(f) for f in folders] == before
     assert [path.read_bytes() for path in info] == records
+
+
+def test_the_records_beside_the_files_follow_an_adjust_and_its_undo_entry_by_entry(tmp_path):
+    """messages.csv, the copy record and the download archive are rewritten
+    row by row (never held whole) and name exactly the files after an adjust
+    and after its undo; a copy record in another layout follows too."""
+    from discordpicextract import messages, records
+
+    folder = fill(tmp_path / "f", NAMES)
+    odd = "2025-01-01_02-00-00_\udcff.png"              # a name that is not UTF-8 (bytes \xff)
+    (folder / odd).write_bytes((folder / NAMES[0]).read_bytes() + b"x")
+    posted = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    rows = [messages.row(name, message_id=k, posted=posted, author='a, "quoted"', author_id=1, text="line\nbreak",
+                         guild_id=2, channel_id=3, source="attachment") for k, name in enumerate([*NAMES, odd])]
+    messages.write_rows(folder, rows)
+    entry = records.Entry("src.png", (1, 2, 3), (4, 5, 6), "d" * 32)
+    records.write_record(folder, {name: entry._replace(source=f"s{k}") for k, name in enumerate(NAMES)}
+                         | {"gone.png": entry})  # a record entry with no file: left as it is
+    with DownloadArchive(folder) as archive:
+        archive.add("m:1", "1", NAMES[0], 10, "x" * 64)
+    shifted_odd = "2024-12-31_21-00-00_\udcff.png"
+
+    assert adjust_timestamps.main(["--folders", str(folder), "--hours", "-5", "--yes"]) == 0
+    after = dict(zip([*NAMES, odd], [*SHIFTED, shifted_odd]))
+    assert [r["file"] for r in messages.read_rows(folder)] == [after[r["file"]] for r in rows]
+    assert messages.read_rows(folder)[1] == {**rows[1], "file": SHIFTED[1]}
+    assert (folder / messages.MESSAGES_FILE).read_bytes() == messages.render(
+        [{**r, "file": after[r["file"]]} for r in rows])        # the bytes write_rows would write
+    assert records.read_record(folder) == {**{after[name]: entry._replace(source=f"s{k}")
+                                              for k, name in enumerate(NAMES)}, "gone.png": entry}
+    with DownloadArchive(folder) as archive:
+        assert archive.filename_of("m:1") == SHIFTED[0]
+
+    text = json_relaid(records.record_path(folder))               # another layout: read and written whole
+    assert adjust_timestamps.main(["--folders", str(folder), "--undo"]) == 0
+    assert [r["file"] for r in messages.read_rows(folder)] == [r["file"] for r in rows]
+    assert records.read_record(folder) == {**{name: entry._replace(source=f"s{k}")
+                                              for k, name in enumerate(NAMES)}, "gone.png": entry}
+    assert records.record_path(folder).read_text() != text
+    with DownloadArchive(folder) as archive:
+        assert archive.filename_of("m:1") == NAMES[0]
+
+
+def json_relaid(path):
+    import json
+
+    text = json.dumps(json.loads(path.read_text()), indent=1)
+    path.write_text(text)
+    return text

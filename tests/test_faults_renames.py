@@ -39,9 +39,9 @@ def counting(real, match=lambda *a: True):
         return real(*args, **kwargs)
     return wrapper
 if where == "move":
-    apply.move_no_clobber = counting(apply.move_no_clobber)
+    apply._Mover.move = counting(apply._Mover.move)
 else:
-    journal.Journal.write = counting(journal.Journal.write, lambda self, record, *a: record["event"] == "begin")
+    journal.Journal.write_begin = counting(journal.Journal.write_begin)
 import adjust_timestamps
 sys.exit(adjust_timestamps.main(sys.argv[3:]))
 """
@@ -130,14 +130,14 @@ def test_a_batch_killed_before_its_first_move_is_closed_unchanged(tmp_path, caps
 SLOW = """
 import sys, time
 from discordpicextract.renames import apply
-real, calls = apply.move_no_clobber, [0]
+real, calls = apply._Mover.move, [0]
 def move(*args):
     calls[0] += 1
     if calls[0] == 3:
         print("moving", file=sys.stderr, flush=True)
         sys.stdin.readline()     # the test lets it go on
     return real(*args)
-apply.move_no_clobber = move
+apply._Mover.move = move
 import adjust_timestamps
 sys.exit(adjust_timestamps.main(sys.argv[1:]))
 """

@@ -555,3 +555,31 @@ def test_an_unfinished_batch_is_never_rotated_away(tmp_path, monkeypatch):
     apply_plan(folder, plan, stop_after=0)
     assert journal_module.rotate_if_finished(folder) is None
     assert pending_batch(folder) is not None and journal_module.history_files(folder) == []
+
+
+def test_what_a_run_writes_to_its_journal_it_knows_without_reading_it_back(tmp_path, monkeypatch):
+    """The begin record is written in pieces and goes straight into the
+    parsed copy: that copy is exactly what reading the file afresh gives,
+    and the run parsed none of its own lines (a batch of 100,000 moves)."""
+    from discordpicextract.renames import journal as journal_module
+
+    folder = fill(tmp_path / "f", [n(f"2025-01-02T{h:02d}:00:00", f"c{h}.png") for h in range(8, 14)])
+    monkeypatch.setattr(journal_module, "_PIECE", 2)             # several pieces, as a big batch has
+    plan = plan_mapping({n("2025-01-02T08:00:00", "c8.png"): n("2025-01-02T09:00:00", "c9.png"),
+                         n("2025-01-02T09:00:00", "c9.png"): n("2025-01-02T08:00:00", "c8.png"),   # a swap
+                         n("2025-01-02T10:00:00", "c10.png"): n("2025-01-02T15:00:00", "c10.png")},
+                        set(os.listdir(folder)))
+    read_journal(folder)                                          # this run has read its journal (empty)
+    parsed_lines = []
+    real = journal_module._apply_record
+    monkeypatch.setattr(journal_module, "_apply_record", lambda b, r: (parsed_lines.append(r), real(b, r)))
+    apply_plan(folder, plan, label="test")
+    known = read_journal(folder)
+    assert [r["event"] for r in parsed_lines if r["event"] == "begin"] == []   # never parsed back
+    journal_module._PARSED.clear()
+    fresh = read_journal(folder)
+    assert known == fresh and fresh[0].status == "completed" and len(fresh[0].steps) == 4
+    lines = (folder / config.JOURNAL_FILE).read_bytes().splitlines()
+    record = json.loads(lines[0])
+    assert record["moves"] == [list(move) for move in plan.moves] and record["steps"] == [list(s) for s in plan.steps]
+    assert lines[0] == json.dumps(record, separators=(",", ":")).encode()   # one line, as write() makes it

@@ -12,8 +12,8 @@ from typing import Optional
 
 from discordpicextract import archive, locking, messages, records
 from discordpicextract.errors import UsageError
-from discordpicextract.fileops import move_no_clobber
-from discordpicextract.renames.journal import Journal, JournalError, JournalStep, rotate_if_finished, sync_dir
+from discordpicextract.fileops import move_no_clobber, rename_no_replace_at, renames_at_supported
+from discordpicextract.renames.journal import Batch, Journal, JournalError, rotate_if_finished, sync_dir
 from discordpicextract.renames.plan import TEMP_PREFIX, Move, RenamePlan, Skip, Step
 
 # The journal gets no line per successful step: recovery finds every file
@@ -81,28 +81,27 @@ def apply_batch(parts, *, label="", undoes=None, recovers=None, update_archive=T
     if not active:
         return results
     with locking.hold_all([folder for folder, _plan, _result in active], "renames"):
-        for folder, plan, _result in active:
-            check_still_fits(folder, plan)
+        inodes = [check_still_fits(folder, plan) for folder, plan, _result in active]
         everyone = [os.path.realpath(folder) for folder, _plan, _result in active]
-        journals, steps_of = [], []
+        journals = []
         try:
-            for folder, plan, _result in active:
+            for (folder, plan, _result), found in zip(active, inodes):
                 journal = Journal(folder)
                 journals.append(journal)
-                steps = _steps_with_inodes(folder, plan.steps)
-                steps_of.append(steps)
-                journal.write({
-                    "event": "begin", "batch": plan.batch_id, "label": label,
-                    "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                _mark_inodes(plan.steps, found)
+                created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+                batch = Batch(plan.batch_id, label, created, plan.moves, plan.steps, undoes, recovers,
+                              update_archive, folders=everyone)
+                journal.write_begin(batch, {
+                    "event": "begin", "batch": plan.batch_id, "label": label, "created": created,
                     "undoes": undoes, "recovers": recovers, "update_archive": update_archive,
                     "folders": everyone,
-                    "moves": [[move.old, move.new] for move in plan.moves],
-                    "steps": [list(step) for step in steps],
                 }, sync=True)
+            del inodes
             budget = [stop_after]
             finished = True
-            for (folder, plan, result), journal, steps in zip(active, journals, steps_of):
-                if not _run_steps(folder, plan, journal, steps, update_archive, result, budget):
+            for (folder, plan, result), journal in zip(active, journals):
+                if not _run_steps(folder, plan, journal, plan.steps, update_archive, result, budget):
                     finished = False
                     break
         except BaseException:
@@ -122,63 +121,103 @@ def _run_steps(folder, plan, journal, steps, update_archive, result, budget) -> 
     (tests' stop_after, over the whole batch) ran out first."""
     failed: dict[int, str] = {}
     failed_set: set[int] = set()
-    for i, (src, dst, move, _inode) in enumerate(steps):
-        if budget[0] is not None:
-            if budget[0] <= 0:
-                result.interrupted = True
-                return False
-            budget[0] -= 1
-        reason = move_step(folder, src, dst, move, failed_set)
-        if reason:
-            failed[i] = reason
-            failed_set.add(move)
-            journal.write({"event": "step", "batch": plan.batch_id, "i": i, "ok": False, "reason": reason})
+    with _Mover(folder) as mover:
+        for i, (src, dst, move, _inode) in enumerate(steps):
+            if budget[0] is not None:
+                if budget[0] <= 0:
+                    result.interrupted = True
+                    return False
+                budget[0] -= 1
+            reason = move_step(mover, src, dst, move, failed_set)
+            if reason:
+                failed[i] = reason
+                failed_set.add(move)
+                journal.write({"event": "step", "batch": plan.batch_id, "i": i, "ok": False, "reason": reason})
     journal.sync()
     finish(folder, journal, plan.batch_id, plan.moves, failed_moves(steps, failed), update_archive, result)
     return True
 
 
-def check_still_fits(folder, plan: RenamePlan) -> None:
+def check_still_fits(folder, plan: RenamePlan) -> list:
     """Under the lock, every file the plan moves must still be there. If
     one is gone, another run renamed files since the plan was made: refuse
     rather than shift files twice. (A target name taken meanwhile is a
-    per-file skip at its step, as before: the move never overwrites.)"""
-    names = set(os.listdir(folder))
-    gone = [move.old for move in plan.moves if move.old not in names]
+    per-file skip at its step, as before: the move never overwrites.)
+    Returns the inode of each move's file, by move index, from the same
+    listing (the inode recovery finds the file by; read from the folder
+    listing as recovery reads it, not one lstat per file)."""
+    index = {move.old: i for i, move in enumerate(plan.moves)}
+    inodes: list = [None] * len(plan.moves)
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                i = index.get(entry.name)
+                if i is not None:
+                    inodes[i] = entry.inode()
+    except OSError as exc:
+        raise UsageError(f"cannot read folder {folder}: {exc.strerror or exc}") from None
+    del index
+    gone = [move.old for move, inode in zip(plan.moves, inodes) if inode is None]
     if gone:
         raise PlanOutdated(f"{folder} changed since the rename plan was made ({len(gone)} file(s) gone, "
                            f"e.g. {gone[0]}): another run renamed files meanwhile? Nothing was renamed; "
                            "run again to plan afresh")
+    return inodes
 
 
 class PlanOutdated(UsageError):
     """The folder changed between planning and applying (exit 2, nothing moved)."""
 
 
-def _steps_with_inodes(folder, steps: list[Step]) -> list[JournalStep]:
-    """(src, dst, move, inode): the inode of the file each step moves, so
-    that recovery finds every file on disk without trusting progress lines."""
-    inode_at: dict[str, Optional[int]] = {}
-    rows = []
-    for step in steps:
-        inode = inode_at.pop(step.src, None)
-        if inode is None:
+def _mark_inodes(steps: list[Step], inodes) -> None:
+    """Each step records the inode of the file it moves (every step of a
+    move moves that move's file, through a temporary name or not), so that
+    recovery finds every file on disk without trusting progress lines.
+    In place: a batch's steps are not held twice."""
+    for k, (src, dst, move, _inode) in enumerate(steps):
+        steps[k] = Step(src, dst, move, inodes[move])
+
+
+class _Mover:
+    """No-clobber renames inside one folder: one system call on the names
+    where the platform has it (the folder held open), else
+    fileops.move_no_clobber on the paths."""
+
+    def __init__(self, folder):
+        self.folder = str(folder)
+        self.fd: Optional[int] = None
+        if renames_at_supported():
             try:
-                inode = os.lstat(os.path.join(folder, step.src)).st_ino
+                self.fd = os.open(self.folder, os.O_RDONLY)
             except OSError:
-                inode = None
-        inode_at[step.dst] = inode
-        rows.append((step.src, step.dst, step.move, inode))
-    return rows
+                self.fd = None
+
+    def move(self, src, dst) -> None:
+        if self.fd is not None:
+            if rename_no_replace_at(self.fd, src, dst):
+                return
+            self.close()   # this file system does not do it: paths from now on
+        move_no_clobber(os.path.join(self.folder, src), os.path.join(self.folder, dst))  # str: no Path per file
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
-def move_step(folder, src, dst, move, failed_set) -> Optional[str]:
+def move_step(mover, src, dst, move, failed_set) -> Optional[str]:
     """Do one step; return None or the reason it was skipped. A step whose
     move already failed earlier (the first half of a cycle) is not tried."""
     if move in failed_set:
         return "an earlier step of this rename failed"
     try:
-        move_no_clobber(os.path.join(folder, src), os.path.join(folder, dst))  # str: no Path per file
+        mover.move(src, dst)
     except FileExistsError:
         return f"target {dst} appeared meanwhile (left untouched)"
     except FileNotFoundError:
@@ -188,7 +227,7 @@ def move_step(folder, src, dst, move, failed_set) -> Optional[str]:
     except KeyboardInterrupt:
         # Ctrl-C lands right after the link, before the unlink, as often
         # as not: finish the step so no file is left under two names.
-        settle_half_move(folder, src, dst)
+        settle_half_move(Path(mover.folder), src, dst)
         raise
     return None
 

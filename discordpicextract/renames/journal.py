@@ -87,10 +87,10 @@ def read_journal_checked(folder) -> tuple[list[Batch], list[int]]:
     return _read_file(journal_path(folder))
 
 
-def _read_file(path) -> tuple[list[Batch], list[int]]:
+def _read_file(path, cache=True) -> tuple[list[Batch], list[int]]:
     try:
         with open(path, "rb") as handle:
-            parsed = _read_new_lines(handle, os.path.realpath(path))
+            parsed = _read_new_lines(handle, os.path.realpath(path) if cache else None)
     except FileNotFoundError:
         return [], []
     except OSError as exc:
@@ -100,9 +100,11 @@ def _read_file(path) -> tuple[list[Batch], list[int]]:
 
 def _read_new_lines(handle, key) -> _Parsed:
     stat = os.fstat(handle.fileno())
-    parsed = _PARSED.get(key)
+    parsed = _PARSED.get(key) if key is not None else None
     if parsed is None or parsed.identity != (stat.st_dev, stat.st_ino) or stat.st_size < parsed.offset:
-        parsed = _PARSED[key] = _Parsed((stat.st_dev, stat.st_ino))
+        parsed = _Parsed((stat.st_dev, stat.st_ino))
+        if key is not None:
+            _PARSED[key] = parsed
     handle.seek(parsed.offset)
     for line in handle:
         if not line.endswith(b"\n"):
@@ -142,7 +144,9 @@ def older_batches(folder):
     """The batches of each history file, newest file first (each list
     oldest first): --undo reads back only as far as it has to."""
     for path in history_files(folder):
-        yield _read_file(path)[0]
+        # Not kept in the parsed copies: a history file is read once, and
+        # an undo lets its batch go once planned.
+        yield _read_file(path, cache=False)[0]
 
 
 def rotate_if_finished(folder) -> Optional[Path]:
@@ -198,13 +202,46 @@ def _index(value, size):
     return value
 
 
-def _begin(record) -> Batch:
-    moves = [Move(plain_name(old), plain_name(new)) for old, new in record["moves"]]
-    steps = []
-    for src, dst, move, inode in record["steps"]:
+def all_plain(names) -> bool:
+    """True when every one of `names` (a list) is a plain name (see
+    plain_name), checked a few thousand at a time: a batch holds 100,000s."""
+    for start in range(0, len(names), _PIECE):
+        chunk = names[start:start + _PIECE]
+        try:
+            joined = "\x00" + "\x00".join(chunk) + "\x00"
+        except TypeError:
+            return False  # not all strings
+        if (joined.count("\x00") != len(chunk) + 1 or "/" in joined or "\\" in joined
+                or (os.altsep and os.altsep in joined)
+                or "\x00\x00" in joined or "\x00.\x00" in joined or "\x00..\x00" in joined):
+            return False
+    return True
+
+
+def _moves(pairs) -> list[Move]:
+    moves = [Move(old, new) for old, new in pairs]
+    if not all_plain([name for move in moves for name in move]):
+        for move in moves:   # the slow way, for the message
+            plain_name(move.old), plain_name(move.new)
+    return moves
+
+
+def _steps(rows, count) -> list[JournalStep]:
+    steps = [(src, dst, move, inode) for src, dst, move, inode in rows]
+    if not all_plain([name for step in steps for name in step[:2]]):
+        for step in steps:
+            plain_name(step[0]), plain_name(step[1])
+    for _src, _dst, move, inode in steps:
         if inode is not None and (not isinstance(inode, int) or isinstance(inode, bool)):
             raise TypeError("an inode is a whole number")
-        steps.append((plain_name(src), plain_name(dst), _index(move, len(moves)), inode))
+        if not isinstance(move, int) or isinstance(move, bool) or not 0 <= move < count:
+            _index(move, count)
+    return steps
+
+
+def _begin(record) -> Batch:
+    moves = _moves(record["moves"])
+    steps = _steps(record["steps"], len(moves))
     update_archive = record.get("update_archive", True)
     if not isinstance(update_archive, bool):
         raise TypeError("update_archive is true or false")
@@ -255,7 +292,11 @@ def refuse_if_busy(folder) -> None:
 class Journal:
     """The folder's journal, opened for appending for the time of one batch
     (the caller holds the folder's lock). Use it as a context manager:
-    leaving syncs and closes."""
+    leaving syncs and closes.
+
+    What it writes also goes into this process's parsed copy of the file
+    (when that copy is up to date), so a run never parses back the batch
+    it has just written (100,000s of moves)."""
 
     def __init__(self, folder):
         path = journal_path(folder)
@@ -272,16 +313,70 @@ class Journal:
             self.handle.seek(size - 1)
             if self.handle.read(1) != b"\n":
                 self.handle.write(b"\n")
+                size += 1
+        self._end = size
+        self._key = os.path.realpath(path)
+        stat = os.fstat(self.handle.fileno())
+        self._identity = (stat.st_dev, stat.st_ino)
+        if size == 0:   # a new journal: nothing to read back, so the copy is up to date
+            _PARSED[self._key] = _Parsed(self._identity)
 
     def write(self, record, sync=False):
         # ASCII escapes keep names that are not valid UTF-8 (surrogate escapes) intact
-        line = json.dumps(record, separators=(",", ":")) + "\n"
+        line = (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
+        self._put([line], sync)
+        self._parsed_too(len(line), lambda batches: _apply_record(batches, record))
+
+    def write_begin(self, batch: Batch, head: dict, sync=True):
+        """The begin record of `batch`: `head` (its other fields), then its
+        moves and steps, the same line `write` makes of the whole record,
+        written in pieces (one string of 100,000 moves is tens of MB)."""
+        begun = self._end
+        pieces = [json.dumps(head, separators=(",", ":"))[:-1].encode("utf-8")]
+        plain = True
+        for key, rows in (("moves", batch.moves), ("steps", batch.steps)):
+            pieces.append(f',"{key}":['.encode("ascii"))
+            for start in range(0, len(rows), _PIECE):
+                chunk = rows[start:start + _PIECE]
+                plain = plain and all_plain([name for row in chunk for name in row[:2]])
+                if start:
+                    pieces.append(b",")
+                pieces.append(json.dumps(chunk, separators=(",", ":"))[1:-1].encode("utf-8"))
+                if len(pieces) > 64:
+                    self._put(pieces, False)
+                    pieces = []
+            pieces.append(b"]")
+        pieces.append(b"}\n")
+        self._put(pieces, sync)
+        if plain:   # else a reader counts the line damaged: let it read the line
+            self._parsed_too(self._end - begun, lambda batches: batches.__setitem__(batch.id, batch))
+
+    def _put(self, pieces, sync):
         try:
-            self.handle.write(line.encode("utf-8"))
+            for piece in pieces:
+                self.handle.write(piece)
+                self._end += len(piece)
         except OSError as exc:
             raise self._failed(exc) from None
         if sync:
             self.sync()
+
+    def _parsed_too(self, length, update):
+        """Bring the parsed copy past a line just written, if it stood
+        right before it (else the next read parses the file as usual)."""
+        parsed = _PARSED.get(self._key)
+        if parsed is None or parsed.identity != self._identity or parsed.offset != self._end - length:
+            return
+        try:
+            self.handle.flush()   # a read of the file meanwhile must not find it shorter than the copy
+        except OSError as exc:
+            raise self._failed(exc) from None
+        parsed.offset = self._end
+        parsed.lines += 1
+        try:
+            update(parsed.batches)
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError):
+            parsed.damaged.append(parsed.lines)
 
     def sync(self):
         try:
@@ -310,6 +405,10 @@ class Journal:
         except JournalError:
             if exc_type is None:
                 raise
+
+
+# Moves (or steps) per json.dumps call of a begin record being written.
+_PIECE = 4096
 
 
 class JournalError(RunError):

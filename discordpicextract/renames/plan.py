@@ -6,18 +6,19 @@ ordered (through temporary names in the same folder when needed). Nothing
 here touches a file; `apply.apply_plan` carries a plan out."""
 import os
 import uuid
-from collections import defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from discordpicextract import naming
 
 TEMP_PREFIX = ".dpe-rename-"
 
 
-@dataclass(frozen=True)
-class Move:
+class Move(NamedTuple):
+    """One file's rename (a tuple: a batch holds 100,000s)."""
+
     old: str
     new: str
 
@@ -33,13 +34,15 @@ class Skip:
         return f"{self.name}{target} ({self.reason})"
 
 
-@dataclass(frozen=True)
-class Step:
-    """One physical rename; `move` indexes RenamePlan.moves."""
+class Step(NamedTuple):
+    """One physical rename; `move` indexes RenamePlan.moves. `inode` (the
+    file's, as the journal records it) is filled in by apply, under the
+    folder's lock; a tuple, the same shape as a journaled step."""
 
     src: str
     dst: str
     move: int
+    inode: Optional[int] = None
 
 
 @dataclass
@@ -72,7 +75,6 @@ def plan_renames(listing, shift, occupied=None, batch_id: Optional[str] = None) 
 
 def plan_entries(entries, shift, occupied=None, batch_id: Optional[str] = None) -> RenamePlan:
     """plan_renames over [(name, parsed or None)], in listing order."""
-    names = [name for name, _parsed in entries]
     unparsed: list[str] = []
     skipped: list[Skip] = []
     targets: dict[str, str] = {}
@@ -97,7 +99,10 @@ def plan_entries(entries, shift, occupied=None, batch_id: Optional[str] = None) 
             unselected += 1
         else:
             targets[name] = new
-    occupied = set(names) if occupied is None else set(occupied) | set(names)
+    if occupied is None:
+        occupied = {name for name, _parsed in entries}
+    elif any(name not in occupied for name, _parsed in entries):
+        occupied = set(occupied).union(name for name, _parsed in entries)
     plan = plan_mapping(targets, occupied, batch_id, require_sources=False)
     plan.skipped[:0] = skipped
     plan.unparsed = unparsed
@@ -111,10 +116,12 @@ def plan_mapping(mapping, occupied, batch_id: Optional[str] = None, require_sour
     Nothing is ever collapsed: two files mapping to one name are both
     skipped; a target held by a file that stays (outside the batch, or
     whose own rename was skipped) is skipped, and so is, in turn, any file
-    waiting for that name. Linear in the number of names.
+    waiting for that name. Linear in the number of names, and nothing per
+    file beyond the mapping itself and one index (100,000s of files).
     """
     batch_id = batch_id or new_batch_id()
-    occupied = set(occupied)
+    if not isinstance(occupied, (set, frozenset)):
+        occupied = set(occupied)   # never changed here: a set the caller passes is used as it is
     plan = RenamePlan(batch_id)
     targets = {}
     for old, new in mapping.items():
@@ -122,27 +129,37 @@ def plan_mapping(mapping, occupied, batch_id: Optional[str] = None, require_sour
             plan.skipped.append(Skip(old, new, "file not found (renamed or removed since)"))
         else:
             targets[old] = new
-    by_target: dict[str, list[str]] = defaultdict(list)
-    for old, new in targets.items():
-        by_target[new].append(old)
-    for new, olds in by_target.items():
-        if len(olds) > 1:
-            for old in olds:
-                plan.skipped.append(Skip(old, new, "another file of the batch would get the same name"))
-                del targets[old]
+    _drop_shared_targets(targets, plan.skipped)
     _drop_blocked(targets, occupied, plan.skipped)
     plan.moves = [Move(old, new) for old, new in targets.items()]
-    plan.steps = _order_steps(plan.moves, occupied, batch_id)
+    plan.steps = _order_steps(plan.moves, targets, occupied, batch_id)
     return plan
+
+
+def _drop_shared_targets(targets, skipped) -> None:
+    """Remove (and report) every move whose target another move shares."""
+    if len(set(targets.values())) == len(targets):
+        return  # the usual case: every target once
+    counts = Counter(targets.values())
+    groups: dict[str, list[str]] = {}
+    for old, new in targets.items():
+        if counts[new] > 1:
+            groups.setdefault(new, []).append(old)
+    for new, olds in groups.items():
+        for old in olds:
+            skipped.append(Skip(old, new, "another file of the batch would get the same name"))
+            del targets[old]
 
 
 def _drop_blocked(targets, occupied, skipped):
     """Remove (and report) moves whose target stays occupied, propagating
     along chains: a file that cannot leave blocks whoever wanted its name."""
-    source_of = {new: old for old, new in targets.items()}
     staying = occupied - targets.keys()
-    stuck = set()
     queue = [old for old, new in targets.items() if new in staying]
+    if not queue:
+        return
+    source_of = {new: old for old, new in targets.items()}
+    stuck = set()
     while queue:
         old = queue.pop()
         new = targets.pop(old, None)
@@ -158,39 +175,40 @@ def _drop_blocked(targets, occupied, skipped):
             queue.append(waiting)
 
 
-def _order_steps(moves, occupied, batch_id) -> list[Step]:
+def _order_steps(moves, targets, occupied, batch_id) -> list[Step]:
     """Execution order: each chain from its free end backwards; each cycle
-    opened through a temporary name in the same folder."""
-    index = {move.old: i for i, move in enumerate(moves)}
-    target = {move.old: move.new for move in moves}
-    source_of = {move.new: move.old for move in moves}
+    opened through a temporary name in the same folder. `targets` is
+    {old: new} of `moves`."""
+    made_by = {move.new: i for i, move in enumerate(moves)}   # name -> the move that makes it
     steps: list[Step] = []
-    done = set()
-    for move in moves:
-        if move.new in target:
-            continue
-        current = move.old
+    done = bytearray(len(moves))
+    for i, move in enumerate(moves):
+        if move.new in targets:
+            continue  # its target is still to be freed: not a chain's free end
+        current: Optional[int] = i
         while current is not None:
-            steps.append(Step(current, target[current], index[current]))
-            done.add(current)
-            current = source_of.get(current)
+            old, new = moves[current]
+            steps.append(Step(old, new, current))
+            done[current] = 1
+            current = made_by.get(old)
     counter = 0
-    for move in moves:
-        if move.old in done:
+    for i, move in enumerate(moves):
+        if done[i]:
             continue
         temp = f"{TEMP_PREFIX}{batch_id}-{counter}"
         while temp in occupied:
             counter += 1
             temp = f"{TEMP_PREFIX}{batch_id}-{counter}"
         counter += 1
-        steps.append(Step(move.old, temp, index[move.old]))
-        done.add(move.old)
-        current = source_of[move.old]
-        while current != move.old:
-            steps.append(Step(current, target[current], index[current]))
-            done.add(current)
-            current = source_of[current]
-        steps.append(Step(temp, move.new, index[move.old]))
+        steps.append(Step(move.old, temp, i))
+        done[i] = 1
+        current = made_by[move.old]
+        while current != i:
+            old, new = moves[current]
+            steps.append(Step(old, new, current))
+            done[current] = 1
+            current = made_by[old]
+        steps.append(Step(temp, move.new, i))
     return steps
 
 
@@ -208,7 +226,18 @@ def plan_folder(folder, shift, batch_id: Optional[str] = None) -> RenamePlan:
                     names.append(entry.name)
             except OSError:
                 continue
-    parsed = [(name, naming.try_parse_name(name)) for name in names]
+    parsed = [(name, _parse(name)) for name in names]
+    del names
     images = sorted(((name, p) for name, p in parsed if p is not None), key=lambda item: (item[1].timestamp, item[0]))
     unparsed = sorted((name, p) for name, p in parsed if p is None)
+    del parsed
     return plan_entries(images + unparsed, shift, occupied, batch_id)
+
+
+def _parse(name):
+    """naming.try_parse_name without its cache: a folder's names are parsed
+    once here, and a cache of 100,000 parsed names would outlive the plan."""
+    try:
+        return naming.parse_name(name)
+    except naming.BadName:
+        return None

@@ -9,7 +9,7 @@ doing: `--recover revert` twice reverts, it never undoes a revert."""
 import os
 from collections import defaultdict
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
@@ -48,25 +48,48 @@ def _last_undoable(batches, names) -> tuple[Optional[Batch], list[Move]]:
     to the next --undo, which retries before going further back; a file
     whose new name is gone from the folder cannot be reverted and no longer
     holds the batch back."""
-    reverted: dict[str, set] = defaultdict(set)
-    for batch in batches:
-        if batch.undoes and batch.status == "completed":
-            reverted[batch.undoes].update((move.old, move.new) for move in batch.done_moves())
-    for batch in reversed(batches):
-        if batch.status != "completed" or batch.undoes or batch.recovers:
-            continue
-        moves = [move for move in batch.done_moves() if (move.new, move.old) not in reverted[batch.id]]
-        if any(move.new in names for move in moves):
-            return batch, moves
-    return None, []
+    return _Undoable(names).search(batches)
+
+
+class _Undoable:
+    """`_last_undoable` over a folder's batches fed newest first, a file at
+    a time: it keeps only what the batches already read undid (an undo
+    always comes after what it undoes), so reading back through history
+    holds one file's batches at a time, not all of them."""
+
+    def __init__(self, names):
+        self.names = names
+        self.reverted: dict[str, set] = defaultdict(set)
+        self.order: list[str] = []      # batch ids, newest first
+        self.found: tuple[Optional[Batch], list[Move]] = (None, [])
+
+    def search(self, batches) -> tuple[Optional[Batch], list[Move]]:
+        """Feed `batches` (one file's, oldest first, older than any fed
+        before); the batch to undo once found, else (None, [])."""
+        for batch in reversed(batches):
+            self.order.append(batch.id)
+            if self.found[0] is not None:
+                continue
+            if batch.undoes:
+                if batch.status == "completed":
+                    self.reverted[batch.undoes].update((move.old, move.new) for move in batch.done_moves())
+                continue
+            if batch.status != "completed" or batch.recovers:
+                continue
+            reverted = self.reverted.pop(batch.id, set())
+            moves = [move for move in batch.done_moves() if (move.new, move.old) not in reverted]
+            if any(move.new in self.names for move in moves):
+                self.found = (batch, moves)
+        return self.found
 
 
 def _newest(candidates, journals) -> str:
     """Of the batches `candidates` ({id: Batch}), the most recent: one that
     no other candidate follows in any folder's journal (one run shares its
     batch id across folders, so the journals order the runs); the creation
-    time decides between batches no journal relates."""
-    orders = [{batch.id: i for i, batch in enumerate(batches)} for batches in journals]
+    time decides between batches no journal relates. `journals`: each
+    folder's batch ids, newest first."""
+    orders = [{batch_id: -i for i, batch_id in enumerate(ids)} for ids in journals]
 
     def after(x, y):
         return any(x in order and y in order and order[x] > order[y] for order in orders)
@@ -75,20 +98,18 @@ def _newest(candidates, journals) -> str:
     return max(newest or candidates, key=lambda i: (candidates[i].created, i))
 
 
-def _undoable_in(folder) -> tuple[list[Batch], tuple[Optional[Batch], list[Move]]]:
-    """(the batches read, `_last_undoable` of them): the journal, then the
-    history files newest first, only as far back as the last undoable batch
-    (an undo always comes after what it undoes, so what is newer is enough)."""
-    names = set(os.listdir(folder))
-    batches = read_journal(folder)
-    found = _last_undoable(batches, names)
+def _undoable_in(folder) -> tuple[list[str], tuple[Optional[Batch], list[Move]]]:
+    """(the ids of the batches read, newest first; `_last_undoable` of
+    them): the journal, then the history files newest first, only as far
+    back as the last undoable batch (what is newer is enough)."""
+    search = _Undoable(set(os.listdir(folder)))
+    found = search.search(read_journal(folder))
     if found[0] is None:
         for older in older_batches(folder):
-            batches = older + batches
-            found = _last_undoable(batches, names)
+            found = search.search(older)
             if found[0] is not None:
                 break
-    return batches, found
+    return search.order, found
 
 
 def undo_last_batch(folders, dry_run=False) -> list[UndoOutcome]:
@@ -103,25 +124,30 @@ def undo_last_batch(folders, dry_run=False) -> list[UndoOutcome]:
     with _locked(folders, dry_run, "undo"):
         journals, found = [], []
         for folder in folders:
-            batches, undoable = _undoable_in(folder)
-            journals.append(batches)
+            ids, undoable = _undoable_in(folder)
+            journals.append(ids)
             found.append(undoable)
         outcomes = [UndoOutcome(str(folder)) for folder in folders]
         candidates = {batch.id: batch for batch, _moves in found if batch is not None}
         if not candidates:
             return outcomes
         target = _newest(candidates, journals)
+        del candidates, journals
         undo_id = new_batch_id()
         parts = []
-        for folder, outcome, (batch, moves) in zip(folders, outcomes, found):
+        for k, (folder, outcome) in enumerate(zip(folders, outcomes)):
+            batch, moves = found[k]
+            found[k] = (None, [])   # the batch read back is let go once planned: 100,000s of moves
             if batch is None:
                 continue
             if batch.id != target:
-                outcome.waiting = batch
+                outcome.waiting = _told(batch)
                 continue
-            outcome.batch = batch
+            outcome.batch = _told(batch)
             mapping = {move.new: move.old for move in moves}
+            del batch, moves
             outcome.plan = plan_mapping(mapping, set(os.listdir(folder)), undo_id)
+            del mapping
             parts.append((folder, outcome))
         if not dry_run:
             results = apply_batch([(folder, outcome.plan) for folder, outcome in parts],
@@ -129,6 +155,12 @@ def undo_last_batch(folders, dry_run=False) -> list[UndoOutcome]:
             for (_folder, outcome), result in zip(parts, results):
                 outcome.result = result
     return outcomes
+
+
+def _told(batch: Batch) -> Batch:
+    """The batch as an undo's report tells it (id, label, dates): without
+    its moves and steps, which the undo's own plan has taken over."""
+    return replace(batch, moves=[], steps=[], failed={}, skipped=[])
 
 
 @contextmanager

@@ -169,11 +169,11 @@ def record_renames(folder, mapping) -> None:
     """The timestamp tools renamed files of `folder` ({old: new}, applied at
     once): the record follows, keeping what each file is a copy of.
 
-    The record as written here (compact JSON) is rewritten entry by entry,
-    each renamed key replaced and every value copied as text: a record of
-    100,000 files is never held as objects. (Its keys then stand in the old
-    names' order; JSON objects have none, and the copy step sorts them
-    again.) Any other layout is read and written whole."""
+    The record as written here (compact rows) is rewritten row by row, each
+    renamed row made again and every other copied as text: a record of
+    100,000 files is never held as objects. (The rows then stand in the old
+    names' order; the copy step sorts them again.) Any other layout is read
+    and written whole."""
     path = record_path(folder)
     try:
         text = path.read_text(encoding="utf-8", errors="surrogateescape")
@@ -182,46 +182,47 @@ def record_renames(folder, mapping) -> None:
     except OSError as exc:
         log.warning("%s: unreadable record (%s); treating the folder as unrecorded", path, exc)
         return
-    if not text.startswith(_COMPACT_HEAD) or not _rewrite_keys(path, text, mapping):
+    if not text.startswith(_ROWS_HEAD) or not _rename_rows(path, text, mapping):
         _record_renames_whole(folder, mapping)
 
 
-_COMPACT_HEAD = f'{{"version":{VERSION},"files":{{'
+_ROWS_HEAD = f'{{"version":{VERSION},"files":['
 
 
-def _rewrite_keys(path, text, mapping) -> bool:
-    """Write `text` (a compact record) with its keys renamed, atomically;
-    False (nothing written) when the text is not laid out as expected.
-    Nothing is written either when no key is renamed."""
+def _rename_rows(path, text, mapping) -> bool:
+    """Write `text` (a record of compact rows) with its rows renamed,
+    atomically; False (nothing written) when the text is not laid out as
+    write_record writes it. Nothing is written either when no row is renamed."""
     scan = json.JSONDecoder().raw_decode
     temp = fileops.temp_path_beside(path)
     renamed = False
     try:
         with open(temp, "w", encoding="utf-8", errors="surrogateescape") as out:
-            out.write(_COMPACT_HEAD)
-            pos = len(_COMPACT_HEAD)
-            while text[pos] != "}":
-                key, colon = scan(text, pos)
-                _value, end = scan(text, colon + 1)   # only to find where it ends
-                if not isinstance(key, str) or text[colon] != ":" or text[end] not in ",}":
+            out.write(_ROWS_HEAD)
+            pos = len(_ROWS_HEAD)
+            while text[pos] != "]":
+                row, end = scan(text, pos)
+                if not isinstance(row, list) or len(row) != 9 or text[end] not in ",]":
                     return False
-                new = mapping.get(key)
+                new = mapping.get(row[0])
                 if new is None:
                     out.write(text[pos:end])
-                else:
-                    out.write(json.dumps(new) + text[colon:end])
+                else:   # as _row_of makes it: the source named unless it is the file's own name
+                    source = row[0] if row[1] is None else row[1]
+                    row[0], row[1] = new, None if source == new else source
+                    out.write(json.dumps(row, ensure_ascii=True, separators=(",", ":")))
                     renamed = True
                 if text[end] == ",":
                     out.write(",")
                     end += 1
                 pos = end
-            if text[pos:].rstrip("\n") != "}}":
+            if text[pos:].rstrip("\n") != "]}":
                 return False
-            out.write("}}\n")
+            out.write("]}\n")
         if renamed:
             os.replace(temp, path)
         return True
-    except (IndexError, ValueError):
+    except (IndexError, ValueError, TypeError):
         return False
     finally:
         temp.unlink(missing_ok=True)

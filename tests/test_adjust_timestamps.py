@@ -261,7 +261,7 @@ def test_a_zone_conversion_records_no_zone_when_another_run_takes_a_folder_after
     assert [path.read_bytes() for path in info] == records
 
 
-def test_the_records_beside_the_files_follow_an_adjust_and_its_undo_entry_by_entry(tmp_path):
+def test_the_records_beside_the_files_follow_an_adjust_and_its_undo_entry_by_entry(tmp_path, monkeypatch):
     """messages.csv, the copy record and the download archive are rewritten
     row by row (never held whole) and name exactly the files after an adjust
     and after its undo; a copy record in another layout follows too."""
@@ -275,11 +275,16 @@ def test_the_records_beside_the_files_follow_an_adjust_and_its_undo_entry_by_ent
                          guild_id=2, channel_id=3, source="attachment") for k, name in enumerate([*NAMES, odd])]
     messages.write_rows(folder, rows)
     entry = records.Entry("src.png", (1, 2, 3), (4, 5, 6), "d" * 32)
-    records.write_record(folder, {name: entry._replace(source=f"s{k}") for k, name in enumerate(NAMES)}
+    def copied(k):   # the first is a copy of a file of its own name (a row says so without naming it)
+        return records.Entry(NAMES[0] if k == 0 else f"s{k}", (1, 2, 3), (4, 5, k), "d" * 32)
+
+    records.write_record(folder, {name: copied(k) for k, name in enumerate(NAMES)}
                          | {"gone.png": entry})  # a record entry with no file: left as it is
     with DownloadArchive(folder) as archive:
         archive.add("m:1", "1", NAMES[0], 10, "x" * 64)
     shifted_odd = "2024-12-31_21-00-00_\udcff.png"
+    whole = records._record_renames_whole
+    monkeypatch.setattr(records, "_record_renames_whole", None)   # the record as written: row by row
 
     assert adjust_timestamps.main(["--folders", str(folder), "--hours", "-5", "--yes"]) == 0
     after = dict(zip([*NAMES, odd], [*SHIFTED, shifted_odd]))
@@ -287,16 +292,16 @@ def test_the_records_beside_the_files_follow_an_adjust_and_its_undo_entry_by_ent
     assert messages.read_rows(folder)[1] == {**rows[1], "file": SHIFTED[1]}
     assert (folder / messages.MESSAGES_FILE).read_bytes() == messages.render(
         [{**r, "file": after[r["file"]]} for r in rows])        # the bytes write_rows would write
-    assert records.read_record(folder) == {**{after[name]: entry._replace(source=f"s{k}")
-                                              for k, name in enumerate(NAMES)}, "gone.png": entry}
+    assert records.read_record(folder) == {**{after[name]: copied(k) for k, name in enumerate(NAMES)},
+                                           "gone.png": entry}
     with DownloadArchive(folder) as archive:
         assert archive.filename_of("m:1") == SHIFTED[0]
 
     text = json_relaid(records.record_path(folder))               # another layout: read and written whole
+    monkeypatch.setattr(records, "_record_renames_whole", whole)
     assert adjust_timestamps.main(["--folders", str(folder), "--undo"]) == 0
     assert [r["file"] for r in messages.read_rows(folder)] == [r["file"] for r in rows]
-    assert records.read_record(folder) == {**{name: entry._replace(source=f"s{k}")
-                                              for k, name in enumerate(NAMES)}, "gone.png": entry}
+    assert records.read_record(folder) == {**{name: copied(k) for k, name in enumerate(NAMES)}, "gone.png": entry}
     assert records.record_path(folder).read_text() != text
     with DownloadArchive(folder) as archive:
         assert archive.filename_of("m:1") == NAMES[0]

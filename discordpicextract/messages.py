@@ -193,6 +193,7 @@ def record_renames(folder, mapping) -> None:
                 renamed = None
             else:
                 writer = csv.writer(out, lineterminator="\n")
+                quoted = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)   # as render does
                 writer.writerow(FIELDS)
                 renamed, width = False, len(FIELDS)
                 for cells in reader:
@@ -201,7 +202,8 @@ def record_renames(folder, mapping) -> None:
                     new = mapping.get(cells[0])
                     if new is not None:
                         cells[0], renamed = new, True
-                    writer.writerow(cells[:width] + [""] * (width - len(cells)))
+                    cells = cells[:width] + [""] * (width - len(cells))
+                    (quoted if any("\r" in cell for cell in cells) else writer).writerow(cells)
         if renamed:
             os.chmod(temp, fileops.new_file_mode())
             os.replace(temp, path)

@@ -202,8 +202,8 @@ def record_renames(folder, mapping) -> None:
                     new = mapping.get(cells[0])
                     if new is not None:
                         cells[0], renamed = new, True
-                    cells = cells[:width] + [""] * (width - len(cells))
-                    (quoted if any("\r" in cell for cell in cells) else writer).writerow(cells)
+                    full = cells[:width] + [""] * (width - len(cells))
+                    (quoted if any("\r" in cell for cell in full) else writer).writerow(full)
         if renamed:
             os.chmod(temp, fileops.new_file_mode())
             os.replace(temp, path)

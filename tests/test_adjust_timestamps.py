@@ -271,8 +271,9 @@ def test_the_records_beside_the_files_follow_an_adjust_and_its_undo_entry_by_ent
     odd = "2025-01-01_02-00-00_\udcff.png"              # a name that is not UTF-8 (bytes \xff)
     (folder / odd).write_bytes((folder / NAMES[0]).read_bytes() + b"x")
     posted = datetime(2025, 1, 1, tzinfo=timezone.utc)
-    rows = [messages.row(name, message_id=k, posted=posted, author='a, "quoted"', author_id=1, text=f"line\nbreak{k}" + "\r" * (k == 2),
-                         guild_id=2, channel_id=3, source="attachment") for k, name in enumerate([*NAMES, odd])]
+    rows = [messages.row(name, message_id=k, posted=posted, author='a, "quoted"', author_id=1,
+                         text=f"line\nbreak{k}" + "\r" * (k == 2), guild_id=2, channel_id=3, source="attachment")
+            for k, name in enumerate([*NAMES, odd])]
     messages.write_rows(folder, rows)
     entry = records.Entry("src.png", (1, 2, 3), (4, 5, 6), "d" * 32)
     def copied(k):   # the first is a copy of a file of its own name (a row says so without naming it)

@@ -269,28 +269,42 @@ def _match_by_content(images, sources, claimed, zone, digest, out):
                     yield row, posted
 
     sizes = {row.size for row, _posted in usable()}
-    groups: dict = {}  # (size, sha256) -> ([image], [_Message of that content])
+    groups: dict = {}  # _content_key -> [its images..., then _Message of its rows...]: one list a content
     for image in images:
         try:
             size = os.stat(image.path).st_size
             if size in sizes:
-                groups.setdefault((size, digest(image.path)), ([], []))[0].append(image)
+                groups.setdefault(_content_key(size, digest(image.path)), []).append(image)
         except OSError as exc:
             out.unreadable.append((image.name, exc.strerror or str(exc)))
     del sizes
+    groups.pop(None, None)
     for row, _posted in usable():  # only the rows of contents some file has
-        group = groups.get((row.size, row.sha256))
+        group = groups.get(_content_key(row.size, row.sha256))
         if group is not None:
-            group[1].append(_Message(row.item_key, row.message_id))
+            group.append(_Message(row.item_key, row.message_id))
     undecided = []
-    for members, found in groups.values():
+    for group in groups.values():
+        found = [item for item in group if type(item) is _Message]
         if found:
+            members = [item for item in group if type(item) is not _Message]
             latest = {message.item_key: message for message in found}  # a later row of one item replaces it
             posted = [(snowflake_time(message.message_id), message) for message in latest.values()]
             pool = sorted(((to_wall(when, zone), when, message) for when, message in posted if when is not None),
                           key=lambda c: (c[1], c[2].item_key))
             undecided += _pair_exact(members, pool, out)
     return undecided
+
+
+def _content_key(size: int, sha256: str) -> Optional[bytes]:
+    """(size, sha256) as one small bytes object (100,000 of them are held);
+    None for a digest that is no hex (a damaged row: nothing has it)."""
+    if not sha256.isalnum():  # fromhex would skip spaces: only the digest itself matches
+        return None
+    try:
+        return size.to_bytes(8, "big", signed=True) + bytes.fromhex(sha256)
+    except (ValueError, OverflowError):
+        return None
 
 
 class _Message(NamedTuple):

@@ -734,3 +734,71 @@ def test_many_copies_made_in_threads_are_exact_and_reported_in_order(tmp_path, c
         assert record[path.name].digest == records.digest_of(path)
         assert record[path.name].key == records.file_key(copy.stat())
     assert not [p for p in out_dir.iterdir() if p.name.endswith(".part")]
+
+
+def reads_update_atime(folder) -> bool:
+    """Whether reading a file here updates an access time older than its
+    mtime (relatime, strictatime; not noatime)."""
+    probe = Path(folder) / "atime-probe"
+    probe.write_bytes(b"x" * 100)
+    os.utime(probe, ns=(0, probe.stat().st_mtime_ns))
+    probe.read_bytes()
+    updated = probe.stat().st_atime_ns > 0
+    probe.unlink()
+    return updated
+
+
+def test_a_recorded_copy_is_accepted_unread_and_read_only_on_a_mismatch(tmp_path, capsys):
+    """An output file its record vouches for (written from this source, with
+    the recorded size, mtime and inode, and the digest the cache holds) is
+    accepted without reading it; a mismatch is read; a source whose digest
+    this run knows to differ from the record's is copied again."""
+    from discordpicextract import records
+
+    src, out_dir = tmp_path / "src", tmp_path / "out"
+    a = write_image(src / "2025-02-14_10-00-00_a.png", seed=1)
+    b = save_retagged(src / "2025-02-14_11-00-00_b.png", 2, "aaaa")
+    assert run(capsys, "--source", str(src), "--output", str(out_dir))[0] == 0
+    copy_a, copy_b = out_dir / a.name, out_dir / b.name
+
+    # Bytes changed in place, size and mtime put back: the identity vouches, nothing reads it
+    # (where reading updates the access time, that shows it: set to 0, it stays 0).
+    stat = copy_a.stat()
+    with open(copy_a, "r+b") as handle:
+        handle.seek(60)
+        byte = handle.read(1)
+        handle.seek(60)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    for copy in (copy_a, copy_b):
+        os.utime(copy, ns=(0, stat.st_mtime_ns if copy == copy_a else copy.stat().st_mtime_ns))
+    code, out, err = run(capsys, "--source", str(src), "--output", str(out_dir))
+    assert code == 0, err
+    assert "Already in output (identical, skipped): 2" in out and "Files read: 0," in out
+    atime_shows_reads = reads_update_atime(tmp_path)
+    if atime_shows_reads:
+        assert copy_a.stat().st_atime_ns == copy_b.stat().st_atime_ns == 0
+
+    # Another mtime: now it is read, found changed, left alone and reported.
+    os.utime(copy_a, ns=(0, stat.st_mtime_ns + 10**9))
+    code, out, err = run(capsys, "--source", str(src), "--output", str(out_dir))
+    assert code == 1 and f"{a.name} was copied here earlier but has changed since" in err
+    if atime_shows_reads:
+        assert copy_a.stat().st_atime_ns > 0 and copy_b.stat().st_atime_ns == 0
+
+    # Touched with its bytes intact: read once, found ours, its new identity recorded.
+    os.utime(copy_b, ns=(stat.st_atime_ns, copy_b.stat().st_mtime_ns + 10**9))
+    run(capsys, "--source", str(src), "--output", str(out_dir))
+    assert records.read_record(out_dir)[b.name].key == records.file_key(copy_b.stat())
+
+    # The source rewritten in place (same size, inode and mtime): the cache
+    # trusts its identity as the record does; read again (--no-cache), its
+    # digest differs from the one recorded, so the copy is made again.
+    stat = b.stat()
+    save_retagged(b, 2, "bbbb")
+    os.utime(b, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert (b.stat().st_ino, b.stat().st_size) == (stat.st_ino, stat.st_size)
+    code, out, _ = run(capsys, "--source", str(src), "--output", str(out_dir))
+    assert copy_b.read_bytes() != b.read_bytes()
+    code, out, _ = run(capsys, "--source", str(src), "--output", str(out_dir), "--no-cache")
+    assert "Unique images copied: 1" in out
+    assert copy_b.read_bytes() == b.read_bytes()

@@ -16,11 +16,14 @@ different file does not), the copy's own identity, and a digest of its bytes.
 A file the user put in the folder is never touched, only reported. The
 timestamp tools call `record_renames`, so the record follows their renames.
 """
+import collections
+import errno
 import hashlib
 import itertools
 import json
 import logging
 import os
+import tempfile
 import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -40,7 +43,10 @@ ROWS_PER_DUMP = 2000   # rows serialised at once: the record is written without 
 CHUNK = 1 << 20
 # Copies run in threads from this many on; below, a pool costs more than it saves.
 PARALLEL_MIN_COPIES = 16
-COPY_THREADS = 8
+COPY_THREADS = 4
+# copy_file_range errors that mean "not here": the bytes are copied by hand instead
+_NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP,
+                   errno.EPERM, errno.EBADF, errno.ETXTBSY}
 log = logging.getLogger(__name__)
 
 
@@ -476,42 +482,60 @@ def _still_ours(path, expected_digest):
 
 
 def _copy_all_new(output, names, state, record, result, mode):
-    """Copy the new names in a few threads (the work is I/O and hashing,
-    both outside the GIL); the outcome is filed in the plan's order, so a
-    run reports the same whatever the threads' timing. A full or failing
-    disk stops the copies not yet started (no retry on each file)."""
+    """Copy the new names in a few threads (the work is I/O, outside the
+    GIL); the outcome is filed in the plan's order, so a run reports the
+    same whatever the threads' timing. A full or failing disk stops the
+    copies not yet started (no retry on each file)."""
     full = threading.Event()
     if result.stopped is not None:
         full.set()
+    folder = os.path.join(output, "")
 
     def copy(name):
         if full.is_set():
             return None
         try:
-            return _write_copy(state.source_path(name), output / name, state.sources[name], mode,
-                               replace=False)
+            return _write_copy(state.source_path(name), folder + name, state.sources[name], mode,
+                               replace=False, digest=state.known.get(name))
         except OSError as exc:
             if exc.errno in DISK_ERRNOS:
                 full.set()
             return exc
 
-    pool = ThreadPoolExecutor(COPY_THREADS) if len(names) >= PARALLEL_MIN_COPIES else None
-    outcomes: Iterator = pool.map(copy, names) if pool else map(copy, names)
-    try:
-        for name, outcome in zip(names, outcomes):
-            if isinstance(outcome, Entry):
-                record[name] = outcome
-                result.copied.append(name)
-                log.debug("copied %s", name)
-            elif isinstance(outcome, FileExistsError):
-                result.conflicts.append(name)   # appeared since the listing
-            elif outcome is None or _stops(outcome, output / name, result):
-                result.not_tried.append(name)
-            else:
-                result.failed.append((name, outcome.strerror or str(outcome)))
-    finally:
-        if pool:
-            pool.shutdown(cancel_futures=True)
+    threads = COPY_THREADS if len(names) >= PARALLEL_MIN_COPIES else 1
+    for name, outcome in zip(names, _ordered_map(copy, names, threads)):
+        if isinstance(outcome, Entry):
+            record[name] = outcome
+            result.copied.append(name)
+            log.debug("copied %s", name)
+        elif isinstance(outcome, FileExistsError):
+            result.conflicts.append(name)   # appeared since the listing
+        elif outcome is None or _stops(outcome, output / name, result):
+            result.not_tried.append(name)
+        else:
+            result.failed.append((name, outcome.strerror or str(outcome)))
+
+
+def _ordered_map(func, items, threads) -> Iterator:
+    """`func` over `items` in `threads` threads, results in order, a few per
+    thread in flight: 100,000 futures at once would hold all their results."""
+    if threads <= 1:
+        yield from map(func, items)
+        return
+    pending: collections.deque = collections.deque()
+    queue = iter(items)
+    with ThreadPoolExecutor(threads) as pool:
+        try:
+            for item in itertools.islice(queue, threads * 4):
+                pending.append(pool.submit(func, item))
+            while pending:
+                done = pending.popleft().result()
+                for item in itertools.islice(queue, 1):
+                    pending.append(pool.submit(func, item))
+                yield done
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def _stops(exc, target, result) -> bool:
@@ -562,27 +586,70 @@ def _remove_ours(output, name, state, record, result):
     log.debug("removed %s (superseded)", name)
 
 
-def _write_copy(source, target, source_key, mode, replace):
-    """Copy `source` to `target` through a temp file, hashing the bytes on
-    the way; the copy keeps the source's modification time. Without
-    `replace`, an existing target raises FileExistsError."""
+def _write_copy(source, target, source_key, mode, replace, digest=None):
+    """Copy `source` to `target` through a temp file; the copy keeps the
+    source's modification time. Without `replace`, an existing target
+    raises FileExistsError. `digest`: the source's as this run read it (for
+    `source_key`); while the source keeps that identity, before and after
+    the copy, the kernel copies the bytes and they are not hashed again
+    (the hash cache's own assumption); otherwise they are hashed on the way."""
     if not replace and os.path.lexists(target):
         raise FileExistsError(target)
-    temp = fileops.temp_path_beside(target)
+    folder, name = os.path.split(target)
+    # fileops.temp_path_beside's names, its descriptor kept
+    handle, temp = tempfile.mkstemp(prefix=f".{name[:40]}.", suffix=".part", dir=folder or ".")
     try:
-        digest = hashlib.blake2b(digest_size=16)
-        with open(source, "rb") as src, open(temp, "wb") as dst:
-            for chunk in iter(lambda: src.read(CHUNK), b""):
-                digest.update(chunk)
-                dst.write(chunk)
+        with open(source, "rb") as src, open(handle, "wb", closefd=False) as dst:
             times = os.fstat(src.fileno())
-        os.chmod(temp, mode)
-        os.utime(temp, ns=(times.st_atime_ns, times.st_mtime_ns))
+            if digest is None or file_key(times) != source_key or not _kernel_copy(src, dst, times.st_size) \
+                    or file_key(os.fstat(src.fileno())) != source_key:
+                digest, times = _hashed_copy(src, dst), os.fstat(src.fileno())
+        by_fd = os.chmod in os.supports_fd and os.utime in os.supports_fd
+        os.chmod(handle if by_fd else temp, mode)
+        os.utime(handle if by_fd else temp, ns=(times.st_atime_ns, times.st_mtime_ns))
+        key = file_key(os.fstat(handle))   # a rename keeps size, mtime and inode
+        os.close(handle)
+        handle = -1
         if replace:
             os.replace(temp, target)
         else:
-            fileops.publish_no_clobber(temp, target)
+            fileops.publish_no_clobber(Path(temp), Path(target))
     except BaseException:
-        temp.unlink(missing_ok=True)
+        if handle >= 0:
+            os.close(handle)
+        Path(temp).unlink(missing_ok=True)
         raise
-    return Entry(target.name, source_key, file_key(os.stat(target)), digest.hexdigest())
+    return Entry(name, source_key, key, digest)
+
+
+def _kernel_copy(src, dst, size) -> bool:
+    """All `size` bytes of `src` into the empty `dst` without passing them
+    through Python (copy_file_range); False where the call or the file
+    system does not do it (the caller copies by hand)."""
+    copy_range = getattr(os, "copy_file_range", None)
+    if copy_range is None:
+        return False
+    done = 0
+    try:
+        while done < size:
+            step = copy_range(src.fileno(), dst.fileno(), size - done)
+            if step == 0:
+                return False    # the source got shorter
+            done += step
+    except OSError as exc:
+        if exc.errno not in _NO_KERNEL_COPY:
+            raise
+        return False
+    return True
+
+
+def _hashed_copy(src, dst) -> str:
+    src.seek(0)
+    dst.seek(0)
+    dst.truncate()
+    digest = hashlib.blake2b(digest_size=16)
+    for chunk in iter(lambda: src.read(CHUNK), b""):
+        digest.update(chunk)
+        dst.write(chunk)
+    dst.flush()
+    return digest.hexdigest()

@@ -149,11 +149,12 @@ def market_date_reader(names_zone):
     """A function giving the market date (config.MARKET_TIMEZONE) of a name
     time written in `names_zone`: a trading day is the market's date, not
     the names' (a Friday afternoon in New York is Saturday in Shanghai)."""
-    from discordpicextract.market import to_market
+    from discordpicextract.market import market_reader
 
     if str(names_zone) == config.MARKET_TIMEZONE:
         return lambda stamp: stamp.date()
-    return lambda stamp: to_market(stamp, names_zone).date()
+    market_of = market_reader(names_zone)  # the zones looked up once, not per file
+    return lambda stamp: market_of(stamp).date()
 
 
 def add_timezone_argument(parser, what="the names"):

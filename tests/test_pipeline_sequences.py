@@ -100,3 +100,19 @@ def test_quiet_undo_prints_its_one_line_summary(capsys, make_image):
     assert adjust_timestamps.main(["--undo", "--folders", "f", "-q"]) == 0
     assert capsys.readouterr().out == "renames: 2 renamed back\n"
     assert images_in("f") == ["2025-06-02_14-00-00_a.png", "2025-06-02_15-00-00_b.png"]
+
+
+def test_verbose_download_logs_each_answer_and_file_on_stderr(world, capsys):
+    day = last_session()
+    world.post(at(day, 10), "a.png")
+    world.emu.inject("rate_limit", path_contains="/messages", times=1, retry_after=0.05)
+
+    code, out, err = run_main(capsys, "--channel", world.channel["id"], "-v")
+
+    assert code == 0, out + err
+    assert "Download Summary:" in out and "debug:" not in out
+    assert f"debug: GET /channels/{world.channel['id']}/messages?limit=100: HTTP 429" in err
+    assert "rate limited, waiting 0.05 s" in err
+    assert f"debug: saved {at(day, 10).astimezone(NY):%Y-%m-%d_%H-%M-%S}_a.png: a.png (attachment, message" in err
+    assert world.token not in out + err
+    assert "debug:" not in run_main(capsys, "--channel", world.channel["id"])[2]

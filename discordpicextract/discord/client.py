@@ -4,6 +4,7 @@ The token is sent only to URLs under the API base (never to the CDN or to a
 URL found in a message) and is scrubbed from every error text we produce.
 """
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +34,8 @@ from discordpicextract.discord.window import as_window, snowflake_time
 # Seconds before retry n (x 2**n) after a connection error, 5xx or bad body.
 BACKOFF_BASE = 0.5
 BACKOFF_MAX = 8.0
+log = logging.getLogger(__name__)  # -v: each API answer, wait and retry (never the token: it is only in a header)
+
 # 429s tolerated for one request before giving up (each one is waited out).
 MAX_RATE_LIMITED = 10
 
@@ -151,12 +154,14 @@ class DiscordClient:
                 failures += 1
                 if failures > self.max_retries:
                     raise DiscordError(f"{method} {path}: {self._failure(exc, watch, failures)}") from None
+                log.debug("%s %s: no answer (attempt %d), retrying", method, path, failures)
                 time.sleep(backoff(failures - 1))
                 continue
             answer = bans.classify(response.status_code, response.headers, response.text
                                    if response.status_code >= 400 else "", response.headers.get("Content-Type", ""))
             self._check_stop(method, path, answer)
             self.limiter.update(route, response.headers, ok=response.status_code < 400)
+            log.debug("%s %s%s: HTTP %d", method, path, _shown_params(params), response.status_code)
             if response.status_code == 429:
                 limited += 1
                 seconds, is_global = retry_after(response)
@@ -166,6 +171,8 @@ class DiscordClient:
                 if limited > MAX_RATE_LIMITED:
                     raise DiscordError(f"{method} {path}: still rate limited after "
                                        f"{limited} tries", status=429)
+                log.debug("%s %s: rate limited, waiting %.2f s%s", method, path, seconds,
+                          " (global)" if is_global else "")
                 self.limiter.limited(route, seconds, is_global)
                 continue
             if response.status_code >= 500:
@@ -416,3 +423,10 @@ def _take_while_newer(messages, window):
         if not window.keeps(message):
             return
         yield message
+
+
+def _shown_params(params) -> str:
+    """A request's query for the -v log (IDs and limits: nothing secret)."""
+    if not params:
+        return ""
+    return "?" + "&".join(f"{key}={value}" for key, value in dict(params).items())

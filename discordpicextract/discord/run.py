@@ -2,6 +2,7 @@
 images with a pool of workers, record each saved file in the folder's
 download archive, and return what happened (nothing is printed here)."""
 import concurrent.futures
+import logging
 import os
 import sqlite3
 from dataclasses import dataclass, field, replace
@@ -25,6 +26,8 @@ from discordpicextract.discord.extract import extract_images, has_content, thumb
 from discordpicextract.discord.plan import SECOND, name_family, plan_names, release_batches
 from discordpicextract.discord.transfer import DiskError, Transfer
 from discordpicextract.discord.window import as_window
+
+log = logging.getLogger(__name__)  # -v: each file saved or found on disk
 
 # Expired links are re-signed in batches of up to this many (Discord's
 # limit for one POST /attachments/refresh-urls).
@@ -182,6 +185,7 @@ class _Run:
         self.rows = []
 
     def _on_saved(self, outcome):
+        log.debug("saved %s: %s", outcome.filename, describe_item(outcome.plan.item))
         self.result.downloaded.append(outcome.filename)  # in place, whether or not its row can be written
         self._record(outcome.plan.item, outcome.filename, outcome.size, outcome.sha256)
         self.progress(0, 1)
@@ -192,6 +196,7 @@ class _Run:
             self._publish_here(outcome, outcome.plan.name)
             return
         outcome.temp.unlink(missing_ok=True)
+        log.debug("already on disk as %s: %s", free[0], describe_item(outcome.plan.item))
         self.free.discard(free[0])
         self.unclaimed.get(free[0][:SECOND], set()).discard(free[0])
         self._record(outcome.plan.item, free[0], outcome.size, outcome.sha256)

@@ -135,11 +135,10 @@ def _template(value):
 
 
 def _channel_id(value):
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, str) or not re.fullmatch(r"\d{15,21}", value.strip()):
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(text, str) or not re.fullmatch(r"\d{15,21}", text.strip()):
         raise ValueError(f"expected a channel ID (15 to 21 digits, best quoted), got {_shown(value)}")
-    return value.strip()
+    return text.strip()
 
 
 def _shown(value):
@@ -283,6 +282,10 @@ def _check_folders(settings, where):
     for channel in settings.channels:
         for folder in settings.folder_set(channel):
             key = folder.casefold()
+            if seen.get(key) is channel:
+                raise SettingsError(where.prefix(channel.line) +
+                                    f"[folder_template] gives two folders of this channel the same name "
+                                    f"{folder!r} (download, clean and one_per_day must differ)")
             if key in seen:
                 raise SettingsError(where.prefix(channel.line) +
                                     f"channel folder {folder!r} is also used by the channel at line "
@@ -314,6 +317,8 @@ class _Locator:
             header = self._HEADER.match(raw)
             if header:
                 current = header.group(2).strip().strip("\"'")
+                if table and current == f"{table}.{key}":   # [folders.sub]: a table where a value belongs
+                    return number
                 if current == (table or key):
                     count += 1 if header.group(1) == "[[" else 0
                     if index is None or count == index:

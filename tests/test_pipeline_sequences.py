@@ -10,6 +10,7 @@ from helpers import image_bytes
 
 import adjust_timestamps
 import config
+import deduplicate_images
 from discordpicextract import messages
 from discordpicextract.emulator import components as ui
 from discordpicextract.market import nyse_sessions
@@ -116,3 +117,23 @@ def test_verbose_download_logs_each_answer_and_file_on_stderr(world, capsys):
     assert f"debug: saved {at(day, 10).astimezone(NY):%Y-%m-%d_%H-%M-%S}_a.png: a.png (attachment, message" in err
     assert world.token not in out + err
     assert "debug:" not in run_main(capsys, "--channel", world.channel["id"])[2]
+
+
+def settings_error(capsys, text):
+    Path("s.toml").write_text(text, encoding="utf-8")
+    assert deduplicate_images.main(["--config", "s.toml", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1
+    return err.strip()
+
+
+def test_settings_errors_say_the_type_given_and_the_line_of_a_misplaced_table(capsys):
+    assert settings_error(capsys, '[[channel]]\nid = 123\nfolder = "a"\n') == (
+        "error: s.toml:2: channel.id: expected a channel ID (15 to 21 digits, best quoted), "
+        "got a whole number (123)")
+    assert settings_error(capsys, 'days = 3\n\n[folders.sub]\nx = 1\n') == (
+        "error: s.toml:3: unknown key 'sub' in [folders] (known: download, clean, one_per_day)")
+    assert settings_error(capsys, '[folder_template]\nclean = "{folder}"\n\n'
+                                  '[[channel]]\nid = "123456789012345678"\nfolder = "a"\n') == (
+        "error: s.toml:4: [folder_template] gives two folders of this channel the same name 'a' "
+        "(download, clean and one_per_day must differ)")

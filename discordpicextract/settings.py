@@ -278,7 +278,7 @@ def _parse_channels(value, where):
 
 def _check_folders(settings, where):
     """No two channels may share a folder: their images would mix."""
-    seen: dict = {}
+    seen: dict[str, Channel] = {}
     for channel in settings.channels:
         for folder in settings.folder_set(channel):
             key = folder.casefold()

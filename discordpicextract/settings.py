@@ -282,7 +282,7 @@ def _check_folders(settings, where):
     for channel in settings.channels:
         for folder in settings.folder_set(channel):
             key = folder.casefold()
-            if seen.get(key) is channel:
+            if key in seen and seen[key] is channel:
                 raise SettingsError(where.prefix(channel.line) +
                                     f"[folder_template] gives two folders of this channel the same name "
                                     f"{folder!r} (download, clean and one_per_day must differ)")

@@ -266,3 +266,23 @@ def test_a_wide_fit_takes_the_shift_that_puts_the_times_where_the_right_dates_si
     [period] = periods.estimate_periods(days, START, END, NY).periods
     assert (period.lo, period.hi, period.offset) == (4 * 3600, 9 * 3600, 9 * 3600)
     assert period.adjust_line() == f"--adjust {_day(3)}:{_day(5)}:-9"
+
+
+def test_content_matches_only_unclaimed_rows_of_the_same_size_and_digest(tmp_path):
+    folder = tmp_path / "f"
+    posted = datetime(2025, 3, 10, 14, 0, tzinfo=UTC)
+    names = [n("2025-03-10T10:00:00", "own.png"), n("2025-03-10T10:05:00", "twin.png"),
+             n("2025-03-10T10:07:00", "sized.png"), n("2025-03-10T10:09:00", "damaged.png")]
+    fill(folder, names[:1] + names[2:])
+    (folder / names[1]).write_bytes((folder / names[0]).read_bytes())   # own.png's bytes again
+    data = {name: (folder / name).read_bytes() for name in names}
+    own = [_row("1/attachment/0", posted, names[0], data[names[0]])]     # claimed by own.png's name
+    wrong_size = _row("2/attachment/0", posted, "x.png", data[names[2]], size=len(data[names[2]]) + 1)
+    damaged = _row("3/attachment/0", posted, "y.png", data[names[3]])._replace(sha256="not a digest")
+    spaced = _row("4/attachment/0", posted, "z.png", data[names[3]])
+    spaced = spaced._replace(sha256=" ".join(spaced.sha256[i:i + 2] for i in range(0, 64, 2)))
+    matches = truth.match_messages(naming.list_images(folder).images, own, [wrong_size, damaged, spaced], NY)
+    assert set(matches.known) == {names[0]} and matches.known[names[0]].via == truth.BY_NAME
+    later = _row("2/attachment/0", posted + timedelta(minutes=7), "x.png", data[names[2]])
+    matches = truth.match_messages(naming.list_images(folder).images, own, [wrong_size, later], NY)
+    assert matches.known[names[2]] == (later.message_id, posted + timedelta(minutes=7), truth.BY_CONTENT)

@@ -417,17 +417,12 @@ def fetch_output_state(image_records, source, output, wanted):
     again)."""
     by_name = {r.name: r for r in image_records}
 
-    def name_of(name):
+    def shared(name):
         record = by_name.get(name)
-        return name if record is None else record.name
+        return None if record is None else (record.name, record.size, record.mtime_ns, record.ino, record.digest)
 
     state = derived.fetch_state(output, _ByName(by_name, "key"), wanted, _ByName(by_name, "digest"),
-                                source_dir=source, name_of=name_of)
-    for name, entry in state.record.items():
-        # one str per digest: the record's equal one serves the source too
-        record = by_name.get(name)
-        if record is not None and record.digest == entry.digest:
-            record.digest = entry.digest
+                                source_dir=source, shared=shared)
     return state
 
 

@@ -39,7 +39,7 @@ RECORD_FILE = ".discordpicextract-written.json"
 # digest], ...] sorted by name: flat rows parse fast and small (version 2: {name: [source,
 # source_key, key, digest]}, still read)
 VERSION = 3
-ROWS_PER_DUMP = 2000   # rows serialised at once: the record is written without a copy of it in memory
+ROWS_PER_DUMP = 2000   # rows serialised or parsed at once: the record is never a second time in memory
 CHUNK = 1 << 20
 # Copies run in threads from this many on; below, a pool costs more than it saves.
 PARALLEL_MIN_COPIES = 16
@@ -108,14 +108,19 @@ def record_path(folder) -> Path:
     return Path(folder) / RECORD_FILE
 
 
-def read_record(folder, name_of=None) -> Optional[dict]:
+def read_record(folder, shared=None) -> Optional[dict]:
     """{name: Entry}, or None when the folder has no record yet (a folder an
     older version filled, or a new one). A damaged record counts as none.
-    `name_of(name)`: the caller's own str object for a name, so that a name
-    held by the caller is not held twice."""
+    `shared(name)`: what the caller already holds of a source of that name,
+    (name, size, mtime_ns, inode, digest) or None; equal values are taken
+    from it, so that a folder's names, numbers and digests are held once."""
     path = record_path(folder)
     try:
-        data = json.loads(path.read_text(encoding="utf-8", errors="surrogateescape"))
+        with open(path, encoding="utf-8", errors="surrogateescape") as handle:
+            first = handle.readline()
+            if first == _ROWS_HEAD + "\n":
+                return _read_rows(handle, shared)
+            data = json.loads(first + handle.read())
         version, files = data.get("version"), data["files"]
         if version == 1:  # entries as objects
             return {name: Entry(e["source"], tuple(e["source_key"]), tuple(e["key"]), e["digest"])
@@ -123,7 +128,9 @@ def read_record(folder, name_of=None) -> Optional[dict]:
         if version == 2:
             return {name: Entry(source, tuple(source_key), tuple(key), digest)
                     for name, (source, source_key, key, digest) in files.items()}
-        return _entries_of_rows(files, name_of)
+        record: dict = {}
+        _add_rows(record, files, shared)
+        return record
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -131,37 +138,61 @@ def read_record(folder, name_of=None) -> Optional[dict]:
         return None
 
 
-def _entries_of_rows(rows: list, name_of=None) -> dict:
-    """Version 3's rows as {name: Entry}. Each row is dropped as it is
+# Version 3 as written: this line, then one row per line (each but the last
+# ending in a comma), then "]}". Still one JSON document; read a few
+# thousand lines at a time, so the file is never parsed whole at once.
+_ROWS_HEAD = f'{{"version":{VERSION},"files":['
+
+
+def _read_rows(handle, shared) -> dict:
+    record: dict = {}
+    batch: list = []
+    for text in handle:
+        line = text.rstrip("\n")
+        if line == "]}":
+            _add_rows(record, json.loads("[" + ",".join(batch) + "]"), shared)
+            return record
+        batch.append(line[:-1] if line.endswith(",") else line)
+        if len(batch) >= ROWS_PER_DUMP:
+            _add_rows(record, json.loads("[" + ",".join(batch) + "]"), shared)
+            batch = []
+    raise ValueError("record cut short")
+
+
+def _add_rows(record: dict, rows: list, shared=None) -> None:
+    """Version 3's rows into {name: Entry}. Each row is dropped as it is
     converted, and equal numbers are one object (a copy has its source's
-    size and mtime): 100,000 entries stay a few tens of MiB."""
-    record = {}
+    size and mtime; `shared`: see read_record)."""
     rows.reverse()
     while rows:
         name, source, s_size, s_mtime, s_ino, size, mtime, ino, digest = rows.pop()
         if not isinstance(digest, str) or not isinstance(name, str):
             raise TypeError("record row without a name or digest")
-        if name_of is not None:
-            name = name_of(name)
+        held = shared(name) if shared is not None else None
+        if held is not None:
+            name = held[0]
+            s_size = held[1] if s_size == held[1] else s_size
+            s_mtime = held[2] if s_mtime == held[2] else s_mtime
+            s_ino = held[3] if s_ino == held[3] else s_ino
+            digest = held[4] if digest == held[4] else digest
         record[name] = Entry._flat((name if source is None else source, s_size, s_mtime, s_ino,
                                     s_size if size == s_size else size,
                                     s_mtime if mtime == s_mtime else mtime, ino, digest))
-    return record
 
 
 def write_record(folder, record: dict) -> None:
     """Write the record atomically (temp file, then rename over the old one)."""
     path = record_path(folder)
     temp = fileops.temp_path_beside(path)
+    encode = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
     try:
         with open(temp, "w", encoding="utf-8", errors="surrogateescape") as handle:
-            handle.write(f'{{"version":{VERSION},"files":[')
+            handle.write(_ROWS_HEAD + "\n")
             names = sorted(record)
             for start in range(0, len(names), ROWS_PER_DUMP):
-                rows = [_row_of(name, record[name]) for name in names[start:start + ROWS_PER_DUMP]]
-                text = json.dumps(rows, ensure_ascii=True, separators=(",", ":"))
-                handle.write(("," if start else "") + text[1:-1])
-            handle.write("]}\n")
+                lines = [encode(_row_of(name, record[name])) for name in names[start:start + ROWS_PER_DUMP]]
+                handle.write((",\n" if start else "") + ",\n".join(lines))
+            handle.write("\n]}\n")
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)
@@ -192,9 +223,6 @@ def record_renames(folder, mapping) -> None:
         _record_renames_whole(folder, mapping)
 
 
-_ROWS_HEAD = f'{{"version":{VERSION},"files":['
-
-
 def _rename_rows(path, text, mapping) -> bool:
     """Write `text` (a record of compact rows) with its rows renamed,
     atomically; False (nothing written) when the text is not laid out as
@@ -206,9 +234,15 @@ def _rename_rows(path, text, mapping) -> bool:
         with open(temp, "w", encoding="utf-8", errors="surrogateescape") as out:
             out.write(_ROWS_HEAD)
             pos = len(_ROWS_HEAD)
-            while text[pos] != "]":
+            while True:
+                gap = pos
+                while text[pos] == "\n":   # write_record's line breaks, kept as they are
+                    pos += 1
+                out.write(text[gap:pos])
+                if text[pos] == "]":
+                    break
                 row, end = scan(text, pos)
-                if not isinstance(row, list) or len(row) != 9 or text[end] not in ",]":
+                if not isinstance(row, list) or len(row) != 9 or text[end] not in ",]\n":
                     return False
                 new = mapping.get(row[0])
                 if new is None:
@@ -298,15 +332,15 @@ def _image_files(folder, record) -> dict:
     return found
 
 
-def fetch_state(output, sources, wanted, known_digests=None, source_dir=None, name_of=None) -> SyncState:
+def fetch_state(output, sources, wanted, known_digests=None, source_dir=None, shared=None) -> SyncState:
     """Read the output folder and its record. `sources` is {name: path} of
     every source image, or with `source_dir` (their folder) {name: file_key}
     as the caller has just stat-ed them; `wanted` the names a fresh run
     would write; `known_digests` ({source name: digest}) saves reading a
     source again, and a recorded copy whose source now has another digest
     is not taken as current. Mappings are only looked up, never copied;
-    `name_of`: as for read_record."""
-    record = read_record(output, name_of)
+    `shared`: as for read_record."""
+    record = read_record(output, shared)
     state = SyncState(record or {}, record is None, _image_files(output, record or {}), {},
                       known=known_digests if known_digests is not None else {})
     if source_dir is not None:
@@ -322,8 +356,10 @@ def fetch_state(output, sources, wanted, known_digests=None, source_dir=None, na
             except OSError:
                 continue
         state.sources = found
-    for name in state.outputs:
-        key, entry = state.output_key(name), state.record.get(name)
+    for name, value in state.outputs.items():
+        if isinstance(value, Entry):
+            continue   # its recorded key: ours, nothing to read
+        key, entry = value, state.record.get(name)
         needs_bytes = (entry is not None and key != entry.key) or (
             entry is None and name in state.sources and (name in wanted or state.legacy))
         if not needs_bytes:

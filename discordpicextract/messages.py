@@ -60,7 +60,9 @@ def row(filename, *, message_id, posted, author, author_id, text, guild_id, chan
 
 
 def read_rows(folder) -> list:
-    """The rows of `folder`'s messages.csv, in file order ([] when there is none)."""
+    """The rows of `folder`'s messages.csv, in file order ([] when there is none).
+    Every read takes UTF-8 with or without a BOM (a spreadsheet saving the
+    file adds one, which would otherwise hide the `file` column)."""
     try:
         data = messages_path(folder).read_bytes()
     except FileNotFoundError:
@@ -85,7 +87,7 @@ def _parsed(path: Path, data: bytes) -> tuple:
     if known is not None and known[0] == data:
         _PARSED.move_to_end(key)
         return known[1]
-    rows = tuple(_tuples(csv.reader(io.StringIO(data.decode("utf-8", "surrogateescape"), newline=""))))
+    rows = tuple(_tuples(csv.reader(io.StringIO(data.decode("utf-8-sig", "surrogateescape"), newline=""))))
     _remember(key, data, rows)
     return rows
 
@@ -186,7 +188,7 @@ def record_renames(folder, mapping) -> None:
         return
     temp = fileops.temp_path_beside(path)
     try:
-        with open(path, encoding="utf-8", newline="", errors="surrogateescape") as handle, \
+        with open(path, encoding="utf-8-sig", newline="", errors="surrogateescape") as handle, \
                 open(temp, "w", encoding="utf-8", newline="", errors="surrogateescape") as out:
             reader = csv.reader(handle)
             if next(reader, None) != list(FIELDS):
@@ -242,7 +244,7 @@ def _rows_of(path: Path):
         except FileNotFoundError:
             return
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as handle:
+        with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
             yield from _tuples(csv.reader(handle))
     except FileNotFoundError:
         return

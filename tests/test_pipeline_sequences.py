@@ -137,3 +137,21 @@ def test_settings_errors_say_the_type_given_and_the_line_of_a_misplaced_table(ca
                                   '[[channel]]\nid = "123456789012345678"\nfolder = "a"\n') == (
         "error: s.toml:4: [folder_template] gives two folders of this channel the same name 'a' "
         "(download, clean and one_per_day must differ)")
+
+
+def test_messages_csv_saved_by_a_spreadsheet_with_a_bom_still_follows_renames(world, capsys):
+    day = last_session()
+    post = world.post(at(day, 10), "a.png", content="entry, 5800C")
+    assert run_main(capsys, "--channel", world.channel["id"])[0] == 0
+    table = Path(DOWNLOAD) / "messages.csv"
+    table.write_bytes(b"\xef\xbb\xbf" + table.read_bytes().replace(b"\n", b"\r\n"))  # Excel's "CSV UTF-8"
+
+    assert deduplicate_images.main(["--source", DOWNLOAD, "--output", CLEAN]) == 0
+    assert [row["text"] for row in messages.read_rows(CLEAN)] == ["entry, 5800C"]   # the copy's row
+    assert adjust_timestamps.main(["--hours", "1", "--folders", DOWNLOAD]) == 0
+
+    renamed = f"{at(day, 11).astimezone(NY):%Y-%m-%d_%H-%M-%S}_a.png"
+    assert images_in(DOWNLOAD) == [renamed]
+    assert [(row["file"], row["message_id"], row["text"]) for row in messages.read_rows(DOWNLOAD)] == [
+        (renamed, post["id"], "entry, 5800C")]
+    capsys.readouterr()

@@ -25,6 +25,9 @@ REQUEST_TIMEOUT = 30
 # REQUEST_TIMEOUT alone would let an answer trickling a byte every few
 # seconds hang the run (discord.py allows 300 s in all, DiscordChatExporter 100 s).
 API_REQUEST_SECONDS = 60
+# ...and its body at most this big: a page of 100 messages is a few MiB at
+# most; a proxy answering without end would otherwise fill the memory.
+MAX_API_ANSWER_MB = 64
 # One image transfer may take at most this long in all (a body trickling a
 # byte at a time never hits REQUEST_TIMEOUT, which counts between bytes)...
 MAX_TRANSFER_SECONDS = 600

@@ -117,6 +117,24 @@ def test_trickled_headers_are_cut_at_the_api_limit_too(world, capsys, monkeypatc
     assert sum(r.server == "api" and r.path == "/api/v10/users/@me" for r in world.emu.requests) == 2
 
 
+def test_an_endless_api_answer_stops_at_the_answer_cap_not_in_memory(world, capsys, monkeypatch):
+    """No Content-Length, bytes without end: stopped at config.MAX_API_ANSWER_MB,
+    not retried, one line. (rate= keeps a broken cap from filling the memory
+    before the time limit cuts it.)"""
+    monkeypatch.setattr(config, "MAX_API_ANSWER_MB", 0.5)
+    monkeypatch.setattr(config, "API_REQUEST_SECONDS", 2)
+    world.post(ago(hours=1), "one.png")
+    world.emu.inject("endless", "/messages", times=10, rate=20e6)
+    started = time.monotonic()
+    code, out, err = _run(capsys)
+    assert time.monotonic() - started < 1.5
+    assert code == 1 and "Download Summary:" in out and "Errors: 1" in out, out + err
+    assert (f"GET /channels/{world.channel['id']}/messages: the answer is larger than 0.5 MiB "
+            "(config.MAX_API_ANSWER_MB); not Discord's, the transfer was stopped") in out
+    pages = [r for r in world.emu.requests if r.server == "api" and r.path.endswith("/messages")]
+    assert len(pages) == 1 and images_in("out") == []
+
+
 def test_an_endless_body_stops_at_the_size_cap_without_a_huge_temp_file(world, capsys):
     world.post(ago(hours=2), "endless.png")
     world.post(ago(hours=1), "fine.png")

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)  # -v: each API answer, wait and retry (never 
 
 # 429s tolerated for one request before giving up (each one is waited out).
 MAX_RATE_LIMITED = 10
+CHUNK = 64 * 1024
 
 
 def scrub(text, token) -> str:
@@ -91,7 +92,7 @@ class DiscordClient:
 
     def __init__(self, token, kind=None, *, api_base=None, max_retries=config.MAX_RETRIES,
                  min_delay=config.RATE_LIMIT_DELAY, max_wait=config.MAX_RATE_LIMIT_WAIT,
-                 timeout=config.REQUEST_TIMEOUT, total_seconds=None):
+                 timeout=config.REQUEST_TIMEOUT, total_seconds=None, max_answer_mb=None):
         self.token = token
         self.kind = kind
         self.api_base = (api_base or config.api_base()).rstrip("/")
@@ -99,6 +100,8 @@ class DiscordClient:
         self.timeout = timeout
         # connect + headers + body of one request, in all (a trickling answer)
         self.total_seconds = config.API_REQUEST_SECONDS if total_seconds is None else total_seconds
+        # and its body at most this big (a proxy answering without end would fill the memory)
+        self.max_answer_mb = config.MAX_API_ANSWER_MB if max_answer_mb is None else max_answer_mb
         self.warnings = []
         self.limiter = RateLimiter(min_delay, max_wait, on_cap=self._report_cap)
         self._local = threading.local()
@@ -147,7 +150,8 @@ class DiscordClient:
                 with deadline.watch(self.total_seconds) as watch:
                     response = self.session().request(
                         method, url, params=params, json=json_body, headers=self._headers(url),
-                        timeout=self.timeout, allow_redirects=False)
+                        timeout=self.timeout, allow_redirects=False, stream=True)
+                    self._read_body(method, path, response, watch)
                 if deadline.cut(watch):   # headers cut short can still parse as an answer
                     raise requests.ConnectionError("cut at the time limit")
             except requests.RequestException as exc:
@@ -184,6 +188,30 @@ class DiscordClient:
             if response.status_code >= 300:
                 raise self._error(method, path, response, answer)
             return self._body(method, path, response, expect)
+
+    def _read_body(self, method, path, response, watch) -> None:
+        """Read the answer's body into `response` (so .text and .json()
+        work as usual), refusing one over the size cap: DiscordError, not
+        retried (the same proxy would send the same again). Reading stops
+        when the watch expires: its shutdown wakes a stalled read, but a
+        body still pouring in would keep arriving after it."""
+        limit = int(self.max_answer_mb * 1024 * 1024)
+        with response:   # closed on any error: the connection is not reused
+            declared = response.headers.get("Content-Length", "")
+            body = bytearray()
+            too_big = declared.isdigit() and int(declared) > limit
+            if not too_big:
+                for chunk in response.iter_content(CHUNK):
+                    body += chunk
+                    if len(body) > limit:
+                        too_big = True
+                        break
+                    if deadline.cut(watch):
+                        break   # the caller sees the cut and retries
+            if too_big:
+                raise DiscordError(f"{method} {path}: the answer is larger than {self.max_answer_mb:g} MiB "
+                                   f"(config.MAX_API_ANSWER_MB); not Discord's, the transfer was stopped")
+        response._content = bytes(body)
 
     def _failure(self, exc, watch, attempts) -> str:
         """Why the last attempt failed: the time limit, or the connection."""

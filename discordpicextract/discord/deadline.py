@@ -8,7 +8,9 @@ ClientTimeout(total=300), DiscordChatExporter through HttpClient.Timeout,
 when its time is up: the read blocked in requests then fails at once, and
 `Watch.expired` tells that failure apart from a dropped connection. Headers
 cut short that way may still parse as an answer: a request whose watch
-expired has failed, whatever came back.
+expired has failed, whatever came back. A shutdown only ends a read that
+waits: data still pouring in keeps arriving (Linux), so a loop reading a
+body checks `cut()` between pieces too.
 
 Sessions get it from `watched_session()`: their connections tell the watch
 running on their thread which socket they use (at connect and at each

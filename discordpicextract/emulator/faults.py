@@ -191,6 +191,7 @@ class FaultInjector:
             response.trickle = float(p.get("interval", 0.05)) if fault.kind == "trickle" else 0.0
             response.trickle_headers = fault.kind == "trickle" and bool(p.get("headers", False))
             response.endless = fault.kind == "endless"
+            response.endless_rate = float(p.get("rate", 0.0)) if response.endless else 0.0
             return response
         return Response(200, HTML_ERROR_PAGE, "text/html; charset=utf-8")
 

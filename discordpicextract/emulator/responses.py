@@ -16,6 +16,7 @@ class Response:
     trickle: float = 0.0        # seconds between the body's bytes (a stalling CDN or proxy)
     trickle_headers: bool = False  # with trickle: the status line and headers trickle too
     endless: bool = False       # after the body, random bytes until the client hangs up
+    endless_rate: float = 0.0   # with endless: at most this many bytes per second (0: as fast as it goes)
 
 
 def json_response(status: int, obj: Any, headers: Optional[dict[str, str]] = None) -> Response:

@@ -187,7 +187,7 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self.wfile.write(body)
             if response.endless:
-                self._endless()
+                self._endless(response.endless_rate)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 
@@ -206,11 +206,13 @@ class _Handler(BaseHTTPRequestHandler):
         buffered.clear()
         self._trickle(head, interval)
 
-    def _endless(self) -> None:
+    def _endless(self, rate: float) -> None:
         # ends with an OSError when the client hangs up or stop() shuts the socket
         block = os.urandom(64 * 1024)
         while True:
             self.wfile.write(block)
+            if rate:
+                time.sleep(len(block) / rate)
 
 
 class DiscordEmulator:
@@ -398,7 +400,8 @@ class DiscordEmulator:
         "trickle" (the normal body 16 bytes per interval=0.05 s: every read well within a
         timeout, the whole transfer endless in practice; headers=True trickles the status
         line and headers too; on the API or the CDN, by path), "endless" (the normal body, then
-        random bytes until the client hangs up; no Content-Length),
+        random bytes until the client hangs up; no Content-Length; rate= bytes per second,
+        default unlimited),
         "ban" (shape="json": a 429 {"code": 0, "message": "You are being blocked..."}
         without rate-limit headers; "cloudflare": a 429 text/plain `error code: 1015`;
         "html": a 429 Cloudflare HTML page), "block" (403 {"code": 40333}).

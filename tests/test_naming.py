@@ -1,4 +1,5 @@
 """The shared timestamped-name module."""
+import os
 from datetime import datetime
 
 import pytest
@@ -71,3 +72,10 @@ def test_unique_name_uses_the_exists_check():
     taken = {"a.png", "a_2.png"}
     assert naming.unique_name("b.png", taken.__contains__) == "b.png"
     assert naming.unique_name("a.png", taken.__contains__) == "a_3.png"
+
+
+@pytest.mark.parametrize("name", ["a.png", ".png", "..png", "...a.png", "a.PNG", "a.png.txt", "noext", ".", "",
+                                  "a.", "x.jpeg", ".hidden.jpg", "a.b.gif", "..", ".x.", "ab.Webp", "a.png.",
+                                  "a .png", "2025-01-02_09-30-00_chart.bmp"])
+def test_image_names_are_read_as_splitext_reads_their_extension(name):
+    assert naming.is_image_name(name) == (os.path.splitext(name)[1].lower() in naming.IMAGE_EXTENSIONS)

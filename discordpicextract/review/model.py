@@ -16,6 +16,7 @@ known) the post times; reads no file. `render` turns it into HTML.
   when no kept image matches it.
 """
 import bisect
+import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -84,9 +85,11 @@ class Entry:
         date check count these)."""
         return self.market_time.date()
 
-    @property
+    @functools.cached_property
     def time_off(self) -> Optional[timedelta]:
-        """Post time minus name time, when known and not the same second."""
+        """Post time minus name time, when known and not the same second.
+        Worked out once (the page asks a few times per image): post_time is
+        set by plan_entries before anything reads this."""
         if self.post_time is None:
             return None
         off = self.post_time.replace(microsecond=0) - self.timestamp

@@ -12,6 +12,7 @@ import hashlib
 import html
 import os
 import pickle
+import re
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple, Optional, Protocol
@@ -104,6 +105,10 @@ def href_to(path: "os.PathLike[str] | str", review_dir: Path) -> Optional[str]:
         return None
 
 
+# The characters urllib.parse.quote never quotes.
+_UNQUOTED = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
 class Links:
     """href_to for the many files of a few folders: each folder's relative
     link is worked out once (abspath and relpath per file cost more than
@@ -120,10 +125,13 @@ class Links:
         link = self._folders[folder]
         if link is None:
             return None
-        try:
-            quoted = quote(name, errors="surrogateescape")
-        except UnicodeEncodeError:  # a lone surrogate (a Windows name), as href_to
-            return None
+        if _UNQUOTED.fullmatch(name):
+            quoted = name  # what quote() gives back for these characters, without its work
+        else:
+            try:
+                quoted = quote(name, errors="surrogateescape")
+            except UnicodeEncodeError:  # a lone surrogate (a Windows name), as href_to
+                return None
         return quoted if link == "." else f"{link}/{quoted}"
 
 

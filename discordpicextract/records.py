@@ -206,66 +206,101 @@ def record_renames(folder, mapping) -> None:
     """The timestamp tools renamed files of `folder` ({old: new}, applied at
     once): the record follows, keeping what each file is a copy of.
 
-    The record as written here (compact rows) is rewritten row by row, each
-    renamed row made again and every other copied as text: a record of
-    100,000 files is never held as objects. (The rows then stand in the old
-    names' order; the copy step sorts them again.) Any other layout is read
-    and written whole."""
+    The record as written here (compact rows) is rewritten row by row as it
+    is read, each renamed row made again and every other copied as text: a
+    record of 100,000 files is never held, as objects or as text. (The rows
+    then stand in the old names' order; the copy step sorts them again.)
+    Any other layout is read and written whole."""
     path = record_path(folder)
     try:
-        text = path.read_text(encoding="utf-8", errors="surrogateescape")
+        with open(path, encoding="utf-8", errors="surrogateescape") as handle:
+            done = _rename_rows(path, handle, mapping)
     except FileNotFoundError:
         return
     except OSError as exc:
         log.warning("%s: unreadable record (%s); treating the folder as unrecorded", path, exc)
         return
-    if not text.startswith(_ROWS_HEAD) or not _rename_rows(path, text, mapping):
+    if not done:
         _record_renames_whole(folder, mapping)
 
 
-def _rename_rows(path, text, mapping) -> bool:
-    """Write `text` (a record of compact rows) with its rows renamed,
-    atomically; False (nothing written) when the text is not laid out as
-    write_record writes it. Nothing is written either when no row is renamed."""
-    scan = json.JSONDecoder().raw_decode
+_READ = 1 << 20   # characters of the record read at a time
+
+
+def _rename_rows(path, handle, mapping) -> bool:
+    """Write the record read from `handle` (compact rows) with its rows
+    renamed, atomically; False (nothing written) when it is not laid out
+    as write_record writes it, or cannot be read. Nothing is written either
+    when no row is renamed. A row is [name, source or null, six numbers,
+    digest]: its two names are read as JSON strings and the rest is copied
+    up to its "]"."""
     temp = fileops.temp_path_beside(path)
     renamed = False
     try:
+        text, ended = handle.read(max(_READ, len(_ROWS_HEAD))), False
+        if not text.startswith(_ROWS_HEAD):
+            return False
         with open(temp, "w", encoding="utf-8", errors="surrogateescape") as out:
             out.write(_ROWS_HEAD)
             pos = len(_ROWS_HEAD)
             while True:
-                gap = pos
-                while text[pos] == "\n":   # write_record's line breaks, kept as they are
-                    pos += 1
-                out.write(text[gap:pos])
-                if text[pos] == "]":
-                    break
-                row, end = scan(text, pos)
-                if not isinstance(row, list) or len(row) != 9 or text[end] not in ",]\n":
-                    return False
-                new = mapping.get(row[0])
-                if new is None:
-                    out.write(text[pos:end])
-                else:   # as _row_of makes it: the source named unless it is the file's own name
-                    source = row[0] if row[1] is None else row[1]
-                    row[0], row[1] = new, None if source == new else source
-                    out.write(json.dumps(row, ensure_ascii=True, separators=(",", ":")))
-                    renamed = True
-                if text[end] == ",":
-                    out.write(",")
-                    end += 1
+                try:
+                    while text[pos] == "\n":   # write_record's line breaks, kept as they are
+                        out.write("\n")
+                        pos += 1
+                    if text[pos] == "]":
+                        break
+                    row, end, changed = _renamed_row(text, pos, mapping)
+                except (IndexError, ValueError):
+                    if ended:
+                        return False
+                    more = handle.read(_READ)   # the row goes on in the next part of the file
+                    text, pos, ended = text[pos:] + more, 0, not more
+                    continue
+                out.write(row)
+                renamed = renamed or changed
                 pos = end
-            if text[pos:].rstrip("\n") != "]}":
+            if (text[pos:] + handle.read()).rstrip("\n") != "]}":
                 return False
             out.write("]}\n")
         if renamed:
             os.replace(temp, path)
         return True
-    except (IndexError, ValueError, TypeError):
+    except (OSError, UnicodeDecodeError):
         return False
     finally:
         temp.unlink(missing_ok=True)
+
+
+def _renamed_row(text, pos, mapping) -> tuple[str, int, bool]:
+    """(the row at `pos` as it is to be written with the "," after it,
+    where the next begins, whether it was renamed); IndexError or
+    ValueError when the text there is not a whole row."""
+    if text[pos:pos + 2] != '["':
+        raise ValueError("not a row")
+    name, at = _scanstring(text, pos + 2)          # at: just past the name's closing quote
+    if text.startswith(",null,", at):
+        source, rest = None, at + 5
+    elif text.startswith(',"', at):
+        source, rest = _scanstring(text, at + 2)
+    else:
+        raise ValueError("not a row")
+    end = text.index("]", rest) + 1
+    if text[rest] != "," or text[end] not in ",]\n":
+        raise ValueError("not a row")
+    after = end + 1 if text[end] == "," else end
+    new = mapping.get(name)
+    if new is None:
+        return text[pos:after], after, False
+    # as _row_of makes it: the source named unless it is the file's own name
+    origin = name if source is None else source
+    origin_text = "null" if origin == new else _encode_string(origin)
+    return f"[{_encode_string(new)},{origin_text}{text[rest:after]}", after, True
+
+
+# JSON strings in C: a record's names, read and written as write_record's json.dumps does (ASCII).
+_scanstring = json.decoder.scanstring  # type: ignore[attr-defined]
+_encode_string = json.encoder.encode_basestring_ascii
 
 
 def _record_renames_whole(folder, mapping) -> None:

@@ -286,6 +286,7 @@ def test_the_records_beside_the_files_follow_an_adjust_and_its_undo_entry_by_ent
     shifted_odd = "2024-12-31_21-00-00_\udcff.png"
     whole = records._record_renames_whole
     monkeypatch.setattr(records, "_record_renames_whole", None)   # the record as written: row by row
+    monkeypatch.setattr(records, "_READ", 5)                      # read in parts that cut every row
 
     assert adjust_timestamps.main(["--folders", str(folder), "--hours", "-5", "--yes"]) == 0
     after = dict(zip([*NAMES, odd], [*SHIFTED, shifted_odd]))
@@ -295,6 +296,9 @@ def test_the_records_beside_the_files_follow_an_adjust_and_its_undo_entry_by_ent
         [{**r, "file": after[r["file"]]} for r in rows])        # the bytes write_rows would write
     assert records.read_record(folder) == {**{after[name]: copied(k) for k, name in enumerate(NAMES)},
                                            "gone.png": entry}
+    (tmp_path / "same").mkdir()
+    records.write_record(tmp_path / "same", records.read_record(folder))
+    assert records.record_path(folder).read_bytes() == records.record_path(tmp_path / "same").read_bytes()
     with DownloadArchive(folder) as archive:
         assert archive.filename_of("m:1") == SHIFTED[0]
 
@@ -304,6 +308,11 @@ def test_the_records_beside_the_files_follow_an_adjust_and_its_undo_entry_by_ent
     assert [r["file"] for r in messages.read_rows(folder)] == [r["file"] for r in rows]
     assert records.read_record(folder) == {**{name: copied(k) for k, name in enumerate(NAMES)}, "gone.png": entry}
     assert records.record_path(folder).read_text() != text
+    monkeypatch.setattr(records, "_record_renames_whole", None)   # row by row again, there and back
+    assert adjust_timestamps.main(["--folders", str(folder), "--hours", "-5", "--yes"]) == 0
+    assert adjust_timestamps.main(["--folders", str(folder), "--undo"]) == 0
+    records.write_record(tmp_path / "same", records.read_record(folder))
+    assert records.record_path(folder).read_bytes() == records.record_path(tmp_path / "same").read_bytes()
     with DownloadArchive(folder) as archive:
         assert archive.filename_of("m:1") == NAMES[0]
 

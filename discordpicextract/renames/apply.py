@@ -122,17 +122,24 @@ def _run_steps(folder, plan, journal, steps, update_archive, result, budget) -> 
     failed: dict[int, str] = {}
     failed_set: set[int] = set()
     with _Mover(folder) as mover:
+        move_one = mover.move
         for i, (src, dst, move, _inode) in enumerate(steps):
             if budget[0] is not None:
                 if budget[0] <= 0:
                     result.interrupted = True
                     return False
                 budget[0] -= 1
-            reason = move_step(mover, src, dst, move, failed_set)
-            if reason:
-                failed[i] = reason
-                failed_set.add(move)
-                journal.write({"event": "step", "batch": plan.batch_id, "i": i, "ok": False, "reason": reason})
+            if move not in failed_set:
+                try:
+                    move_one(src, dst)
+                    continue
+                except (OSError, KeyboardInterrupt) as exc:
+                    reason = failed_reason(mover, src, dst, exc)
+            else:
+                reason = "an earlier step of this rename failed"
+            failed[i] = reason
+            failed_set.add(move)
+            journal.write({"event": "step", "batch": plan.batch_id, "i": i, "ok": False, "reason": reason})
     journal.sync()
     finish(folder, journal, plan.batch_id, plan.moves, failed_moves(steps, failed), update_archive, result)
     return True
@@ -211,25 +218,19 @@ class _Mover:
         self.close()
 
 
-def move_step(mover, src, dst, move, failed_set) -> Optional[str]:
-    """Do one step; return None or the reason it was skipped. A step whose
-    move already failed earlier (the first half of a cycle) is not tried."""
-    if move in failed_set:
-        return "an earlier step of this rename failed"
-    try:
-        mover.move(src, dst)
-    except FileExistsError:
-        return f"target {dst} appeared meanwhile (left untouched)"
-    except FileNotFoundError:
-        return f"{src} vanished meanwhile"
-    except OSError as exc:
-        return f"rename failed: {exc.strerror or exc}"
-    except KeyboardInterrupt:
+def failed_reason(mover, src, dst, exc) -> str:
+    """Why a step failed (it is skipped and reported). Ctrl-C is raised
+    again, once the step is settled."""
+    if isinstance(exc, KeyboardInterrupt):
         # Ctrl-C lands right after the link, before the unlink, as often
         # as not: finish the step so no file is left under two names.
         settle_half_move(Path(mover.folder), src, dst)
-        raise
-    return None
+        raise exc
+    if isinstance(exc, FileExistsError):
+        return f"target {dst} appeared meanwhile (left untouched)"
+    if isinstance(exc, FileNotFoundError):
+        return f"{src} vanished meanwhile"
+    return f"rename failed: {exc.strerror or exc}"
 
 
 def settle_half_move(folder, src, dst, inode=None) -> bool:
@@ -263,14 +264,20 @@ def finish(folder, journal, batch_id, moves, failed, update_archive, result: App
                 if left_at.startswith(TEMP_PREFIX) and left_at != move.old else "")
         new_skips.append(Skip(move.old, move.new, reason + note))
     result.skipped += new_skips
-    result.done = [move for i, move in enumerate(moves) if i not in failed]
-    mapping = {move.old: move.new for move in result.done}
-    if update_archive and mapping:
+    result.done = [move for i, move in enumerate(moves) if i not in failed] if failed else moves
+    if update_archive and result.done:
         journal.write({"event": "archive", "batch": batch_id}, sync=True)
-        result.warnings += update_records(folder, mapping)
+        if _has_records(folder):   # else no {old: new} of 100,000 names is made for nothing
+            result.warnings += update_records(folder, {move.old: move.new for move in result.done})
     journal.write({"event": "end", "batch": batch_id, "status": "completed",
                    "skipped": [[s.name, s.target, s.reason] for s in new_skips]}, sync=True)
     sync_dir(folder)
+
+
+def _has_records(folder) -> bool:
+    """Whether `folder` holds a record that names its files."""
+    return any(os.path.lexists(path) for path in (archive.archive_path(folder), messages.messages_path(folder),
+                                                    records.record_path(folder)))
 
 
 def update_records(folder, mapping) -> list[str]:

@@ -2,6 +2,8 @@
 flags, the checks before a batch, `--undo`/`--recover`, and one shift over
 the pipeline folders (plan, confirm, apply). Results come back as
 `report.Report` objects; the scripts print them (`cli.show`)."""
+import functools
+import gc
 import os
 import sys
 from dataclasses import dataclass, field
@@ -23,6 +25,23 @@ from discordpicextract.renames.journal import (
 from discordpicextract.renames.plan import new_batch_id, plan_folder
 from discordpicextract.renames.recovery import RECOVER_MODES, recover_folders, undo_last_batch
 from discordpicextract.renames.values import parse_yes_no
+
+
+def without_gc_passes(func):
+    """`func` with the cyclic garbage collector paused while it runs (on
+    again after, if it was on). A batch is 100,000s of tuples that live
+    to its end and hold no cycles: every collection pass over them would
+    find nothing, and the passes cost as much as planning the batch."""
+    @functools.wraps(func)
+    def paused(*args, **kwargs):
+        if not gc.isenabled():
+            return func(*args, **kwargs)
+        gc.disable()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            gc.enable()
+    return paused
 
 
 def add_rename_arguments(parser, folders_help="folders to rename in") -> None:
@@ -180,7 +199,9 @@ def plan_shift(folders, shift, dry_run) -> ShiftRun:
     is touched."""
     warnings = refuse_if_pending(folders, dry_run)
     batch_id = new_batch_id()
-    return ShiftRun([FolderOutcome(folder, plan_folder(folder, shift, batch_id)) for folder in folders], warnings)
+    fates: dict = {}   # one shift over all folders: a name in several is decided once
+    return ShiftRun([FolderOutcome(folder, plan_folder(folder, shift, batch_id, fates)) for folder in folders],
+                    warnings)
 
 
 def confirm(outcomes, yes, dry_run) -> bool:

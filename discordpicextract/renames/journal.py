@@ -106,18 +106,81 @@ def _read_new_lines(handle, key) -> _Parsed:
         if key is not None:
             _PARSED[key] = parsed
     handle.seek(parsed.offset)
-    for line in handle:
+    while True:
+        line = handle.readline()
         if not line.endswith(b"\n"):
-            break  # torn (or still being written): read again next time
+            break  # the end, or a torn line (or still being written): read again next time
         parsed.offset += len(line)
         parsed.lines += 1
-        if not line.strip():
+        if line.isspace():
             continue
         try:
-            _apply_record(parsed.batches, json.loads(line.decode("utf-8")))
+            # A begin record is tens of MB: its bytes, then its text, go
+            # as soon as the next form exists.
+            text = line.decode("utf-8")
+            del line
+            record = _load_record(text)
+            del text
+            _apply_record(parsed.batches, record)
         except (ValueError, KeyError, TypeError, AttributeError, IndexError):
             parsed.damaged.append(parsed.lines)
     return parsed
+
+
+def _load_record(text: str):
+    """json.loads(text); a begin record as written here (its moves, then
+    its steps, last) has its moves and steps decoded one by one, a step's
+    names made its move's own str objects where they are the same: a batch
+    of 100,000 moves is never held twice (as JSON lists and as tuples)."""
+    at = text.find(_MOVES_AT)
+    if not text.startswith('{"event":"begin",') or at < 0:
+        return json.loads(text)
+    try:
+        record = json.loads(text[:at] + "}")
+        # Each element in its final form at once (a Move, a step tuple):
+        # nothing per element is made to be thrown away later.
+        moves, at = _array(text, at + len(_MOVES_AT), _move_of)
+        if not text.startswith(_STEPS_AT, at):
+            return json.loads(text)
+
+        def step_of(row):
+            if (type(row) is list and len(row) == 4 and type(row[2]) is int and 0 <= row[2] < len(moves)
+                    and type(moves[row[2]]) is Move):
+                return _shared_step(row[0], row[1], row[2], row[3], moves[row[2]])
+            return row   # as it is: _steps says what is wrong with it
+
+        steps, at = _array(text, at + len(_STEPS_AT), step_of)
+        if text[at:].strip() != "}" or "moves" in record or "steps" in record:
+            return json.loads(text)
+    except ValueError:
+        return json.loads(text)   # says what is wrong, as for any other line
+    record["moves"], record["steps"] = moves, steps
+    return record
+
+
+_MOVES_AT, _STEPS_AT = ',"moves":[', ',"steps":['
+
+
+def _move_of(pair):
+    return Move(*pair) if type(pair) is list and len(pair) == 2 else pair
+_decode = json.JSONDecoder().raw_decode
+
+
+def _array(text, at, convert) -> tuple[list, int]:
+    """The elements of the JSON array whose first element starts at `at`
+    (its "[" just before), each through `convert`; and where the text goes
+    on after its "]". ValueError when it is not one."""
+    items: list = []
+    if text[at] == "]":
+        return items, at + 1
+    while True:
+        item, at = _decode(text, at)
+        items.append(convert(item))
+        if text[at] == "]":
+            return items, at + 1
+        if text[at] != ",":
+            raise ValueError("not a JSON array")
+        at += 1
 
 
 # --- history: finished batches rotated out of the journal -----------------------------
@@ -132,11 +195,13 @@ _HISTORY_PREFIX = config.JOURNAL_FILE.rsplit(".", 1)[0] + "."
 def history_files(folder) -> list[Path]:
     """The folder's history files, newest first."""
     numbered = []
-    for name in os.listdir(folder):
-        if name.startswith(_HISTORY_PREFIX) and name.endswith(".jsonl"):
-            number = name[len(_HISTORY_PREFIX):-len(".jsonl")]
-            if number.isdigit():
-                numbered.append((int(number), name))
+    with os.scandir(folder) as entries:   # one name at a time: not a list of the folder's 100,000
+        for entry in entries:
+            name = entry.name
+            if name.startswith(_HISTORY_PREFIX) and name.endswith(".jsonl"):
+                number = name[len(_HISTORY_PREFIX):-len(".jsonl")]
+                if number.isdigit():
+                    numbered.append((int(number), name))
     return [Path(folder) / name for _number, name in sorted(numbered, reverse=True)]
 
 
@@ -218,30 +283,46 @@ def all_plain(names) -> bool:
     return True
 
 
-def _moves(pairs) -> list[Move]:
-    moves = [Move(old, new) for old, new in pairs]
-    if not all_plain([name for move in moves for name in move]):
-        for move in moves:   # the slow way, for the message
+def _moves(pairs: list) -> list[Move]:
+    """The moves of a begin record as Moves, in place (the JSON lists go
+    as the tuples come: a batch is not held twice)."""
+    for k, pair in enumerate(pairs):
+        if type(pair) is not Move:
+            old, new = pair
+            pairs[k] = Move(old, new)
+    if not all_plain([name for move in pairs for name in move]):
+        for move in pairs:   # the slow way, for the message
             plain_name(move.old), plain_name(move.new)
-    return moves
+    return pairs
 
 
-def _steps(rows, count) -> list[JournalStep]:
-    steps = [(src, dst, move, inode) for src, dst, move, inode in rows]
-    if not all_plain([name for step in steps for name in step[:2]]):
-        for step in steps:
-            plain_name(step[0]), plain_name(step[1])
-    for _src, _dst, move, inode in steps:
-        if inode is not None and (not isinstance(inode, int) or isinstance(inode, bool)):
-            raise TypeError("an inode is a whole number")
+def _steps(rows: list, moves: list[Move]) -> list[JournalStep]:
+    """The steps of a begin record as tuples, in place. A step's names are
+    its move's own str objects where they are the same names (most are):
+    each name is held once, not once per move and once per step."""
+    count = len(moves)
+    for k, row in enumerate(rows):
+        src, dst, move, inode = row
         if not isinstance(move, int) or isinstance(move, bool) or not 0 <= move < count:
             _index(move, count)
-    return steps
+        if inode is not None and (not isinstance(inode, int) or isinstance(inode, bool)):
+            raise TypeError("an inode is a whole number")
+        if type(row) is not tuple:
+            rows[k] = _shared_step(src, dst, move, inode, moves[move])
+    if not all_plain([name for step in rows for name in step[:2]]):
+        for step in rows:
+            plain_name(step[0]), plain_name(step[1])
+    return rows
+
+
+def _shared_step(src, dst, move, inode, of) -> JournalStep:
+    old, new = of
+    return (old if src == old else src, new if dst == new else dst, move, inode)
 
 
 def _begin(record) -> Batch:
     moves = _moves(record["moves"])
-    steps = _steps(record["steps"], len(moves))
+    steps = _steps(record["steps"], moves)
     update_archive = record.get("update_archive", True)
     if not isinstance(update_archive, bool):
         raise TypeError("update_archive is true or false")

@@ -83,26 +83,36 @@ def plan_entries(entries, shift, occupied=None, batch_id: Optional[str] = None) 
         if parsed is None:
             unparsed.append(name)
             continue
-        try:
-            stamp = shift(parsed)
-        except OverflowError:
-            skipped.append(Skip(name, "", "the new time is out of range"))
-            continue
-        if stamp is None:
+        new = _target(name, parsed, shift)
+        if new is None:
             unselected += 1
-            continue
-        if not 1000 <= stamp.year <= 9999:
-            skipped.append(Skip(name, "", "the new time is out of range"))
-            continue
-        new = naming.format_name(stamp, parsed.original)
-        if new == name:
-            unselected += 1
+        elif isinstance(new, Skip):
+            skipped.append(new)
         else:
             targets[name] = new
     if occupied is None:
         occupied = {name for name, _parsed in entries}
     elif any(name not in occupied for name, _parsed in entries):
         occupied = set(occupied).union(name for name, _parsed in entries)
+    return _plan_targets(targets, occupied, batch_id, skipped, unparsed, unselected)
+
+
+def _target(name, parsed, shift):
+    """The new name of one file; None when it stays (left out, or the
+    same name), or a Skip."""
+    try:
+        stamp = shift(parsed)
+    except OverflowError:
+        return Skip(name, "", "the new time is out of range")
+    if stamp is None:
+        return None
+    if not 1000 <= stamp.year <= 9999:
+        return Skip(name, "", "the new time is out of range")
+    new = naming.format_name(stamp, parsed.original)
+    return None if new == name else new
+
+
+def _plan_targets(targets, occupied, batch_id, skipped, unparsed, unselected) -> RenamePlan:
     plan = plan_mapping(targets, occupied, batch_id, require_sources=False)
     plan.skipped[:0] = skipped
     plan.unparsed = unparsed
@@ -212,9 +222,13 @@ def _order_steps(moves, targets, occupied, batch_id) -> list[Step]:
     return steps
 
 
-def plan_folder(folder, shift, batch_id: Optional[str] = None) -> RenamePlan:
-    """plan_renames over the images of `folder`, checked against every name
-    in it."""
+def plan_folder(folder, shift, batch_id: Optional[str] = None, fates: Optional[dict] = None) -> RenamePlan:
+    """plan_renames over the images of `folder` (ordered by timestamp, then
+    name), checked against every name in it. Each name's fate is decided
+    as it is parsed: a folder of 100,000 is never held as parsed names.
+    `fates`: {name: its fate} shared by the folders of one run with one
+    `shift` (a name's new name depends on nothing else), so that a name
+    in several folders is parsed and formatted once, its new name one str."""
     names, occupied = [], set()
     with os.scandir(folder) as entries:   # one listing, names only: no Path per file
         for entry in entries:
@@ -226,12 +240,40 @@ def plan_folder(folder, shift, batch_id: Optional[str] = None) -> RenamePlan:
                     names.append(entry.name)
             except OSError:
                 continue
-    parsed = [(name, _parse(name)) for name in names]
+    fates = {} if fates is None else fates
+    decided, unparsed, stamped = [], [], True
+    for name in names:
+        fate = fates.get(name, _UNSEEN)
+        if fate is _UNSEEN:
+            parsed = _parse(name)
+            fate = fates[name] = _UNPARSED if parsed is None else _target(name, parsed, shift)
+        if fate is _UNPARSED:
+            unparsed.append(name)
+        else:
+            decided.append(name)
+            stamped = stamped and name[:19].isascii()
     del names
-    images = sorted(((name, p) for name, p in parsed if p is not None), key=lambda item: (item[1].timestamp, item[0]))
-    unparsed = sorted((name, p) for name, p in parsed if p is None)
-    del parsed
-    return plan_entries(images + unparsed, shift, occupied, batch_id)
+    if stamped:   # "YYYY-MM-DD_HH-MM-SS" in ASCII digits: the names sort as (timestamp, name) do
+        decided.sort()
+    else:
+        decided.sort(key=lambda name: (naming.parse_name(name).timestamp, name))
+    unparsed.sort()
+    skipped: list[Skip] = []
+    targets: dict[str, str] = {}
+    unselected = 0
+    for name in decided:
+        new = fates[name]
+        if new is None:
+            unselected += 1
+        elif isinstance(new, Skip):
+            skipped.append(new)
+        else:
+            targets[name] = new
+    del decided
+    return _plan_targets(targets, occupied, batch_id, skipped, unparsed, unselected)
+
+
+_UNSEEN, _UNPARSED = object(), object()
 
 
 def _parse(name):

@@ -58,7 +58,7 @@ class _Undoable:
     holds one file's batches at a time, not all of them."""
 
     def __init__(self, names):
-        self.names = names
+        self.names = names   # a set of the folder's names, or a function: is this name there?
         self.reverted: dict[str, set] = defaultdict(set)
         self.order: list[str] = []      # batch ids, newest first
         self.found: tuple[Optional[Batch], list[Move]] = (None, [])
@@ -78,8 +78,9 @@ class _Undoable:
                 continue
             reverted = self.reverted.pop(batch.id, set())
             moves = [move for move in batch.done_moves() if (move.new, move.old) not in reverted]
-            if any(move.new in self.names for move in moves):
-                self.found = (batch, moves)
+            there = self.names.__contains__ if isinstance(self.names, (set, frozenset)) else self.names
+            if any(there(move.new) for move in moves):
+                self.found = (_told(batch), moves)   # its steps are not needed to undo it
         return self.found
 
 
@@ -102,7 +103,9 @@ def _undoable_in(folder) -> tuple[list[str], tuple[Optional[Batch], list[Move]]]
     """(the ids of the batches read, newest first; `_last_undoable` of
     them): the journal, then the history files newest first, only as far
     back as the last undoable batch (what is newer is enough)."""
-    search = _Undoable(set(os.listdir(folder)))
+    # Whether a batch's new names are there is asked of the folder name by
+    # name (most often its first one answers), not from a listing of it.
+    search = _Undoable(lambda name: os.path.lexists(os.path.join(folder, name)))
     found = search.search(read_journal(folder))
     if found[0] is None:
         for older in older_batches(folder):
@@ -146,7 +149,7 @@ def undo_last_batch(folders, dry_run=False) -> list[UndoOutcome]:
             outcome.batch = _told(batch)
             mapping = {move.new: move.old for move in moves}
             del batch, moves
-            outcome.plan = plan_mapping(mapping, set(os.listdir(folder)), undo_id)
+            outcome.plan = plan_mapping(mapping, names_in(folder, mapping), undo_id)
             del mapping
             parts.append((folder, outcome))
         if not dry_run:
@@ -155,6 +158,18 @@ def undo_last_batch(folders, dry_run=False) -> list[UndoOutcome]:
             for (_folder, outcome), result in zip(parts, results):
                 outcome.result = result
     return outcomes
+
+
+def names_in(folder, mapping) -> set:
+    """The names in `folder`; a name `mapping` moves is its very str (the
+    listing's own copy goes at once), so a folder of 100,000 being renamed
+    costs a set, not a second copy of every name."""
+    own = {name: name for name in mapping}
+    try:
+        with os.scandir(folder) as entries:
+            return {own.get(entry.name, entry.name) for entry in entries}
+    except OSError as exc:
+        raise UsageError(f"cannot read folder {folder}: {exc.strerror or exc}") from None
 
 
 def _told(batch: Batch) -> Batch:

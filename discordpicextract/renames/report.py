@@ -38,7 +38,7 @@ def _folder_lines(outcome: FolderOutcome, dry_run, show_matched, indent="  ") ->
     verb = "WOULD RENAME" if dry_run else "RENAMED"
     lines = [f"\nProcessing folder: {outcome.folder}",
              f"Mode: {'DRY RUN (no changes)' if dry_run else 'RENAME'}", THIN]
-    lines += _file_lines(f"{indent}{verb}", [(move.old, move.new) for move in outcome.done], dry_run, indent)
+    lines += _file_lines(f"{indent}{verb}", outcome.done, dry_run, indent)   # Moves: (old, new) pairs
     lines += [f"{indent}SKIPPED: {skip.describe()}" for skip in outcome.skipped]
     lines += [f"{indent}UNPARSED: {name} (not a YYYY-MM-DD_HH-MM-SS_name file; left alone)" for name in unparsed]
     lines.append(f"Summary for {outcome.folder}:")
@@ -88,7 +88,7 @@ def _undo_folder_lines(outcome: UndoOutcome, dry_run) -> tuple[list[str], int]:
         lines.append(f"  {outcome.note[0].upper()}{outcome.note[1:]}")
     if outcome.result:
         done, skipped = len(outcome.result.done), outcome.result.skipped
-        lines += _file_lines("  RENAMED", [(move.old, move.new) for move in outcome.result.done], False)
+        lines += _file_lines("  RENAMED", outcome.result.done, False)
     else:  # dry run: the exact steps, temporary names included
         done, skipped = len(outcome.plan.steps), outcome.plan.skipped
         lines += [f"  WOULD RENAME: {step.src} -> {step.dst}" for step in outcome.plan.steps]

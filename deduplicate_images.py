@@ -183,7 +183,12 @@ def plan_dedupe(records, max_distance=0, ignore_size=False) -> DedupePlan:
                 corrupt.append(record)
                 keep.append(record)
                 continue
-            kept = kept_by_bucket.setdefault(None if ignore_size else record.size, [])
+            bucket = None if ignore_size else record.size
+            kept = kept_by_bucket.get(bucket)
+            if kept is None:
+                kept_by_bucket[bucket] = [record]
+                keep.append(record)
+                continue
             match_kept, match = _find_kept(kept, record, max_distance)
             if match_kept is None:
                 kept.append(record)
@@ -310,13 +315,13 @@ def _fill_from_cache(records, cache):
             record.digest, record.error, record.phash = digest, error, phash
     for record in twins:
         first = wanted[(record.dev, record.ino)]
-        if first.key == record.key:
+        if (first.size, first.mtime_ns) == (record.size, record.mtime_ns):
             record.digest, record.error, record.phash = first.digest, first.error, first.phash
 
 
 def _fill_checks(records, workers, stats):
     todo = [r for r in records if r.digest is None and r.error is None]
-    results = workers.map(check_file, [r.file for r in todo], PARALLEL_MIN_CHECKS)
+    results = workers.imap(check_file, (r.file for r in todo), len(todo), PARALLEL_MIN_CHECKS)
     for record, check in zip(todo, results):
         record.digest, record.error, record.learnt = check.digest, check.error, True
     stats.checked = len(todo)
@@ -334,7 +339,11 @@ def records_needing_phash(records, fast=True, ignore_size=False):
         buckets: dict = {}
         for record in day:
             if record.ok:
-                buckets.setdefault(None if ignore_size else record.size, []).append(record)
+                bucket = buckets.get(None if ignore_size else record.size)
+                if bucket is None:
+                    buckets[None if ignore_size else record.size] = [record]
+                else:
+                    bucket.append(record)
         for bucket in buckets.values():
             if len(bucket) < 2:
                 continue
@@ -351,7 +360,7 @@ def _fill_phashes(records, workers, fast, ignore_size, stats):
     # A pHash known for one copy (from the cache) serves all byte-identical ones.
     known = {r.digest: r.phash for r in records if r.ok and r.phash}
     todo = [r for r in needed if r.phash is None and not (fast and r.digest in known)]
-    results = workers.map(compute_phash, [r.file for r in todo], PARALLEL_MIN_DECODES)
+    results = workers.imap(compute_phash, (r.file for r in todo), len(todo), PARALLEL_MIN_DECODES)
     for record, result in zip(todo, results):
         record.phash, record.error, record.learnt = result.phash, result.error, True
         if result.phash:
@@ -387,25 +396,25 @@ class _ByName(Mapping):
     without a copy of them."""
 
     def __init__(self, by_name: dict, field: str):
-        self._by_name, self._field = by_name, field
+        self._by_name, self._of = by_name, operator.attrgetter(field)
 
     def __getitem__(self, name):
-        value = getattr(self._by_name[name], self._field)
+        value = self._of(self._by_name[name])
         if not value:
             raise KeyError(name)
         return value
 
     def __contains__(self, name):
         record = self._by_name.get(name)
-        return record is not None and bool(getattr(record, self._field))
+        return record is not None and bool(self._of(record))
 
     def get(self, name, default=None):
         record = self._by_name.get(name)
-        value = None if record is None else getattr(record, self._field)
+        value = None if record is None else self._of(record)
         return value if value else default
 
     def __iter__(self):
-        return (name for name, record in self._by_name.items() if getattr(record, self._field))
+        return (name for name, record in self._by_name.items() if self._of(record))
 
     def __len__(self):
         return sum(1 for _ in self)

@@ -356,12 +356,13 @@ def _image_files(folder, record) -> dict:
                 continue
             try:
                 if entry.is_file(follow_symlinks=False):
-                    key = file_key(entry.stat(follow_symlinks=False))
+                    stat = entry.stat(follow_symlinks=False)
                     known = record.get(name)
-                    if known is not None and known.key == key:
+                    if known is not None and known[4] == stat.st_size and known[5] == stat.st_mtime_ns \
+                            and known[6] == stat.st_ino:   # Entry.key, without the tuple
                         found[known.source if known.source == name else name] = known
                     else:
-                        found[name] = key
+                        found[name] = file_key(stat)
             except OSError:
                 continue
     return found
@@ -442,9 +443,12 @@ def plan_sync(state: SyncState, wanted) -> SyncPlan:
 
 
 def _plan_existing(plan, state, name, is_wanted):
-    entry = state.record.get(name)
-    key = state.output_key(name)
-    ours = entry is not None and (key == entry.key or state.out_digests.get(name) == entry.digest)
+    value = state.outputs[name]
+    if isinstance(value, Entry):   # the key recorded: ours (no tuple made, no lookup)
+        entry, ours = value, True
+    else:
+        entry = state.record.get(name)
+        ours = entry is not None and (value == entry.key or state.out_digests.get(name) == entry.digest)
     if entry is not None and not ours:
         plan.changed.append(name)
         if is_wanted:
@@ -539,6 +543,9 @@ def _relinked(entry, name, state):
     """The entry after a rename of both copy and source (same file, new
     name), or once a copy whose identity changed was found to hold the bytes
     written (its new identity is recorded: it is not read again)."""
+    value = state.outputs[name]
+    if value is entry and entry.source == name:
+        return entry   # same name, same copy; plan_sync found the source unchanged
     key = state.output_key(name)
     if entry.source == name and entry.source_key == state.sources[name] and entry.key == key:
         return entry

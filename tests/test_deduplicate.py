@@ -802,3 +802,11 @@ def test_a_recorded_copy_is_accepted_unread_and_read_only_on_a_mismatch(tmp_path
     code, out, _ = run(capsys, "--source", str(src), "--output", str(out_dir), "--no-cache")
     assert "Unique images copied: 1" in out
     assert copy_b.read_bytes() == b.read_bytes()
+
+
+def test_the_pool_gives_every_result_once_and_in_order_from_a_list_or_a_generator():
+    """Workers.imap keeps a few chunks in flight (not the whole batch);
+    every item is answered once, in order, whichever kind of iterable."""
+    with Workers(2) as workers:
+        assert workers.map(abs, list(range(-300, 0)), minimum=1) == list(range(300, 0, -1))
+        assert list(workers.imap(abs, (n for n in range(-301, 0)), 301, 1)) == list(range(301, 0, -1))

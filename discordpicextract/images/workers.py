@@ -1,8 +1,11 @@
 """The process pool that spreads integrity checks and pHashes over the
 cores, started only when a batch is big enough to pay for it."""
+import collections
+import itertools
 import os
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Optional
@@ -35,6 +38,12 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+def _run_chunk(func, items) -> list:
+    """One task of a pool: `func` over a chunk of items (fewer, bigger
+    messages than one per item)."""
+    return [func(item) for item in items]
+
+
 class WorkerDied(Exception):
     """A worker process ended without an answer (killed, out of memory)."""
 
@@ -48,19 +57,38 @@ class Workers:
 
     def map(self, func, items, minimum) -> list:
         items = list(items)
-        if self.count == 1 or len(items) < minimum:
-            return [func(item) for item in items]
+        return list(self.imap(func, items, len(items), minimum))
+
+    def imap(self, func, items, count, minimum) -> Iterator:
+        """`func` over the `count` items of the iterable `items`, results in
+        order as they come. A few chunks per worker are in flight, no more:
+        100,000 items never wait in the pool's queue, nor their results."""
+        if self.count == 1 or count < minimum:
+            yield from map(func, items)
+            return
         if self._pool is None:
             _import_before_fork(func)
             self._pool = ProcessPoolExecutor(max_workers=self.count, initializer=_die_with_parent,
                                              initargs=(os.getpid(),))
-        chunk = max(1, min(64, len(items) // (self.count * 4)))
+        size = max(1, min(64, count // (self.count * 4)))
+        queue = iter(items)
+        chunks = iter(lambda: list(itertools.islice(queue, size)), [])
+        pending: collections.deque = collections.deque()
         try:
-            return list(self._pool.map(func, items, chunksize=chunk))
+            for chunk in itertools.islice(chunks, self.count * 4):
+                pending.append(self._pool.submit(_run_chunk, func, chunk))
+            while pending:
+                results = pending.popleft().result()
+                for chunk in itertools.islice(chunks, 1):
+                    pending.append(self._pool.submit(_run_chunk, func, chunk))
+                yield from results
         except BrokenProcessPool:
             self._pool = None
             raise WorkerDied("a worker process stopped without an answer (out of memory?); "
                              "try again with fewer --workers") from None
+        finally:
+            for future in pending:
+                future.cancel()
 
     def close(self, wait=True) -> None:
         if self._pool is not None:

@@ -251,3 +251,13 @@ def test_a_record_naming_a_folder_without_a_journal_leaves_that_folder_alone(tmp
     assert adjust_timestamps.main(["--folders", str(folder), "--recover", "revert"]) == 0
     assert sorted(os.listdir(other)) == [".photo.png.abcd1234.part"]
     assert str(other) not in capsys.readouterr().out
+
+
+def test_a_journal_that_is_a_link_is_not_followed_out_of_the_folder(tmp_path, capsys):
+    folder = fill(tmp_path / "f", names(2))
+    before = contents(folder)
+    (tmp_path / "outside.txt").write_text("the user's\n")
+    (folder / config.JOURNAL_FILE).symlink_to(tmp_path / "outside.txt")
+    assert adjust_timestamps.main(["--folders", str(folder), "--hours", "1"]) == 2
+    assert "is a link; not followed" in capsys.readouterr().err
+    assert (tmp_path / "outside.txt").read_text() == "the user's\n" and contents(folder) == before

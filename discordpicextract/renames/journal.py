@@ -381,9 +381,14 @@ class Journal:
 
     def __init__(self, folder):
         path = journal_path(folder)
+        if path.is_symlink():   # a link would carry the journal's writes out of the folder
+            raise UsageError(f"the rename journal {path} is a link; not followed (move it away and run again)")
         try:
-            # Held open for the whole batch, closed by close().
-            self.handle = open(path, "a+b")  # noqa: SIM115
+            # Held open for the whole batch, closed by close(); O_NOFOLLOW
+            # where there is one, against a link planted since the check.
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
+                         | getattr(os, "O_BINARY", 0), 0o666)
+            self.handle = os.fdopen(fd, "a+b")
         except OSError as exc:
             raise UsageError(f"cannot write the rename journal {path}: {exc.strerror or exc}") from None
         size = self.handle.seek(0, os.SEEK_END)

@@ -16,7 +16,7 @@ import contextlib
 import os
 from pathlib import Path
 
-from discordpicextract import naming
+from discordpicextract import messages, naming
 
 
 class _Memo:
@@ -57,10 +57,11 @@ def _copy(listing: naming.FolderListing) -> naming.FolderListing:
 @contextlib.contextmanager
 def shared():
     """Within the block, every step's naming.list_images lists a folder
-    once while it stays the same."""
-    original = naming.list_images
-    setattr(naming, "list_images", _Memo(original))  # noqa: B010 (setattr: mypy refuses assigning to a function)
+    once while it stays the same, and messages.csv is parsed once while its
+    bytes stay the same (messages.kept_rows)."""
+    outer = naming.set_listing_memo(_Memo(naming.list_images_afresh))
     try:
-        yield
+        with messages.kept_rows():
+            yield
     finally:
-        setattr(naming, "list_images", original)  # noqa: B010
+        naming.set_listing_memo(outer)

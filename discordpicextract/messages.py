@@ -10,7 +10,9 @@ copy steps write the rows of the files they copy into their own folders;
 the timestamp tools rename rows with their files. The file is always
 rewritten whole through a temp file, so a reader never sees half of it.
 """
+import contextlib
 import csv
+import filecmp
 import io
 import os
 from collections import OrderedDict
@@ -78,6 +80,21 @@ def read_rows(folder) -> list:
 # 0.9 KiB a row): the copy steps' outputs are read once, and not kept.
 _PARSED: "OrderedDict[str, tuple[bytes, tuple]]" = OrderedDict()
 _PARSED_FILES = 1
+_KEEPING = False
+
+
+@contextlib.contextmanager
+def kept_rows():
+    """Within the block (a pipeline run, listings.shared), the rows of the
+    last messages.csv read or written are kept for the next reader."""
+    global _KEEPING
+    outer, _KEEPING = _KEEPING, True
+    try:
+        yield
+    finally:
+        _KEEPING = outer
+        if not outer:
+            _PARSED.clear()
 
 
 def _parsed(path: Path, data: bytes) -> tuple:
@@ -103,6 +120,8 @@ def _tuples(reader):
 
 
 def _remember(key: str, data: bytes, rows: tuple) -> None:
+    if not _KEEPING:
+        return  # a step run on its own reads the file once: holding 100,000 rows would only cost memory
     _PARSED[key] = (data, rows)
     _PARSED.move_to_end(key)
     while len(_PARSED) > _PARSED_FILES:
@@ -158,6 +177,7 @@ def write_rows(folder, rows, remember=True) -> bool:
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)
+    remember = remember and _KEEPING
     values = [tuple(entry.get(name, "") for name in FIELDS) for entry in rows] if remember else []
     if remember and all(type(value) is str for row in values for value in row):
         # what reading `data` back gives (csv keeps every str as it is), without parsing it
@@ -186,35 +206,57 @@ def record_renames(folder, mapping) -> None:
     path = messages_path(folder)
     if not path.exists():
         return
-    temp = fileops.temp_path_beside(path)
-    try:
-        with open(path, encoding="utf-8-sig", newline="", errors="surrogateescape") as handle, \
-                open(temp, "w", encoding="utf-8", newline="", errors="surrogateescape") as out:
-            reader = csv.reader(handle)
-            if next(reader, None) != list(FIELDS):
-                renamed = None
-            else:
-                writer = csv.writer(out, lineterminator="\n")
-                quoted = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)   # as render does
-                writer.writerow(FIELDS)
-                renamed, width = False, len(FIELDS)
-                for cells in reader:
-                    if not cells:
-                        continue
-                    new = mapping.get(cells[0])
-                    if new is not None:
-                        cells[0], renamed = new, True
-                    full = cells[:width] + [""] * (width - len(cells))
-                    (quoted if any("\r" in cell for cell in full) else writer).writerow(full)
-        if renamed:
-            os.chmod(temp, fileops.new_file_mode())
-            os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
+    renamed = None
+    with open(path, encoding="utf-8-sig", newline="", errors="surrogateescape") as handle:
+        reader = csv.reader(handle)
+        if next(reader, None) == list(FIELDS):
+            hits: list = []
+            renamed = _stream_rows(path, _renamed_cells(reader, mapping, hits), replace=lambda: bool(hits))
     if renamed is None:
         rows = read_rows(folder)
         if any(entry["file"] in mapping for entry in rows):
             write_rows(folder, [{**entry, "file": mapping.get(entry["file"], entry["file"])} for entry in rows])
+
+
+def _renamed_cells(reader, mapping, hits):
+    width = len(FIELDS)
+    for cells in reader:
+        if cells:
+            new = mapping.get(cells[0])
+            if new is not None:
+                cells[0] = new
+                hits.append(new)
+            yield cells[:width] + [""] * (width - len(cells))
+
+
+def _stream_rows(path: Path, rows, replace=None) -> bool:
+    """Write FIELDS-ordered `rows` (an iterable: never all held at once) as
+    `path`, through a temp file, in the bytes render() gives; False (and
+    nothing replaced) when the file already holds exactly them, or when
+    `replace()`, asked once all rows are written, says no (a file that no
+    rename touched keeps its own bytes, a spreadsheet's BOM and all)."""
+    temp = fileops.temp_path_beside(path)
+    try:
+        with open(temp, "w", encoding="utf-8", newline="", errors="surrogateescape") as out:
+            writer = csv.writer(out, lineterminator="\n")
+            quoted = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)   # as render does
+            writer.writerow(FIELDS)
+            for cells in rows:
+                (quoted if any("\r" in cell for cell in cells) else writer).writerow(cells)
+        if (replace is not None and not replace()) or _same_bytes(temp, path):
+            return False
+        os.chmod(temp, fileops.new_file_mode())
+        os.replace(temp, path)
+        return True
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    try:
+        return filecmp.cmp(a, b, shallow=False)
+    except FileNotFoundError:
+        return False
 
 
 def sync_rows(source, output, names) -> bool:
@@ -226,9 +268,8 @@ def sync_rows(source, output, names) -> bool:
     if not path.exists():
         return False
     names = set(names)
-    # a dict only for the rows kept (one per day keeps 400 of 66,800)
-    return write_rows(output, [dict(zip(FIELDS, values)) for values in _rows_of(path) if values[0] in names],
-                      remember=False)
+    # streamed: dedupe keeps 66,800 rows of 100,000, never all in memory at once
+    return _stream_rows(messages_path(output), (values for values in _rows_of(path) if values[0] in names))
 
 
 def _rows_of(path: Path):

@@ -165,7 +165,28 @@ def is_image_name(name: str) -> bool:
     return name[0] != "." or bool(name[:dot].lstrip("."))
 
 
+# listings.shared() puts a memo here for a pipeline run: every step's listing
+# of a folder that still holds the very same entries is answered from it.
+_memo = None
+
+
 def list_images(folder) -> FolderListing:
+    """The images of `folder`, ordered by timestamp then name (see
+    list_images_afresh; within listings.shared(), from its memo)."""
+    if _memo is not None:
+        return _memo(folder)
+    return list_images_afresh(folder)
+
+
+def set_listing_memo(memo):
+    """Install `memo` (a callable folder -> FolderListing, or None) for
+    list_images; returns the one it replaces."""
+    global _memo
+    outer, _memo = _memo, memo
+    return outer
+
+
+def list_images_afresh(folder) -> FolderListing:
     """The images of `folder`, ordered by timestamp then name.
 
     Hidden files (the download archive, rename journal, temp files) and files

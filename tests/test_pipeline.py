@@ -267,9 +267,8 @@ def test_the_steps_list_each_folder_once_while_it_stays_the_same(world, capsys, 
     from discordpicextract import listings, naming
 
     listed = []
-    real = naming.list_images
-    monkeypatch.setattr(naming, "list_images", lambda folder: listed.append(str(folder)) or real(folder))
-    counter = naming.list_images
+    real = naming.list_images_afresh
+    monkeypatch.setattr(naming, "list_images_afresh", lambda folder: listed.append(str(folder)) or real(folder))
     s1, _s2 = two_sessions()
     world.post(at(s1, "10:00"), "a.png")
     world.post(at(s1, "11:00"), "b.png")
@@ -296,4 +295,4 @@ def test_the_steps_list_each_folder_once_while_it_stays_the_same(world, capsys, 
         naming.list_images(folder)
         naming.list_images(folder)
         assert len(listed) == before + 2  # a folder with a link: listed each time
-    assert naming.list_images is counter
+    assert naming._memo is None  # the memo ends with the block

@@ -574,7 +574,7 @@ def _copy_all_new(output, names, state, record, result, mode):
             return None
         try:
             return _write_copy(state.source_path(name), folder + name, state.sources[name], mode,
-                               replace=False, digest=state.known.get(name))
+                               replace=False, digest=state.known.get(name), name=name)
         except OSError as exc:
             if exc.errno in DISK_ERRNOS:
                 full.set()
@@ -664,16 +664,18 @@ def _remove_ours(output, name, state, record, result):
     log.debug("removed %s (superseded)", name)
 
 
-def _write_copy(source, target, source_key, mode, replace, digest=None):
+def _write_copy(source, target, source_key, mode, replace, digest=None, name=None):
     """Copy `source` to `target` through a temp file; the copy keeps the
     source's modification time. Without `replace`, an existing target
     raises FileExistsError. `digest`: the source's as this run read it (for
     `source_key`); while the source keeps that identity, before and after
     the copy, the kernel copies the bytes and they are not hashed again
-    (the hash cache's own assumption); otherwise they are hashed on the way."""
+    (the hash cache's own assumption); otherwise they are hashed on the way.
+    `name`: the target's name as the caller holds it (the entry keeps that str)."""
     if not replace and os.path.lexists(target):
         raise FileExistsError(target)
-    folder, name = os.path.split(target)
+    folder, base = os.path.split(target)
+    name = name if name == base else base
     # fileops.temp_path_beside's names, its descriptor kept
     handle, temp = tempfile.mkstemp(prefix=f".{name[:40]}.", suffix=".part", dir=folder or ".")
     try:
@@ -685,7 +687,10 @@ def _write_copy(source, target, source_key, mode, replace, digest=None):
         by_fd = os.chmod in os.supports_fd and os.utime in os.supports_fd
         os.chmod(handle if by_fd else temp, mode)
         os.utime(handle if by_fd else temp, ns=(times.st_atime_ns, times.st_mtime_ns))
-        key = file_key(os.fstat(handle))   # a rename keeps size, mtime and inode
+        written = os.fstat(handle)   # a rename keeps size, mtime and inode
+        # the source's numbers where equal (a copy has its size and mtime): one object each
+        key = (source_key[0] if written.st_size == source_key[0] else written.st_size,
+               source_key[1] if written.st_mtime_ns == source_key[1] else written.st_mtime_ns, written.st_ino)
         os.close(handle)
         handle = -1
         if replace:

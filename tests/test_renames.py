@@ -583,3 +583,52 @@ def test_what_a_run_writes_to_its_journal_it_knows_without_reading_it_back(tmp_p
     record = json.loads(lines[0])
     assert record["moves"] == [list(move) for move in plan.moves] and record["steps"] == [list(s) for s in plan.steps]
     assert lines[0] == json.dumps(record, separators=(",", ":")).encode()   # one line, as write() makes it
+
+
+@pytest.mark.parametrize("layout", [{"separators": (",", ":")}, {}])   # as written here / by hand
+@pytest.mark.parametrize("bad", [".", "..", "", "a\\b.png", "a\x00b.png", "x/../../y.png", 7])
+def test_a_journal_line_with_one_bad_name_among_many_is_damaged_in_either_layout(tmp_path, capsys, layout, bad):
+    """The names of a begin record are checked a few thousand at a time:
+    one bad name among them, in the moves or in the steps, still makes the
+    whole line damaged (moving nothing), whichever way the line is laid out."""
+    import adjust_timestamps
+
+    folder = fill(tmp_path / "f", [n(f"2025-01-02T{h:02d}:00:00") for h in range(8, 12)])
+    before = contents(folder)
+    names = sorted(os.listdir(folder))
+    good = [[name, name.replace("2025-01-02", "2025-01-05")] for name in names if not name.startswith(".")]
+    for where in ("moves", "steps"):
+        moves = [list(pair) for pair in good] + ([[names[0], bad]] if where == "moves" else [])
+        steps = [[old, new, k, None] for k, (old, new) in enumerate(good)]
+        if where == "steps":
+            steps[1][0] = bad
+        record = {"event": "begin", "batch": f"b-{where}", "label": "x", "created": "2025", "undoes": None,
+                  "recovers": None, "update_archive": True, "folders": [], "moves": moves, "steps": steps}
+        end = {"event": "end", "batch": f"b-{where}", "status": "completed"}
+        (folder / config.JOURNAL_FILE).write_text(json.dumps(record, **layout) + "\n" + json.dumps(end) + "\n")
+        from discordpicextract.renames import journal as journal_module
+
+        journal_module._PARSED.clear()
+        assert adjust_timestamps.main(["--folders", str(folder), "--undo"]) == 1
+        assert "1 damaged line(s) ignored (line 1)" in capsys.readouterr().err
+        assert contents(folder) == before
+
+
+def test_a_begin_record_reads_the_same_in_either_layout(tmp_path):
+    from discordpicextract.renames import journal as journal_module
+
+    folder = tmp_path / "f"
+    folder.mkdir()
+    moves = [["a.png", "b.png"], ["b.png", "c\udcff.png"], ["c\udcff.png", "a.png"]]   # a cycle
+    steps = [["a.png", ".dpe-rename-x-0", 0, 11], ["c\udcff.png", "a.png", 2, 13], ["b.png", "c\udcff.png", 1, 12],
+             [".dpe-rename-x-0", "b.png", 0, 11]]
+    record = {"event": "begin", "batch": "b", "label": "x", "created": "2025", "undoes": None, "recovers": None,
+              "update_archive": True, "folders": ["/f"], "moves": moves, "steps": steps}
+    read = []
+    for layout in ({"separators": (",", ":")}, {}):
+        (folder / config.JOURNAL_FILE).write_text(json.dumps(record, **layout) + "\n")
+        journal_module._PARSED.clear()
+        read.append(read_journal(folder))
+    assert read[0] == read[1] and [list(m) for m in read[0][0].moves] == moves
+    assert [list(s) for s in read[0][0].steps] == steps and read[0][0].folders == ["/f"]
+    assert read[0][0].steps[2][0] is read[0][0].moves[1].old           # one str for a name

@@ -266,8 +266,11 @@ def finish(folder, journal, batch_id, moves, failed, update_archive, result: App
     result.skipped += new_skips
     result.done = [move for i, move in enumerate(moves) if i not in failed] if failed else moves
     if update_archive and result.done:
-        journal.write({"event": "archive", "batch": batch_id}, sync=True)
-        if _has_records(folder):   # else no {old: new} of 100,000 names is made for nothing
+        # Synced before a record changes (recovery must know they follow
+        # the new names); with no record there is nothing to order it before.
+        has_records = _has_records(folder)
+        journal.write({"event": "archive", "batch": batch_id}, sync=has_records)
+        if has_records:   # else no {old: new} of 100,000 names is made for nothing
             result.warnings += update_records(folder, {move.old: move.new for move in result.done})
     journal.write({"event": "end", "batch": batch_id, "status": "completed",
                    "skipped": [[s.name, s.target, s.reason] for s in new_skips]}, sync=True)

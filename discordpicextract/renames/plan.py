@@ -230,14 +230,16 @@ def plan_folder(folder, shift, batch_id: Optional[str] = None, fates: Optional[d
     `shift` (a name's new name depends on nothing else), so that a name
     in several folders is parsed and formatted once, its new name one str."""
     names, occupied = [], set()
+    is_image_name = naming.is_image_name
     with os.scandir(folder) as entries:   # one listing, names only: no Path per file
         for entry in entries:
-            occupied.add(entry.name)
-            if entry.name.startswith(".") or not naming.is_image_name(entry.name):
+            name = entry.name
+            occupied.add(name)
+            if name[:1] == "." or not is_image_name(name):
                 continue
             try:
                 if entry.is_file():
-                    names.append(entry.name)
+                    names.append(name)
             except OSError:
                 continue
     fates = {} if fates is None else fates
@@ -251,7 +253,7 @@ def plan_folder(folder, shift, batch_id: Optional[str] = None, fates: Optional[d
             unparsed.append(name)
         else:
             decided.append(name)
-            stamped = stamped and name[:19].isascii()
+            stamped = stamped and (name.isascii() or name[:19].isascii())
     del names
     if stamped:   # "YYYY-MM-DD_HH-MM-SS" in ASCII digits: the names sort as (timestamp, name) do
         decided.sort()

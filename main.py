@@ -18,6 +18,7 @@ Exit codes: 0 every image saved or skipped, 1 some failed, 2 bad input.
 import importlib
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,8 +151,10 @@ def run_pipeline(args):
         with listings.shared():  # the steps list the channel's folders once while they stay the same
             for number, step in enumerate(steps):
                 summary.rows.append(_run_step(step))
-                if step.step == "download" and summary.rows[-1].code not in (cli.EXIT_OK, cli.EXIT_FAILED):
-                    # no download (bad token, unknown channel): the later steps would check stale folders
+                row = summary.rows[-1]
+                if row.crashed or (step.step == "download" and row.code not in (cli.EXIT_OK, cli.EXIT_FAILED)):
+                    # no download (bad token, unknown channel) or a step that crashed: the later
+                    # steps would check stale or half-made folders
                     summary.rows += [pipeline.Row(target.label, later.step, None) for later in steps[number + 1:]]
                     break
     logs.summary(pipeline.render_summary(summary))
@@ -163,13 +166,26 @@ def _run_step(step):
     print(f"\n{'#' * 70}\n# {step.target.label}: {pipeline.STEP_TITLES[step.step]}\n"
           f"#   python {step.script}.py {' '.join(step.argv)}\n{'#' * 70}")
     started = time.monotonic()
-    code = importlib.import_module(step.script).main(list(step.argv))
+    try:
+        code = importlib.import_module(step.script).main(list(step.argv))
+    except Exception as exc:  # a bug in one step must not cost the other channels their sync, nor the table
+        return _crashed_row(step, exc, time.monotonic() - started)
     seconds = time.monotonic() - started
     note, error = logs.last_note(), logs.last_error()
     look = note.look if note else ""
     if code and not look:
         look = error or "see the step's report"
     return pipeline.Row(step.target.label, step.step, code, note.did if note else "", look, seconds)
+
+
+def _crashed_row(step, exc, seconds):
+    """The row of a step that raised: one line on stderr naming the exception
+    (its traceback with -v), status failed, exit 1."""
+    text = f"crashed: {type(exc).__name__}: {exc}"
+    print(f"error: {step.script}.py {text}", file=sys.stderr)
+    logs.log.debug("%s.py traceback:\n%s", step.script,
+                   "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip())
+    return pipeline.Row(step.target.label, step.step, cli.EXIT_FAILED, "", text, seconds, crashed=True)
 
 
 # --- entry point ------------------------------------------------------------------

@@ -106,6 +106,7 @@ class Row:
     did: str = ""
     look: str = ""
     seconds: Optional[float] = None
+    crashed: bool = False    # the step raised (a bug): its channel's later steps are not run
 
 
 @dataclass
@@ -135,7 +136,7 @@ def status_of(code) -> str:
 def render_summary(summary: Summary) -> str:
     """The table: a row per channel and step, then the overall verdict."""
     header = ("Channel", "Step", "Status", "Time", "Done", "Needs a look")
-    cells = [(r.channel, STEP_TITLES.get(r.step, r.step), status_of(r.code),
+    cells = [(r.channel, STEP_TITLES.get(r.step, r.step), "failed" if r.crashed else status_of(r.code),
               "-" if r.seconds is None else f"{r.seconds:.1f}s", r.did or "-", r.look or "-")
              for r in summary.rows]
     widths = [max(len(str(line[i])) for line in [header, *cells]) for i in range(len(header) - 1)]

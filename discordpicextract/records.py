@@ -184,6 +184,7 @@ def write_record(folder, record: dict) -> None:
     """Write the record atomically (temp file, then rename over the old one)."""
     path = record_path(folder)
     temp = fileops.temp_path_beside(path)
+    os.chmod(temp, fileops.new_file_mode())  # mkstemp's file is private; the record is not
     encode = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
     try:
         with open(temp, "w", encoding="utf-8", errors="surrogateescape") as handle:
@@ -235,6 +236,7 @@ def _rename_rows(path, handle, mapping) -> bool:
     digest]: its two names are read as JSON strings and the rest is copied
     up to its "]"."""
     temp = fileops.temp_path_beside(path)
+    os.chmod(temp, fileops.new_file_mode())
     renamed = False
     try:
         text, ended = handle.read(max(_READ, len(_ROWS_HEAD))), False

@@ -296,3 +296,30 @@ def test_the_steps_list_each_folder_once_while_it_stays_the_same(world, capsys, 
         naming.list_images(folder)
         assert len(listed) == before + 2  # a folder with a link: listed each time
     assert naming._memo is None  # the memo ends with the block
+
+
+def test_a_step_that_crashes_fails_its_row_and_the_other_channel_still_syncs(world, capsys, monkeypatch):
+    s1, s2 = two_channels(world)
+    real = deduplicate_images._main
+
+    def crashing(argv):   # a bug in dedupe, met on one channel's folders only
+        if "signals" in argv:
+            raise KeyError("phash")
+        return real(argv)
+
+    monkeypatch.setattr(deduplicate_images, "_main", crashing)
+
+    code, out, err = pipeline(capsys, "-q")
+
+    assert code == 1, out + err
+    assert re.search(r"\nsignals +dedupe +failed .*crashed: KeyError: 'phash'", out), out
+    for later in ("one per day", "date coverage", "market hours", "review page"):
+        assert re.search(rf"\nsignals +{later} +not run ", out), out
+    assert "Exit 1: something needs a look" in out
+    assert "error: deduplicate_images.py crashed: KeyError: 'phash'" in err and "Traceback" not in err + out
+    # the other channel ran every step
+    assert images_in("spx-daily") == [local_name(at(s2, "12:00"), "spx.png")]
+    assert out.count("\nspx  ") == 6 and not re.search(r"\nspx +\S+( \S+)* +(failed|not run) ", out)
+    # -v: the traceback, on stderr
+    code, out, err = pipeline(capsys, "-v")
+    assert code == 1 and "Traceback (most recent call last)" in err and "raise KeyError" in err

@@ -61,3 +61,24 @@ def test_a_folder_without_record_adopts_identical_copies(tmp_path):
     assert result.removed == [a.name] and result.identical == [b.name]
     assert result.user_files == [stranger.name] and stranger.exists()
     assert records.read_record(out).keys() == {b.name}
+
+
+def test_the_copy_record_gets_the_mode_new_files_get_and_keeps_it_through_renames(tmp_path, monkeypatch, capsys):
+    import adjust_timestamps
+    import deduplicate_images
+
+    monkeypatch.chdir(tmp_path)
+    write_image(tmp_path / "in" / "2025-06-02_14-00-00_a.png", seed=1)
+    write_image(tmp_path / "in" / "2025-06-03_14-00-00_b.png", seed=2)
+    mask = os.umask(0o027)   # a umask of the user's, not the default
+    try:
+        assert deduplicate_images.main(["--source", "in", "--output", "out"]) == 0
+        record = tmp_path / "out" / records.RECORD_FILE
+        modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "out").iterdir() if p.is_file()}
+        assert modes[records.RECORD_FILE] == 0o640, modes     # 0o666 less the umask, as every other file
+        assert adjust_timestamps.main(["--folders", "out", "--hours", "1", "--yes"]) == 0
+        assert (tmp_path / "out" / "2025-06-02_15-00-00_a.png").exists()
+        assert record.stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(mask)
+    capsys.readouterr()

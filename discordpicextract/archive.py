@@ -73,6 +73,9 @@ class DownloadArchive:
     def __init__(self, folder, fast_commits=False):
         self.path = archive_path(folder)
         self.fast_commits = fast_commits
+        if self.path.is_symlink():   # SQLite would write through it, out of the folder
+            raise ArchiveError(f"the download archive {self.path} is a link; not followed (move it away "
+                               f"to start a new one)")
         try:
             self._db = sqlite3.connect(self.path)
         except sqlite3.Error as exc:
@@ -166,7 +169,7 @@ class DownloadArchive:
 def record_renames(folder, mapping) -> None:
     """Tell the archive of `folder`, if it has one, that files were renamed
     ({old name: new name}, applied at once)."""
-    if not archive_path(folder).exists():
-        return
+    if not archive_path(folder).exists() or archive_path(folder).is_symlink():
+        return   # none of ours (a link is never written through)
     with DownloadArchive(folder) as archive:
         archive.rename(mapping)

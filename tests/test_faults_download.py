@@ -243,6 +243,16 @@ def test_a_file_whose_name_is_not_utf8_is_matched_back_and_followed_through_rena
     assert b"2025-01-02_11-00-00_\xff\xfe.png" in stored
 
 
+def test_an_archive_that_is_a_link_is_not_written_through(world, capsys, tmp_path):
+    world.post(ago(hours=1), "one.png")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "elsewhere.sqlite3").write_bytes(b"")    # empty: SQLite would happily fill it
+    (tmp_path / "out" / config.ARCHIVE_FILE).symlink_to(tmp_path / "elsewhere.sqlite3")
+    code, out, err = _run(capsys)
+    assert code == 2 and "is a link; not followed" in err and "Traceback" not in err
+    assert (tmp_path / "elsewhere.sqlite3").read_bytes() == b"" and images_in("out") == []
+
+
 KILLED_RUN = """
 import sys
 import discord_downloader

@@ -199,3 +199,13 @@ def test_a_full_disk_stops_a_copy_step_with_one_line_and_a_rerun_finishes(tmp_pa
             assert code == 0, captured.out + captured.err
             assert sorted(name for name in os.listdir(out) if name.endswith(".png")) == sorted(names)
             assert "changed" not in captured.out + captured.err and leftovers(out) == []
+
+
+def test_a_hash_cache_that_is_a_link_is_not_written_through(tmp_path, capsys):
+    fill(tmp_path / "src", [n("2025-01-02T10:00:00"), n("2025-01-03T10:00:00")])
+    (tmp_path / "out").mkdir()
+    (tmp_path / "outside.db").write_bytes(b"the user's")
+    (tmp_path / "out" / CACHE_FILE).symlink_to(tmp_path / "outside.db")
+    assert deduplicate_images.main(["--source", "src", "--output", "out"]) == 0
+    assert "is a link (not followed)" in capsys.readouterr().err
+    assert (tmp_path / "outside.db").read_bytes() == b"the user's"

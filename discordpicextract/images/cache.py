@@ -171,6 +171,9 @@ class HashCache:
         if self.readonly or self.path is None or not (self._dirty or self._pending):
             self._pending = []
             return None
+        if self.path.is_symlink():   # SQLite would write through it, out of the folder
+            self._pending = []
+            return f"hash cache not saved to {self.path}: it is a link (not followed)"
         try:
             db = sqlite3.connect(self.path)
             try:

@@ -79,3 +79,9 @@ def test_unique_name_uses_the_exists_check():
                                   "a .png", "2025-01-02_09-30-00_chart.bmp"])
 def test_image_names_are_read_as_splitext_reads_their_extension(name):
     assert naming.is_image_name(name) == (os.path.splitext(name)[1].lower() in naming.IMAGE_EXTENSIONS)
+
+
+@pytest.mark.parametrize("name", ["0999-12-31_23-59-59_old.png", "2025-03-09_02-30-00_dst gap.png",
+                                  "9999-01-01_00-00-00_last.webp"])
+def test_a_parsed_name_formats_back_to_itself(name):
+    assert naming.parse_name(name).name == name

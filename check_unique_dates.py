@@ -11,6 +11,7 @@ Exit 0 when every folder covers the same dates (and, with --trading-days,
 no session is missing), 1 when coverage differs or a name does not parse
 (or names a folder or a broken link), 2 for a missing folder.
 """
+import logging
 import sys
 from dataclasses import dataclass, field
 from typing import Optional
@@ -19,6 +20,8 @@ import config
 from discordpicextract import cli, logs, naming
 from discordpicextract.market import nyse_sessions
 from discordpicextract.timestamps import zone as names_zone
+
+log = logging.getLogger("discordpicextract.coverage")  # -v: what each folder listed, skipped and misses
 
 
 @dataclass
@@ -56,9 +59,15 @@ def fetch_folder_dates(folder, timezone=None) -> FolderDates:
     `timezone`): a Friday evening post named in Shanghai is a Saturday
     there, but a Friday session."""
     listing = naming.list_images(folder)
-    date_of = names_zone.market_date_reader(names_zone.folder_zone(folder, timezone))
-    return FolderDates(str(folder), {date_of(image.timestamp) for image in listing.images}, listing.unparsed,
-                       listing.not_files)
+    read_in = names_zone.folder_zone(folder, timezone)
+    date_of = names_zone.market_date_reader(read_in)
+    found = FolderDates(str(folder), {date_of(image.timestamp) for image in listing.images}, listing.unparsed,
+                        listing.not_files)
+    log.debug("%s: listed %d image(s) on %d date(s)%s, names read in %s; skipped %d unparsed name(s), "
+              "%d not readable file(s)", folder, len(listing.images), len(found.dates),
+              f" ({found.first}..{found.last})" if found.dates else "", read_in, len(listing.unparsed),
+              len(listing.not_files))
+    return found
 
 
 def plan_coverage(folders, trading_days=False) -> Coverage:
@@ -161,10 +170,26 @@ def _main(argv):
     for folder in args.folders:
         cli.check_folder(folder)
     coverage = plan_coverage([fetch_folder_dates(f, args.timezone) for f in args.folders], args.trading_days)
+    _log_misses(coverage)
     print_report(coverage, args.trading_days)
     unparsed = any(entry.unparsed or entry.not_files for entry in coverage.folders)
     logs.note("check_unique_dates.py", *_note(coverage, unparsed))
     return cli.EXIT_OK if coverage.matches and not unparsed else cli.EXIT_ITEMS_FAILED
+
+
+def _log_misses(coverage):
+    """-v: each folder's missing dates in full (the report lists them with
+    their holders) and, with --trading-days, the sessions it has no image for."""
+    if not logs.verbose():
+        return
+    for entry in coverage.folders:
+        days = list(coverage.missing.get(entry.folder, ()))
+        log.debug("%s misses %d date(s) another folder has%s", entry.folder, len(days),
+                  f": {', '.join(map(str, days))}" if days else "")
+        if coverage.sessions is not None:
+            sessions = [day for day in coverage.sessions if day not in entry.dates]
+            log.debug("%s has no image for %d of %d NYSE session(s)%s", entry.folder, len(sessions),
+                      len(coverage.sessions), f": {', '.join(map(str, sessions))}" if sessions else "")
 
 
 def _note(coverage, unparsed):

@@ -27,6 +27,7 @@ every known file agrees, 1 when any differs; where it knows, the truth wins
 over the estimate.
 """
 import itertools
+import logging
 import shlex
 import sys
 from array import array
@@ -56,6 +57,7 @@ from discordpicextract.timestamps.truth import format_offset
 RULE = "=" * 60
 THIN = "-" * 60
 SHOW_FIRST_LAST = 5
+log = logging.getLogger("discordpicextract.quality")  # -v: each file outside hours, each period's evidence
 WARN_MARK, OK_MARK = "\u26a0", "\u2713"
 
 
@@ -138,6 +140,7 @@ def check_folder(folder, names_zone=None, listing=None) -> CheckResult:
     ends = _Ends(SHOW_FIRST_LAST)
     market_of = market_reader(names_zone)
     days = result.day_times
+    each = logs.verbose()   # the report shows the first and last few; -v names every one
     for image in listing.images:
         market = market_of(image.timestamp)
         seconds = market.hour * 3600 + market.minute * 60 + market.second
@@ -151,6 +154,9 @@ def check_folder(folder, names_zone=None, listing=None) -> CheckResult:
             result.outside_day_set.add(day)
             result.hour_counts[market.hour] += 1
             ends.add((market, image.name))
+            if each:
+                log.debug("%s: outside trading hours: %s (market time %s)", folder, image.name,
+                          f"{market:%Y-%m-%d %H:%M:%S}")
     result.shown = [OutsideFile(name, market) for market, name in ends.result()]
     return result
 
@@ -734,6 +740,7 @@ def _check(args, folders):
     except OSError as exc:
         raise cli.UsageError(f"cannot read folder {args.folder}: {exc.strerror or exc}") from None
     estimate = estimate_periods(result, verification)
+    _log_evidence(estimate)
     report = Report(estimate, folders)
     if result.outside_count or estimate.periods or (verification and verification.differ):
         report.plot_path, report.plot_error = write_plot(build_timeline(result, estimate, verification), args.plot)
@@ -745,6 +752,27 @@ def _check(args, folders):
         failed = failed or bool(verification.differ or verification.unreadable)
     _note(result, estimate, verification, report.plot_error)
     return result, failed
+
+
+def _log_evidence(estimate):
+    """-v: what each period rests on, date by date: its files, the offsets
+    their times fit, and the post times' offset where verify knows it."""
+    if not logs.verbose():
+        return
+    for run in estimate.periods:
+        log.debug("period %s..%s, names off by %s: %d date(s)", run.start, run.end, format_offset(run.offset),
+                  len(run.days))
+        for fit in run.days:
+            log.debug("  %s", _fit_text(fit))
+    for fit in estimate.irregular:
+        log.debug("no single shift fits %s", _fit_text(fit))
+
+
+def _fit_text(fit):
+    minutes = int(fit.mean) // 60
+    known = "" if fit.verified is None else f"; post times say {format_offset(fit.verified)}"
+    return (f"{fit.day}: {fit.count} file(s), mean time {minutes // 60:02d}:{minutes % 60:02d}, fits "
+            f"{format_offset(fit.lo)}..{format_offset(fit.hi)}{known}{' (its files disagree)' if fit.mixed else ''}")
 
 
 def _note(result, estimate, verification, plot_error):

@@ -144,3 +144,23 @@ def test_unreadable_folder_is_exit_2_one_line(tmp_path):
         (tmp_path / "b").chmod(0o755)
     assert done.returncode == 2
     assert done.stderr == "error: cannot read folder b: Permission denied\n"
+
+
+def test_verbose_says_what_each_folder_listed_skipped_and_misses_on_stderr(tmp_path, capsys):
+    fill(tmp_path / "raw", ["2025-02-14", "2025-02-18", "2025-02-19"])
+    fill(tmp_path / "clean", ["2025-02-14", "2025-02-19"])
+    write_image(tmp_path / "raw" / "not-a-date.png", seed=9)
+    argv = ["--folders", "raw", "clean", "--trading-days"]
+    code, out, err = run(capsys, *argv)
+    assert "debug:" not in err
+
+    code_v, out_v, err_v = run(capsys, *argv, "-v")
+
+    assert (code_v, out_v) == (code, out) == (1, out)   # the report is unchanged
+    assert ("debug: raw: listed 3 image(s) on 3 date(s) (2025-02-14..2025-02-19), names read in "
+            f"{config.TIMEZONE}; skipped 1 unparsed name(s), 0 not readable file(s)") in err_v
+    assert "debug: clean misses 1 date(s) another folder has: 2025-02-18" in err_v
+    assert "debug: raw misses 0 date(s) another folder has" in err_v
+    assert "debug: clean has no image for 1 of 3 NYSE session(s): 2025-02-18" in err_v
+    code_q, out_q, err_q = run(capsys, *argv, "-q")
+    assert code_q == 1 and "debug:" not in err_q and "Unique Dates Analysis" not in out_q

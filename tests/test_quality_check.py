@@ -363,3 +363,23 @@ def test_many_files_outside_hours_show_the_first_and_last_five_by_time(tmp_path,
     last_block = out.split("Last 5 files:")[1].split("-----")[0]
     assert [line.split()[0] for line in last_block.strip().splitlines()] == names[-5:]
     assert "Total: 600 file(s) outside trading hours" in out and "  17:00 - 600 file(s)" in out
+
+
+def test_verbose_names_every_file_outside_hours_and_each_periods_evidence_on_stderr(tmp_path, capsys):
+    names = shifted_stretch(30)
+    folder = fill(tmp_path / "f", names)
+    argv = ["--folder", str(folder), "--no-adjust", "--plot", str(tmp_path / "p.png")]
+    code, out, err = run(capsys, *argv)
+    assert "debug:" not in err
+
+    code_v, out_v, err_v = run(capsys, *argv, "-v")
+
+    assert (code_v, out_v) == (code, out)   # the report is unchanged
+    outside = [line for line in err_v.splitlines() if ": outside trading hours: " in line]
+    assert len(outside) == 13 > 2 * qc.SHOW_FIRST_LAST, err_v   # every one, not the first and last few
+    assert all(line.startswith(f"debug: {folder}: outside trading hours: ") for line in outside)
+    assert "debug: period 2025-03-08..2025-03-15, names off by +9:00:00: 8 date(s)" in err_v
+    assert "debug:   2025-03-08: 1 file(s), mean time 19:05, fits +4:00:00..+9:00:00" in err_v
+    assert "debug: period 2025-03-23..2025-03-27, names off by +9:00:00: 5 date(s)" in err_v
+    code_q, out_q, err_q = run(capsys, *argv, "-q")
+    assert "debug:" not in err_q and "Quality Check" not in out_q

@@ -89,7 +89,9 @@ class DemoStep:
         download, clean, daily = (str(f) for f in demo.demo_folders(root))
         argv = self.argv_for(download, clean, daily, str(Path(root) / config.PLOT_FILE))
         print(f"\n{'#' * 70}\n# Demo step: {self.title}\n#   python {self.script}.py {' '.join(argv)}\n{'#' * 70}")
-        code = importlib.import_module(self.script).main(argv)
+        # the step sets its own verbosity: without the flag it would print its full report under -q
+        level = ["-q"] if logs.quiet() else ["-v"] if logs.verbose() else []
+        code = importlib.import_module(self.script).main([*argv, *level])
         return cli.EXIT_OK if self.finding and code == cli.EXIT_FAILED else code
 
 

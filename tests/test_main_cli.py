@@ -265,3 +265,14 @@ def test_real_images_copied_into_a_demo_clean_folder_are_never_replaced(capsys, 
 def test_the_job_never_shows_its_token():
     job = main.Job(token="tok-" + os.urandom(6).hex(), kind=None, channel="1", guild="", days=1, output="o")
     assert job.token not in repr(job) and job.token not in str(job)
+
+
+def test_demo_quiet_runs_its_steps_quiet(capsys, monkeypatch, tmp_path):
+    # a step the demo runs takes the demo's -q: no report lines, not even on stderr
+    step = main.DemoStep("compare date coverage", "check_unique_dates",
+                         lambda download, clean, daily, plot: ["--folders", download, "--trading-days"])
+    monkeypatch.setattr(main, "DEMO_STEPS", [step])
+    code, out, err = run_main(capsys, "--demo", "-q", "--output", tmp_path / "demo")
+    assert code == 0, err
+    assert "Unique Dates Analysis" not in out + err and "info:" not in err, err
+    assert out.strip().startswith("check_unique_dates.py: 1 folders"), out

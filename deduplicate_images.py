@@ -282,11 +282,10 @@ def fetch_records(images, cache, workers, fast=True, ignore_size=False):
 def _stat_all(images) -> list:
     records = []
     devices: dict = {}   # one int object per device, not one per file
-    folders: dict = {}   # each listing's folder as a str ending in a separator, made once
+    last, folder = None, ""   # the listing's folder as a str ending in a separator, made once
     for image in in_order(images) if _out_of_order(images) else images:
-        folder = folders.get(id(image.folder))
-        if folder is None:
-            folder = folders[id(image.folder)] = os.path.join(image.folder, "")
+        if image.folder is not last:
+            last, folder = image.folder, os.path.join(image.folder, "")
         try:
             stat = os.stat(folder + image.name)
         except OSError:
@@ -304,18 +303,20 @@ def _out_of_order(images) -> bool:
 
 def _fill_from_cache(records, cache):
     """What the cache knows of each record: its table streamed once against
-    the files (a hard link's second name is answered like the first)."""
+    the files (a hard link's second name, or an inode of another device, is
+    answered after, against the first record of that inode)."""
     wanted: dict = {}
     twins = []
     for record in records:
-        if record.size >= 0 and wanted.setdefault((record.dev, record.ino), record) is not record:
+        if record.size >= 0 and wanted.setdefault(record.ino, record) is not record:
             twins.append(record)
-    for record, size, mtime_ns, digest, error, phash in cache.lookup(wanted):
-        if record.size == size and record.mtime_ns == mtime_ns and (digest is not None or error is not None):
+    for record, dev, size, mtime_ns, digest, error, phash in cache.lookup(wanted):
+        if record.dev == dev and record.size == size and record.mtime_ns == mtime_ns \
+                and (digest is not None or error is not None):
             record.digest, record.error, record.phash = digest, error, phash
     for record in twins:
-        first = wanted[(record.dev, record.ino)]
-        if (first.size, first.mtime_ns) == (record.size, record.mtime_ns):
+        first = wanted[record.ino]
+        if (first.dev, first.size, first.mtime_ns) == (record.dev, record.size, record.mtime_ns):
             record.digest, record.error, record.phash = first.digest, first.error, first.phash
 
 

@@ -108,18 +108,19 @@ class HashCache:
             self.warning = f"hash cache {self.path} unreadable ({exc}); hashing again"
 
     def lookup(self, wanted: dict):
-        """`wanted` is {(dev, ino): value}; yields (value, size, mtime_ns,
+        """`wanted` is {inode: value}; yields (value, dev, size, mtime_ns,
         digest, error, phash) for each that has a row: the caller checks
-        that size and mtime are still the file's (a row holds no check
-        when digest and error are both None)."""
+        that device, size and mtime are still the file's (a row holds no
+        check when digest and error are both None). Keyed by inode alone,
+        the files' own numbers serve as keys (no tuple per file)."""
         if self._rows is not None:
             rows = ((dev, ino, *row) for (dev, ino), row in self._rows.items())
         else:
             rows = self._stream()
         for row in rows:
-            value = wanted.get((row[0], row[1]))
+            value = wanted.get(row[1])
             if value is not None:
-                yield (value, *row[2:])
+                yield (value, row[0], *row[2:])
 
     def _load(self):
         if self._rows is None:

@@ -323,3 +323,52 @@ def json_relaid(path):
     text = json.dumps(json.loads(path.read_text()), indent=1)
     path.write_text(text)
     return text
+
+
+def test_a_retried_undo_moves_only_the_batchs_own_files_never_one_put_in_their_place(tmp_path, capsys):
+    """Undo finds each file by the inode the journal recorded, not by name:
+    a file put under a name of the batch since (a different image) is left
+    alone and reported, and it holds the batch back no more than a name
+    that is gone."""
+    from helpers import write_image
+
+    folder = tmp_path / "f"
+    write_image(folder / "2025-06-02_10-00-00_a.png", seed=1)
+    write_image(folder / "2025-06-02_09-00-00_b.png", seed=2)
+    stranger = write_image(tmp_path / "other.png", seed=3)   # made while a's file exists: another inode
+    assert adjust_timestamps.main(["--hours", "1", "--folders", "f", "--yes"]) == 0
+    (folder / "2025-06-02_11-00-00_a.png").unlink()          # a superseded pick deleted
+    assert adjust_timestamps.main(["--undo", "--folders", "f"]) == 1
+    assert sorted(os.listdir(folder)) == sorted([config.JOURNAL_FILE, *_lock_files(folder),
+                                                 "2025-06-02_09-00-00_b.png"])
+    os.rename(stranger, folder / "2025-06-02_11-00-00_a.png")
+    stranger_bytes = (folder / "2025-06-02_11-00-00_a.png").read_bytes()
+    capsys.readouterr()
+    assert adjust_timestamps.main(["--undo", "--folders", "f"]) == 0   # nothing of the batch is left to revert
+    out = capsys.readouterr().out
+    assert "Nothing to do" in out
+    assert (folder / "2025-06-02_11-00-00_a.png").read_bytes() == stranger_bytes
+    assert not (folder / "2025-06-02_10-00-00_a.png").exists()
+
+    # replaced before the first undo: reported, left alone, exit 1; the rest reverted
+    again = tmp_path / "g"
+    write_image(again / "2025-06-02_10-00-00_a.png", seed=1)
+    write_image(again / "2025-06-02_09-00-00_b.png", seed=2)
+    stranger = write_image(tmp_path / "other.png", seed=3)
+    assert adjust_timestamps.main(["--hours", "1", "--folders", "g", "--yes"]) == 0
+    (again / "2025-06-02_11-00-00_a.png").unlink()
+    os.rename(stranger, again / "2025-06-02_11-00-00_a.png")
+    capsys.readouterr()
+    assert adjust_timestamps.main(["--undo", "--folders", "g"]) == 1
+    out = capsys.readouterr().out
+    assert ("SKIPPED: 2025-06-02_11-00-00_a.png -> 2025-06-02_10-00-00_a.png (the file there was replaced "
+            "since the batch: left alone)") in out
+    assert (again / "2025-06-02_11-00-00_a.png").read_bytes() == stranger_bytes
+    assert (again / "2025-06-02_08-00-00_b.png").exists() is False
+    assert (again / "2025-06-02_09-00-00_b.png").exists() and not (again / "2025-06-02_10-00-00_a.png").exists()
+    assert adjust_timestamps.main(["--undo", "--folders", "g"]) == 0   # not stuck on it: nothing further back
+    assert (again / "2025-06-02_11-00-00_a.png").read_bytes() == stranger_bytes
+
+
+def _lock_files(folder):
+    return [name for name in os.listdir(folder) if name.startswith(".discordpicextract.lock")]

@@ -42,12 +42,13 @@ class UndoOutcome:
     note: str = ""                         # recovery: what it found here besides renames
 
 
-def _last_undoable(batches, names) -> tuple[Optional[Batch], list[Move]]:
+def _last_undoable(batches, names) -> tuple[Optional[Batch], list[Move], list]:
     """(batch, its moves still to revert) or (None, []). An undo that could
     not revert some files (a name taken, a read-only folder) leaves them
     to the next --undo, which retries before going further back; a file
     whose new name is gone from the folder cannot be reverted and no longer
-    holds the batch back."""
+    holds the batch back, nor does one whose new name now holds another
+    file (replaced since the batch: not the batch's file to move)."""
     return _Undoable(names).search(batches)
 
 
@@ -58,14 +59,16 @@ class _Undoable:
     holds one file's batches at a time, not all of them."""
 
     def __init__(self, names):
-        self.names = names   # a set of the folder's names, or a function: is this name there?
+        self.names = names   # a set of the folder's names, or a function: is this file (name, inode) there?
         self.reverted: dict[str, set] = defaultdict(set)
         self.order: list[str] = []      # batch ids, newest first
-        self.found: tuple[Optional[Batch], list[Move]] = (None, [])
+        self.found: tuple[Optional[Batch], list[Move], list] = (None, [], [])
 
-    def search(self, batches) -> tuple[Optional[Batch], list[Move]]:
+    def search(self, batches) -> tuple[Optional[Batch], list[Move], list]:
         """Feed `batches` (one file's, oldest first, older than any fed
-        before); the batch to undo once found, else (None, [])."""
+        before); the batch to undo once found, else (None, [], []): with its
+        moves still to revert and the inode the journal recorded for each
+        (None where it recorded none)."""
         for batch in reversed(batches):
             self.order.append(batch.id)
             if self.found[0] is not None:
@@ -77,11 +80,35 @@ class _Undoable:
             if batch.status != "completed" or batch.recovers:
                 continue
             reverted = self.reverted.pop(batch.id, set())
-            moves = [move for move in batch.done_moves() if (move.new, move.old) not in reverted]
-            there = self.names.__contains__ if isinstance(self.names, (set, frozenset)) else self.names
-            if any(there(move.new) for move in moves):
-                self.found = (_told(batch), moves)   # its steps are not needed to undo it
+            failed = {batch.steps[i][2] for i in batch.failed}
+            skipped = {(skip.name, skip.target) for skip in batch.skipped}
+            inode_of = _inodes(batch)
+            moves, inodes = [], []
+            for m, move in enumerate(batch.moves):   # done_moves, with each one's inode
+                if m not in failed and move not in skipped and (move.new, move.old) not in reverted:
+                    moves.append(move)
+                    inodes.append(inode_of.get(m))
+            there = self.there
+            # A name holding another file than the batch's (replaced since)
+            # holds the batch back no more than a name that is gone.
+            if any(there(move.new, inode) for move, inode in zip(moves, inodes)):
+                self.found = (_told(batch), moves, inodes)   # its steps are not needed to undo it
         return self.found
+
+    def there(self, name, inode) -> bool:
+        if isinstance(self.names, (set, frozenset)):
+            return name in self.names
+        return self.names(name, inode)
+
+
+def _holds(folder, name, inode) -> bool:
+    """Whether `name` in `folder` is the file the journal recorded (any
+    file there, when the journal recorded no inode)."""
+    try:
+        found = os.lstat(os.path.join(folder, name)).st_ino
+    except OSError:
+        return False
+    return inode is None or found == inode
 
 
 def _newest(candidates, journals) -> str:
@@ -99,13 +126,13 @@ def _newest(candidates, journals) -> str:
     return max(newest or candidates, key=lambda i: (candidates[i].created, i))
 
 
-def _undoable_in(folder) -> tuple[list[str], tuple[Optional[Batch], list[Move]]]:
+def _undoable_in(folder) -> tuple[list[str], tuple[Optional[Batch], list[Move], list]]:
     """(the ids of the batches read, newest first; `_last_undoable` of
     them): the journal, then the history files newest first, only as far
     back as the last undoable batch (what is newer is enough)."""
-    # Whether a batch's new names are there is asked of the folder name by
+    # Whether a batch's files are there is asked of the folder name by
     # name (most often its first one answers), not from a listing of it.
-    search = _Undoable(lambda name: os.path.lexists(os.path.join(folder, name)))
+    search = _Undoable(lambda name, inode: _holds(folder, name, inode))
     found = search.search(read_journal(folder))
     if found[0] is None:
         for older in older_batches(folder):
@@ -131,7 +158,7 @@ def undo_last_batch(folders, dry_run=False) -> list[UndoOutcome]:
             journals.append(ids)
             found.append(undoable)
         outcomes = [UndoOutcome(str(folder)) for folder in folders]
-        candidates = {batch.id: batch for batch, _moves in found if batch is not None}
+        candidates = {batch.id: batch for batch, _moves, _recorded in found if batch is not None}
         if not candidates:
             return outcomes
         target = _newest(candidates, journals)
@@ -139,8 +166,8 @@ def undo_last_batch(folders, dry_run=False) -> list[UndoOutcome]:
         undo_id = new_batch_id()
         parts = []
         for k, (folder, outcome) in enumerate(zip(folders, outcomes)):
-            batch, moves = found[k]
-            found[k] = (None, [])   # the batch read back is let go once planned: 100,000s of moves
+            batch, moves, inodes = found[k]
+            found[k] = (None, [], [])   # the batch read back is let go once planned: 100,000s of moves
             if batch is None:
                 continue
             if batch.id != target:
@@ -148,8 +175,14 @@ def undo_last_batch(folders, dry_run=False) -> list[UndoOutcome]:
                 continue
             outcome.batch = _told(batch)
             mapping = {move.new: move.old for move in moves}
-            del batch, moves
-            outcome.plan = plan_mapping(mapping, names_in(folder, mapping), undo_id)
+            recorded = {move.new: inode for move, inode in zip(moves, inodes) if inode is not None}
+            del batch, moves, inodes
+            occupied, current = _listing(folder, mapping)
+            replaced = [Skip(new, mapping.pop(new), "the file there was replaced since the batch: left alone")
+                        for new, inode in recorded.items() if new in current and current[new] != inode]
+            del recorded, current
+            outcome.plan = plan_mapping(mapping, occupied, undo_id)
+            outcome.plan.skipped[:0] = replaced
             del mapping
             parts.append((folder, outcome))
         if not dry_run:
@@ -160,16 +193,27 @@ def undo_last_batch(folders, dry_run=False) -> list[UndoOutcome]:
     return outcomes
 
 
-def names_in(folder, mapping) -> set:
-    """The names in `folder`; a name `mapping` moves is its very str (the
-    listing's own copy goes at once), so a folder of 100,000 being renamed
-    costs a set, not a second copy of every name."""
+def _listing(folder, mapping) -> tuple[set, dict]:
+    """(the names in `folder`, {name: inode} of those `mapping` moves),
+    from one listing under the lock (the inode comes with each entry: no
+    lstat per file). A name `mapping` moves is its very str (the listing's
+    own copy goes at once), so a folder of 100,000 being renamed costs a
+    set, not a second copy of every name."""
     own = {name: name for name in mapping}
+    names: set = set()
+    inodes: dict = {}
     try:
         with os.scandir(folder) as entries:
-            return {own.get(entry.name, entry.name) for entry in entries}
+            for entry in entries:
+                name = own.get(entry.name)
+                if name is None:
+                    names.add(entry.name)
+                else:
+                    names.add(name)
+                    inodes[name] = entry.inode()
     except OSError as exc:
         raise UsageError(f"cannot read folder {folder}: {exc.strerror or exc}") from None
+    return names, inodes
 
 
 def _told(batch: Batch) -> Batch:

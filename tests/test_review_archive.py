@@ -566,3 +566,27 @@ def assert_real_screenshot(shot: Path):
     with Image.open(shot) as image:
         colours = image.convert("RGB").resize((320, 450)).getcolors(1 << 16)
     assert colours is None or len(colours) > 500  # thumbnails drawn, not a blank page
+
+
+def test_verbose_says_which_days_were_rebuilt_and_reused_and_each_thumbnail_made(archive, tmp_path, capsys):
+    out_dir = ["--output", str(tmp_path / "page")]
+    capsys.readouterr()
+    assert review_archive.main([*folder_args(archive), *out_dir, "-v"]) == 0
+    first = capsys.readouterr()
+    dates = ["2025-06-02", "2025-06-03", "2025-06-05", "2025-06-06"]
+    assert all(f"debug: day {day}: rebuilt (" in first.err for day in dates), first.err
+    assert "debug: thumbnail made for " + n("2025-06-02T10:00:00", "a.png") in first.err
+    assert "debug:" not in first.out and "Review page: " in first.out
+
+    new = n("2025-06-09T10:00:00", "new.png")
+    for folder in archive[:2]:   # downloaded and kept by dedupe
+        write_image(folder / new, seed=99, size=(320, 200))
+    assert review_archive.main([*folder_args(archive), *out_dir, "-v"]) == 0
+    again = capsys.readouterr().err
+    assert [line for line in again.splitlines() if line.startswith("debug: thumbnail")] == [
+        f"debug: thumbnail made for {new}"]
+    assert "debug: day 2025-06-09: rebuilt (1 image(s))" in again
+    assert all(f"debug: day {day}: reused from the last run" in again for day in dates), again
+
+    assert review_archive.main([*folder_args(archive), *out_dir]) == 0
+    assert "debug:" not in capsys.readouterr().err

@@ -10,6 +10,7 @@ through URL quoting.
 import functools
 import hashlib
 import html
+import logging
 import os
 import pickle
 import re
@@ -23,6 +24,8 @@ from discordpicextract import __version__, market
 from discordpicextract.review.model import ROLE_LABELS, ROLES, Day, Entry, Pair, ReviewModel
 from discordpicextract.review.sheets import Place
 from discordpicextract.review.thumbs import Thumb
+
+log = logging.getLogger(__name__)  # -v: each day section rebuilt or reused
 
 CSP = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'"
 
@@ -392,6 +395,9 @@ def _day(day: Day, pictures: _Pictures, links: Links, parts: Optional[DayParts])
     if html is None:
         html = _day_html(facts)
         parts.put(key, html)
+        log.debug("day %s: rebuilt (%d image(s))", day.date, len(day.tiles))
+    else:
+        log.debug("day %s: reused from the last run", day.date)
     return html
 
 

@@ -9,12 +9,15 @@ are new or changed.
 """
 import hashlib
 import io
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from discordpicextract.images.cache import file_stamp
+
+log = logging.getLogger(__name__)  # -v: each thumbnail made, or taken from one of the same content
 
 THUMB_WIDTH = 240
 # Tall screenshots are cut down to this height, not shown a metre long.
@@ -163,8 +166,10 @@ def fetch_thumbs(paths: dict[str, str], review_dir: Path, record: dict, pool) \
         thumbs[name] = Thumb(f"{THUMB_DIR}/{result.digest}{ext}", result.width, result.height)
         if result.made:
             stats.made += 1
+            log.debug("thumbnail made for %s", name)
         else:
             stats.reused += 1
+            log.debug("thumbnail for %s: one of the same content reused", name)
     return thumbs, errors, stats, fresh
 
 

@@ -575,7 +575,7 @@ def test_verbose_says_which_days_were_rebuilt_and_reused_and_each_thumbnail_made
     first = capsys.readouterr()
     dates = ["2025-06-02", "2025-06-03", "2025-06-05", "2025-06-06"]
     assert all(f"debug: day {day}: rebuilt (" in first.err for day in dates), first.err
-    assert "debug: thumbnail made for " + n("2025-06-02T10:00:00", "a.png") in first.err
+    assert "debug: thumbnail made for " + n("2025-06-02T09:00:00", "early.png") in first.err   # a unique image
     assert "debug:" not in first.out and "Review page: " in first.out
 
     new = n("2025-06-09T10:00:00", "new.png")

@@ -28,6 +28,7 @@ over the estimate.
 """
 import itertools
 import logging
+import os
 import shlex
 import sys
 from array import array
@@ -424,8 +425,9 @@ def print_verification(result: truth.Verification, folders, archive=None, verbos
                 print(f"  {item.name}: posted {item.posted:%Y-%m-%d %H:%M:%S}, off by "
                       f"{format_offset(item.offset)} (via {item.via})")
         words = ["python", "adjust_timestamps.py", "--folders", *folders, "--to-post-time"]
-        if archive or len(folders) > 1:  # the other folders find their messages by content
-            words += ["--archive", str(archive or result.folder)]
+        archive = archive or _download_archive_of([result.folder, *folders])
+        if archive and (len(folders) > 1 or str(archive) != str(result.folder)):
+            words += ["--archive", str(archive)]  # the other folders find their messages by content
         print("Fix every known file to its post time (planned, journaled, undoable):")
         print(f"  {shlex.join(words)}")
     print(RULE)
@@ -747,11 +749,25 @@ def _check(args, folders):
     print_check(result, report)
     failed = bool(result.unparsed or report.plot_error)
     if verification is not None:
-        fix_folders = args.folders or [args.folder]
+        # The fix renames the whole folder set the checked folder belongs to (a
+        # fix of the clean folder alone would leave its source and its picks
+        # misnamed); a folder outside that set is fixed alone.
+        fix_folders = folders if _same_folder_in(args.folder, folders) else [args.folder]
         print_verification(verification, fix_folders, args.archive, args.verbose)
         failed = failed or bool(verification.differ or verification.unreadable)
     _note(result, estimate, verification, report.plot_error)
     return result, failed
+
+
+def _download_archive_of(folders):
+    """The first of `folders` holding a download archive (the download
+    folder of a pipeline set), or None."""
+    return next((folder for folder in folders if (Path(folder) / config.ARCHIVE_FILE).is_file()), None)
+
+
+def _same_folder_in(folder, folders) -> bool:
+    target = os.path.realpath(folder)
+    return any(os.path.realpath(other) == target for other in folders)
 
 
 def _log_evidence(estimate):

@@ -301,3 +301,27 @@ def test_to_post_time_through_another_folders_archive_repairs_a_shifted_copy(wor
     assert code == 0 and "Agree:   10" in out and "Unknown: 1" in out
     assert run(capsys, adjust, "--folders", copy, "--undo")[0] == 0
     assert images(copy) == before
+
+
+def test_the_printed_verify_fix_covers_the_whole_folder_set_and_repairs_it(world, capsys, tmp_path):
+    """Checked with the defaults (the clean folder), verify's printed fix
+    names all three pipeline folders: run as printed, it leaves none of
+    them misnamed (a fix of the clean folder alone left the download and
+    the picks an hour off)."""
+    for i, day in enumerate(WEEK[:3]):
+        for j, moment in enumerate(("10:00:00", "14:00:00")):
+            world.post(ny(f"{day}T{moment}"), f"d{i}c{j}.png")
+    raw, clean, daily = config.PIPELINE_FOLDERS
+    download(capsys, world, raw)
+    assert run(capsys, deduplicate_images, "--source", raw, "--output", clean)[0] == 0
+    assert run(capsys, extract_one_per_day, "--source", clean, "--output", daily)[0] == 0
+    assert run(capsys, adjust, "--folders", raw, clean, daily, "--hours", "-1", "--yes")[0] == 0
+    code, out, _ = run(capsys, qc, "--verify", "--no-adjust", "--plot", tmp_path / "p.png")
+    assert code == 1
+    fix = next(line.strip() for line in out.splitlines() if "--to-post-time" in line)
+    assert fix.startswith(f"python adjust_timestamps.py --folders {raw} {clean} {daily} --to-post-time"), fix
+    code, out, err = run(capsys, adjust, *shlex.split(fix)[2:], "--yes")
+    assert code == 0, out + err
+    for folder in (raw, clean, daily):
+        code, out, _ = run(capsys, qc, "--folder", folder, "--verify", "--no-adjust", "--plot", tmp_path / "p.png")
+        assert code == 0 and "Differ:  0" in out, (folder, out)

@@ -320,6 +320,8 @@ def test_a_step_that_crashes_fails_its_row_and_the_other_channel_still_syncs(wor
     # the other channel ran every step
     assert images_in("spx-daily") == [local_name(at(s2, "12:00"), "spx.png")]
     assert out.count("\nspx  ") == 6 and not re.search(r"\nspx +\S+( \S+)* +(failed|not run) ", out)
-    # -v: the traceback, on stderr
+    # the default output: the step's one line, no traceback; -v: the traceback, on stderr
+    code, out, err = pipeline(capsys)
+    assert code == 1 and "crashed: KeyError: 'phash'" in err and "Traceback" not in out + err
     code, out, err = pipeline(capsys, "-v")
     assert code == 1 and "Traceback (most recent call last)" in err and "raise KeyError" in err

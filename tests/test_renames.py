@@ -632,3 +632,26 @@ def test_a_begin_record_reads_the_same_in_either_layout(tmp_path):
     assert read[0] == read[1] and [list(m) for m in read[0][0].moves] == moves
     assert [list(s) for s in read[0][0].steps] == steps and read[0][0].folders == ["/f"]
     assert read[0][0].steps[2][0] is read[0][0].moves[1].old           # one str for a name
+
+
+@pytest.mark.parametrize("stride", [1, 40, 1 << 16])
+def test_a_begin_record_read_in_pieces_is_the_record_json_gives(tmp_path, monkeypatch, stride):
+    """A begin record's moves and steps are decoded a piece at a time, cut
+    where an element starts: names that hold the cut's own characters
+    ("],[" at a name's end, quotes) read back exactly as json.loads reads
+    the whole line, wherever the pieces fall."""
+    from discordpicextract.renames import journal as journal_module
+
+    monkeypatch.setattr(journal_module, "_STRIDE", stride)
+    folder = tmp_path / "f"
+    folder.mkdir()
+    odd = ['x],[', 'y"],["z', '],["', '"],[', 'q]],[[']
+    moves = [[f"{k}{odd[k % len(odd)]}.png", f"n{k}{odd[(k + 1) % len(odd)]}"] for k in range(40)]
+    steps = [[old, new, k, 100 + k if k % 3 else None] for k, (old, new) in enumerate(moves)]
+    record = {"event": "begin", "batch": "b", "label": "x", "created": "2025", "undoes": None, "recovers": None,
+              "update_archive": True, "folders": ["/f"], "moves": moves, "steps": steps}
+    (folder / config.JOURNAL_FILE).write_text(json.dumps(record, separators=(",", ":")) + "\n")
+    journal_module._PARSED.clear()
+    batch, = read_journal(folder)
+    assert [list(m) for m in batch.moves] == moves and [list(s) for s in batch.steps] == steps
+    assert all(type(m) is Move for m in batch.moves) and batch.steps[5][0] is batch.moves[5].old

@@ -12,7 +12,7 @@ from typing import Optional
 
 from discordpicextract import archive, locking, messages, records
 from discordpicextract.errors import UsageError
-from discordpicextract.fileops import move_no_clobber, rename_no_replace_at, renames_at_supported
+from discordpicextract.fileops import move_no_clobber, renamer_at, renames_at_supported
 from discordpicextract.renames.journal import Batch, Journal, JournalError, rotate_if_finished, sync_dir
 from discordpicextract.renames.plan import TEMP_PREFIX, Move, RenamePlan, Skip, Step
 
@@ -193,20 +193,25 @@ class _Mover:
     def __init__(self, folder):
         self.folder = str(folder)
         self.fd: Optional[int] = None
+        self._rename_at = None
         if renames_at_supported():
             try:
                 self.fd = os.open(self.folder, os.O_RDONLY)
             except OSError:
                 self.fd = None
+            else:
+                self._rename_at = renamer_at(self.fd)
 
     def move(self, src, dst) -> None:
-        if self.fd is not None:
-            if rename_no_replace_at(self.fd, src, dst):
+        rename_at = self._rename_at
+        if rename_at is not None:
+            if rename_at(src, dst):
                 return
             self.close()   # this file system does not do it: paths from now on
         move_no_clobber(os.path.join(self.folder, src), os.path.join(self.folder, dst))  # str: no Path per file
 
     def close(self):
+        self._rename_at = None
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None

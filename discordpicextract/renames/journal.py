@@ -129,7 +129,8 @@ def _read_new_lines(handle, key) -> _Parsed:
 
 def _load_record(text: str):
     """json.loads(text); a begin record as written here (its moves, then
-    its steps, last) has its moves and steps decoded one by one, a step's
+    its steps, last) has its moves and steps decoded a piece at a time
+    and each element converted at once, a step's
     names made its move's own str objects where they are the same: a batch
     of 100,000 moves is never held twice (as JSON lists and as tuples)."""
     at = text.find(_MOVES_AT)
@@ -139,9 +140,11 @@ def _load_record(text: str):
         record = json.loads(text[:at] + "}")
         # Each element in its final form at once (a Move, a step tuple):
         # nothing per element is made to be thrown away later.
-        moves, at = _array(text, at + len(_MOVES_AT), _move_of)
-        if not text.startswith(_STEPS_AT, at):
+        at += len(_MOVES_AT)
+        steps_at = text.find(_STEPS_AT, at)   # in a line json.dumps made, only where the steps begin
+        if steps_at < 1 or text[steps_at - 1] != "]":
             return json.loads(text)
+        moves, at = _elements(text, at, steps_at - 1, _move_of), steps_at
 
         def step_of(row):
             if (type(row) is list and len(row) == 4 and type(row[2]) is int and 0 <= row[2] < len(moves)
@@ -149,9 +152,11 @@ def _load_record(text: str):
                 return _shared_step(row[0], row[1], row[2], row[3], moves[row[2]])
             return row   # as it is: _steps says what is wrong with it
 
-        steps, at = _array(text, at + len(_STEPS_AT), step_of)
-        if text[at:].strip() != "}" or "moves" in record or "steps" in record:
+        at += len(_STEPS_AT)
+        tail = len(text.rstrip()) - 2   # where the line's "]}" is
+        if tail < at or text[tail:].rstrip() != "]}" or "moves" in record or "steps" in record:
             return json.loads(text)
+        steps = _elements(text, at, tail, step_of)
     except ValueError:
         return json.loads(text)   # says what is wrong, as for any other line
     record["moves"], record["steps"] = moves, steps
@@ -163,24 +168,27 @@ _MOVES_AT, _STEPS_AT = ',"moves":[', ',"steps":['
 
 def _move_of(pair):
     return Move(*pair) if type(pair) is list and len(pair) == 2 else pair
-_decode = json.JSONDecoder().raw_decode
 
 
-def _array(text, at, convert) -> tuple[list, int]:
-    """The elements of the JSON array whose first element starts at `at`
-    (its "[" just before), each through `convert`; and where the text goes
-    on after its "]". ValueError when it is not one."""
+# Characters of a begin record's array json.loads reads at a time (then
+# cut at the next element's start): each piece is decoded in C, and only
+# its few thousand elements are held as JSON lists before they convert.
+_STRIDE = 1 << 16
+
+
+def _elements(text, at, end, convert) -> list:
+    """The elements of the JSON array whose text between its brackets is
+    text[at:end], each through `convert`, read a piece at a time. A piece
+    cut inside a string (a name ending in "],[") does not parse: ValueError
+    (the caller then reads the line whole), as for any text that is no
+    array of JSON values."""
     items: list = []
-    if text[at] == "]":
-        return items, at + 1
-    while True:
-        item, at = _decode(text, at)
-        items.append(convert(item))
-        if text[at] == "]":
-            return items, at + 1
-        if text[at] != ",":
-            raise ValueError("not a JSON array")
-        at += 1
+    while at < end:
+        cut = text.find('],["', at + _STRIDE, end)
+        stop = end if cut < 0 else cut + 1
+        items.extend(map(convert, json.loads("[" + text[at:stop] + "]")))
+        at = stop + 1
+    return items
 
 
 # --- history: finished batches rotated out of the journal -----------------------------

@@ -13,6 +13,8 @@ reads history back only as far as its batch (`older_batches`)."""
 import json
 import os
 from dataclasses import dataclass, field, replace
+from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 from typing import Optional
 
@@ -278,17 +280,30 @@ def _index(value, size):
 def all_plain(names) -> bool:
     """True when every one of `names` (a list) is a plain name (see
     plain_name), checked a few thousand at a time: a batch holds 100,000s."""
-    for start in range(0, len(names), _PIECE):
-        chunk = names[start:start + _PIECE]
-        try:
-            joined = "\x00" + "\x00".join(chunk) + "\x00"
-        except TypeError:
-            return False  # not all strings
-        if (joined.count("\x00") != len(chunk) + 1 or "/" in joined or "\\" in joined
-                or (os.altsep and os.altsep in joined)
-                or "\x00\x00" in joined or "\x00.\x00" in joined or "\x00..\x00" in joined):
+    return all(_plain_joined(names[start:start + _PIECE]) for start in range(0, len(names), _PIECE))
+
+
+def rows_plain(rows) -> bool:
+    """all_plain over the first two names of each of `rows` (moves or
+    steps), the names gathered in C a few thousand rows at a time."""
+    for start in range(0, len(rows), _PIECE):
+        chunk = rows[start:start + _PIECE]
+        if not _plain_joined(list(chain(map(_first, chunk), map(_second, chunk)))):
             return False
     return True
+
+
+_first, _second = itemgetter(0), itemgetter(1)
+
+
+def _plain_joined(chunk) -> bool:
+    try:
+        joined = "\x00" + "\x00".join(chunk) + "\x00"
+    except TypeError:
+        return False  # not all strings
+    return not (joined.count("\x00") != len(chunk) + 1 or "/" in joined or "\\" in joined
+                or (os.altsep and os.altsep in joined)
+                or "\x00\x00" in joined or "\x00.\x00" in joined or "\x00..\x00" in joined)
 
 
 def _moves(pairs: list) -> list[Move]:
@@ -298,7 +313,7 @@ def _moves(pairs: list) -> list[Move]:
         if type(pair) is not Move:
             old, new = pair
             pairs[k] = Move(old, new)
-    if not all_plain([name for move in pairs for name in move]):
+    if not rows_plain(pairs):
         for move in pairs:   # the slow way, for the message
             plain_name(move.old), plain_name(move.new)
     return pairs
@@ -317,7 +332,7 @@ def _steps(rows: list, moves: list[Move]) -> list[JournalStep]:
             raise TypeError("an inode is a whole number")
         if type(row) is not tuple:
             rows[k] = _shared_step(src, dst, move, inode, moves[move])
-    if not all_plain([name for step in rows for name in step[:2]]):
+    if not rows_plain(rows):
         for step in rows:
             plain_name(step[0]), plain_name(step[1])
     return rows
@@ -432,7 +447,7 @@ class Journal:
             pieces.append(f',"{key}":['.encode("ascii"))
             for start in range(0, len(rows), _PIECE):
                 chunk = rows[start:start + _PIECE]
-                plain = plain and all_plain([name for row in chunk for name in row[:2]])
+                plain = plain and rows_plain(chunk)
                 if start:
                     pieces.append(b",")
                 pieces.append(json.dumps(chunk, separators=(",", ":"))[1:-1].encode("utf-8"))

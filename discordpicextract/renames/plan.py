@@ -165,9 +165,9 @@ def _drop_blocked(targets, occupied, skipped):
     """Remove (and report) moves whose target stays occupied, propagating
     along chains: a file that cannot leave blocks whoever wanted its name."""
     staying = occupied - targets.keys()
+    if staying.isdisjoint(targets.values()):
+        return   # the usual case, found in C: no target held by a file that stays
     queue = [old for old, new in targets.items() if new in staying]
-    if not queue:
-        return
     source_of = {new: old for old, new in targets.items()}
     stuck = set()
     while queue:

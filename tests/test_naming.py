@@ -85,3 +85,32 @@ def test_image_names_are_read_as_splitext_reads_their_extension(name):
                                   "9999-01-01_00-00-00_last.webp"])
 def test_a_parsed_name_formats_back_to_itself(name):
     assert naming.parse_name(name).name == name
+
+
+def _stamp_by_fields(name):
+    """The reference: the regex's stamp read field by field, as datetime() checks it."""
+    match = naming._NAME_RE.match(name)
+    if not match:
+        return None
+    text = match.group(1)
+    try:
+        if not text.isascii():
+            return datetime.strptime(text, naming.NAME_TIME_FORMAT)
+        return datetime(int(text[0:4]), int(text[5:7]), int(text[8:10]),
+                        int(text[11:13]), int(text[14:16]), int(text[17:19]))
+    except ValueError:
+        return None
+
+
+@pytest.mark.parametrize("stamp", [
+    "2024-01-02_03-04-05", "0001-01-01_00-00-00", "9999-12-31_23-59-59", "2024-02-29_12-00-00",
+    "2023-02-29_12-00-00", "2024-04-31_00-00-00", "0000-01-01_00-00-00", "2024-00-10_00-00-00",
+    "2024-13-01_00-00-00", "2024-01-00_00-00-00", "2024-01-32_00-00-00", "2024-01-01_24-00-00",
+    "2024-01-01_23-60-00", "2024-01-01_23-59-60", "2024-01-01_99-99-99",
+    "\u0662\u0660\u0662\u0664-01-02_03-04-05",   # Arabic-Indic digits: strptime decides
+])
+def test_stamps_are_accepted_exactly_as_field_by_field(stamp):
+    name = f"{stamp}_a.png"
+    expected = _stamp_by_fields(name)
+    assert naming.parse_stamp_of(name) == expected
+    assert (naming.try_parse_name(name) or (None,))[0] == expected

@@ -25,6 +25,7 @@ deterministic, and with N = 0 it is exactly "equal pHash".
 """
 import argparse
 import csv
+import functools
 import io
 import itertools
 import json
@@ -391,31 +392,57 @@ def apply_copies(records, output) -> fileops.CopyResult:
     return fileops.copy_files_into([record.file for record in records], output)
 
 
+class _Keys(dict):
+    """{name: file_key} of the records that could be stat-ed, as
+    records.fetch_state reads its sources: a dict of the records themselves
+    (no copy of their numbers), so that `in`, asked of every wanted name,
+    is the dict's own; a key tuple is made only when one is asked for."""
+
+    def __init__(self, image_records):
+        super().__init__((r.name, r) for r in image_records if r.size >= 0)
+
+    def __getitem__(self, name):
+        return dict.__getitem__(self, name).key
+
+    def get(self, name, default=None):
+        record = dict.get(self, name)
+        return default if record is None else record.key
+
+    def values(self):
+        return [record.key for record in dict.values(self)]
+
+    def items(self):
+        return [(name, record.key) for name, record in dict.items(self)]
+
+
 class _ByName(Mapping):
     """{name: file_key} (or {name: digest}) of the stat-ed records, looked
     up in place: records.fetch_state gets the folder's 100,000 sources
     without a copy of them."""
 
     def __init__(self, by_name: dict, field: str):
+        # the dict's own lookups: `by_name` may be a _Keys, whose get gives keys
         self._by_name, self._of = by_name, operator.attrgetter(field)
+        self._get = functools.partial(dict.get, by_name)
 
     def __getitem__(self, name):
-        value = self._of(self._by_name[name])
+        record = self._get(name)
+        value = None if record is None else self._of(record)
         if not value:
             raise KeyError(name)
         return value
 
     def __contains__(self, name):
-        record = self._by_name.get(name)
+        record = self._get(name)
         return record is not None and bool(self._of(record))
 
     def get(self, name, default=None):
-        record = self._by_name.get(name)
+        record = self._get(name)
         value = None if record is None else self._of(record)
         return value if value else default
 
     def __iter__(self):
-        return (name for name, record in self._by_name.items() if self._of(record))
+        return (name for name, record in dict.items(self._by_name) if self._of(record))
 
     def __len__(self):
         return sum(1 for _ in self)
@@ -425,14 +452,19 @@ def fetch_output_state(image_records, source, output, wanted):
     """The output folder and its record, against the names a fresh run
     would copy (the keys and digests already known spare reading sources
     again)."""
-    by_name = {r.name: r for r in image_records}
+    keys = _Keys(image_records)
+    record_of = functools.partial(dict.get, keys)   # name -> its ImageRecord or None, a call in C
 
-    def shared(name):
-        record = by_name.get(name)
-        return None if record is None else (record.name, record.size, record.mtime_ns, record.ino, record.digest)
+    def source_unchanged(name, entry):
+        # records.SyncState.source_unchanged: the stat-ed key and the digest
+        # read this run (or cached), without a key tuple or a mapping call
+        record = record_of(name)
+        return record is not None and entry[1] == record.size \
+            and entry[2] == record.mtime_ns and entry[3] == record.ino \
+            and (not record.digest or record.digest == entry[7])
 
-    state = derived.fetch_state(output, _ByName(by_name, "key"), wanted, _ByName(by_name, "digest"),
-                                source_dir=source, shared=shared)
+    state = derived.fetch_state(output, keys, wanted, _ByName(keys, "digest"), source_dir=source,
+                                shared=record_of, source_unchanged=source_unchanged)
     return state
 
 

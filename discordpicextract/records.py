@@ -25,7 +25,7 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,9 +111,11 @@ def record_path(folder) -> Path:
 def read_record(folder, shared=None) -> Optional[dict]:
     """{name: Entry}, or None when the folder has no record yet (a folder an
     older version filled, or a new one). A damaged record counts as none.
-    `shared(name)`: what the caller already holds of a source of that name,
-    (name, size, mtime_ns, inode, digest) or None; equal values are taken
-    from it, so that a folder's names, numbers and digests are held once."""
+    `shared(name)`: what the caller already holds of the source of that
+    name, an object with the attributes name, size, mtime_ns, ino and
+    digest, or None (a dict's get: asked of every row); equal values are
+    taken from it, so that a folder's names, numbers and digests are held
+    once."""
     path = record_path(folder)
     try:
         with open(path, encoding="utf-8", errors="surrogateescape") as handle:
@@ -164,20 +166,24 @@ def _add_rows(record: dict, rows: list, shared=None) -> None:
     converted, and equal numbers are one object (a copy has its source's
     size and mtime; `shared`: see read_record)."""
     rows.reverse()
+    held_of = shared if shared is not None else {}.get
     while rows:
         name, source, s_size, s_mtime, s_ino, size, mtime, ino, digest = rows.pop()
-        if not isinstance(digest, str) or not isinstance(name, str):
+        if digest.__class__ is not str or name.__class__ is not str:
             raise TypeError("record row without a name or digest")
-        held = shared(name) if shared is not None else None
+        held = held_of(name)
         if held is not None:
-            name = held[0]
-            s_size = held[1] if s_size == held[1] else s_size
-            s_mtime = held[2] if s_mtime == held[2] else s_mtime
-            s_ino = held[3] if s_ino == held[3] else s_ino
-            digest = held[4] if digest == held[4] else digest
-        record[name] = Entry._flat((name if source is None else source, s_size, s_mtime, s_ino,
-                                    s_size if size == s_size else size,
-                                    s_mtime if mtime == s_mtime else mtime, ino, digest))
+            name = held.name
+            s_size = held.size if s_size == held.size else s_size
+            s_mtime = held.mtime_ns if s_mtime == held.mtime_ns else s_mtime
+            s_ino = held.ino if s_ino == held.ino else s_ino
+            digest = held.digest if digest == held.digest else digest
+        record[name] = _new_entry(Entry, (name if source is None else source, s_size, s_mtime, s_ino,
+                                          s_size if size == s_size else size,
+                                          s_mtime if mtime == s_mtime else mtime, ino, digest))
+
+
+_new_entry = tuple.__new__   # Entry._flat without a call of its own: one per row
 
 
 def write_record(folder, record: dict) -> None:
@@ -329,6 +335,9 @@ class SyncState:
     known: Mapping = field(default_factory=dict)        # {source name: digest} the caller read
     source_dir: Optional[str] = None                    # where `sources` are, when given as keys
     source_paths: Mapping = field(default_factory=dict)  # {name: path} otherwise
+    # (name, its Entry) -> whether the recorded copy is still its source's: what
+    # _source_unchanged decides, answered by a caller that holds the sources otherwise
+    source_unchanged: Optional[Callable] = None
 
     def output_key(self, name) -> tuple:
         key = self.outputs[name]
@@ -354,7 +363,8 @@ def _image_files(folder, record) -> dict:
     with entries:
         for entry in entries:
             name = entry.name
-            if name.startswith(".") or "." + name.rpartition(".")[2].lower() not in extensions:
+            # from the last dot (no dot: the last character, never an extension)
+            if name.startswith(".") or name[name.rfind("."):].lower() not in extensions:
                 continue
             try:
                 if entry.is_file(follow_symlinks=False):
@@ -362,7 +372,7 @@ def _image_files(folder, record) -> dict:
                     known = record.get(name)
                     if known is not None and known[4] == stat.st_size and known[5] == stat.st_mtime_ns \
                             and known[6] == stat.st_ino:   # Entry.key, without the tuple
-                        found[known.source if known.source == name else name] = known
+                        found[known[0] if known[0] == name else name] = known   # [0]: Entry.source
                     else:
                         found[name] = file_key(stat)
             except OSError:
@@ -370,17 +380,19 @@ def _image_files(folder, record) -> dict:
     return found
 
 
-def fetch_state(output, sources, wanted, known_digests=None, source_dir=None, shared=None) -> SyncState:
+def fetch_state(output, sources, wanted, known_digests=None, source_dir=None, shared=None,
+                source_unchanged=None) -> SyncState:
     """Read the output folder and its record. `sources` is {name: path} of
     every source image, or with `source_dir` (their folder) {name: file_key}
     as the caller has just stat-ed them; `wanted` the names a fresh run
     would write; `known_digests` ({source name: digest}) saves reading a
     source again, and a recorded copy whose source now has another digest
     is not taken as current. Mappings are only looked up, never copied;
-    `shared`: as for read_record."""
+    `shared`: as for read_record; `source_unchanged`: see SyncState."""
     record = read_record(output, shared)
     state = SyncState(record or {}, record is None, _image_files(output, record or {}), {},
-                      known=known_digests if known_digests is not None else {})
+                      known=known_digests if known_digests is not None else {},
+                      source_unchanged=source_unchanged)
     if source_dir is not None:
         state.sources, state.source_dir = sources, str(source_dir)
     else:
@@ -438,8 +450,14 @@ def plan_sync(state: SyncState, wanted) -> SyncPlan:
     under their own names) without touching a file that is not ours."""
     plan = SyncPlan()
     wanted = {name for name in wanted if name in state.sources}  # a source gone since its listing is not
-    for name in sorted(state.outputs):
-        _plan_existing(plan, state, name, name in wanted)
+    outputs, keep = state.outputs, plan.keep
+    unchanged = state.source_unchanged or (lambda name, entry: _source_unchanged(state, name, entry))
+    for name in sorted(outputs):
+        value = outputs[name]
+        if value.__class__ is Entry and name in wanted:   # ours as recorded, and wanted: most files
+            (keep if unchanged(name, value) else plan.replace).append(name)
+        else:
+            _plan_existing(plan, state, name, name in wanted)
     plan.copy = sorted(name for name in wanted if name not in state.outputs)
     return plan
 
@@ -521,9 +539,12 @@ def apply_sync(output, state: SyncState, plan: SyncPlan, result=None) -> SyncRes
     record = {name: entry for name, entry in state.record.items()
               if name in state.outputs and name not in plan.changed}
     mode = fileops.new_file_mode()
+    outputs = state.outputs
     for name in plan.keep:
-        record[name] = _relinked(record[name], name, state)
-        result.identical.append(name)
+        entry = record[name]
+        if outputs[name] is not entry or entry[0] != name:   # else _relinked keeps it as it is
+            record[name] = _relinked(entry, name, state)
+    result.identical += plan.keep
     for name in plan.adopt:
         record[name] = Entry(name, state.sources[name], state.output_key(name), state.out_digests[name])
         result.identical.append(name)

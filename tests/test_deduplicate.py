@@ -810,3 +810,22 @@ def test_the_pool_gives_every_result_once_and_in_order_from_a_list_or_a_generato
     with Workers(2) as workers:
         assert workers.map(abs, list(range(-300, 0)), minimum=1) == list(range(300, 0, -1))
         assert list(workers.imap(abs, (n for n in range(-301, 0)), 301, 1)) == list(range(301, 0, -1))
+
+
+def test_the_run_pauses_the_cyclic_collector_and_restores_it(tmp_path, capsys, monkeypatch):
+    """100,000 long-lived records hold no cycles: a run makes no collector
+    passes over them (a sixth of a cached re-run), and leaves gc as it was."""
+    import gc
+
+    seen = []
+    real_plan = dedupe.plan_dedupe
+
+    def plan_noting_gc(*args, **kwargs):
+        seen.append(gc.isenabled())
+        return real_plan(*args, **kwargs)
+
+    monkeypatch.setattr(dedupe, "plan_dedupe", plan_noting_gc)
+    write_image(tmp_path / "src" / "2025-02-14_10-00-00_a.png", seed=1)
+    assert gc.isenabled()
+    assert run(capsys, "--source", str(tmp_path / "src"), "--output", str(tmp_path / "out"))[0] == 0
+    assert seen == [False] and gc.isenabled()

@@ -2,14 +2,13 @@
 flags, the checks before a batch, `--undo`/`--recover`, and one shift over
 the pipeline folders (plan, confirm, apply). Results come back as
 `report.Report` objects; the scripts print them (`cli.show`)."""
-import functools
-import gc
 import os
 import sys
 from dataclasses import dataclass, field
 from typing import Optional
 
 from discordpicextract import archive, cli, locking, logs
+from discordpicextract.cli import without_gc_passes  # noqa: F401  (the scripts wrap their main in it)
 from discordpicextract.errors import UsageError
 from discordpicextract.renames import report
 from discordpicextract.renames.apply import FolderOutcome, apply_batch
@@ -25,23 +24,6 @@ from discordpicextract.renames.journal import (
 from discordpicextract.renames.plan import new_batch_id, plan_folder
 from discordpicextract.renames.recovery import RECOVER_MODES, recover_folders, undo_last_batch
 from discordpicextract.renames.values import parse_yes_no
-
-
-def without_gc_passes(func):
-    """`func` with the cyclic garbage collector paused while it runs (on
-    again after, if it was on). A batch is 100,000s of tuples that live
-    to its end and hold no cycles: every collection pass over them would
-    find nothing, and the passes cost as much as planning the batch."""
-    @functools.wraps(func)
-    def paused(*args, **kwargs):
-        if not gc.isenabled():
-            return func(*args, **kwargs)
-        gc.disable()
-        try:
-            return func(*args, **kwargs)
-        finally:
-            gc.enable()
-    return paused
 
 
 def add_rename_arguments(parser, folders_help="folders to rename in") -> None:

@@ -311,7 +311,7 @@ def _fill_from_cache(records, cache):
     for record in records:
         if record.size >= 0 and wanted.setdefault(record.ino, record) is not record:
             twins.append(record)
-    for record, dev, size, mtime_ns, digest, error, phash in cache.lookup(wanted):
+    for record, (dev, _, size, mtime_ns, digest, error, phash) in cache.lookup(wanted):
         if record.dev == dev and record.size == size and record.mtime_ns == mtime_ns \
                 and (digest is not None or error is not None):
             record.digest, record.error, record.phash = digest, error, phash

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import socket
+import stat
 import sys
 import threading
 from collections.abc import Iterator
@@ -185,15 +186,17 @@ def remove_our_leftovers(folder) -> list:
     (call only while holding the folder's lock); returns their names."""
     removed: list = []
     try:
-        with os.scandir(folder) as listing:   # only the matches kept: not an entry per file of 100,000
-            entries = [entry for entry in listing if _OUR_PART.match(entry.name)]
+        # names matched in C (filter with the pattern's own match): no entry object
+        # nor Python step per file of 100,000
+        names = list(filter(_OUR_PART.match, os.listdir(folder)))
     except OSError:
         return removed
-    for entry in entries:
-        if entry.is_file(follow_symlinks=False):
-            try:
-                os.unlink(entry.path)
-                removed.append(entry.name)
-            except OSError:
-                pass
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            if stat.S_ISREG(os.lstat(path).st_mode):   # a file, not through a link
+                os.unlink(path)
+                removed.append(name)
+        except OSError:
+            pass
     return removed

@@ -108,11 +108,12 @@ class HashCache:
             self.warning = f"hash cache {self.path} unreadable ({exc}); hashing again"
 
     def lookup(self, wanted: dict):
-        """`wanted` is {inode: value}; yields (value, dev, size, mtime_ns,
-        digest, error, phash) for each that has a row: the caller checks
-        that device, size and mtime are still the file's (a row holds no
-        check when digest and error are both None). Keyed by inode alone,
-        the files' own numbers serve as keys (no tuple per file)."""
+        """`wanted` is {inode: value}; yields (value, row) for each that has
+        a row, the row as stored, (dev, ino, size, mtime_ns, digest, error,
+        phash), not copied: the caller checks that device, size and mtime
+        are still the file's (a row holds no check when digest and error are
+        both None). Keyed by inode alone, the files' own numbers serve as
+        keys (no tuple per file)."""
         if self._rows is not None:
             rows = ((dev, ino, *row) for (dev, ino), row in self._rows.items())
         else:
@@ -120,7 +121,7 @@ class HashCache:
         for row in rows:
             value = wanted.get(row[1])
             if value is not None:
-                yield (value, row[0], *row[2:])
+                yield value, row
 
     def _load(self):
         if self._rows is None:

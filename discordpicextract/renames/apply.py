@@ -7,6 +7,7 @@ import os
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from itertools import islice
 from pathlib import Path
 from typing import Optional
 
@@ -123,7 +124,17 @@ def _run_steps(folder, plan, journal, steps, update_archive, result, budget) -> 
     failed_set: set[int] = set()
     with _Mover(folder) as mover:
         move_one = mover.move
-        for i, (src, dst, move, _inode) in enumerate(steps):
+        start = 0
+        if budget[0] is None:   # a real run: every step at once until one fails
+            start, exc = _moves_until_one_fails(move_one, steps)
+            if exc is not None:
+                src, dst, move, _inode = steps[start]
+                failed[start] = failed_reason(mover, src, dst, exc)
+                failed_set.add(move)
+                journal.write({"event": "step", "batch": plan.batch_id, "i": start, "ok": False,
+                               "reason": failed[start]})
+                start += 1
+        for i, (src, dst, move, _inode) in enumerate(islice(steps, start, None), start):
             if budget[0] is not None:
                 if budget[0] <= 0:
                     result.interrupted = True
@@ -143,6 +154,19 @@ def _run_steps(folder, plan, journal, steps, update_archive, result, budget) -> 
     journal.sync()
     finish(folder, journal, plan.batch_id, plan.moves, failed_moves(steps, failed), update_archive, result)
     return True
+
+
+def _moves_until_one_fails(move_one, steps) -> tuple[int, Optional[BaseException]]:
+    """Run `steps` in order with no other work per step (100,000s of
+    them); (the index of the first that raised and its error, not retried),
+    or (len(steps), None) when all went."""
+    i = 0
+    try:
+        for i, (src, dst, _move, _inode) in enumerate(steps):  # noqa: B007 (the except reads it)
+            move_one(src, dst)
+    except (OSError, KeyboardInterrupt) as exc:
+        return i, exc
+    return len(steps), None
 
 
 def check_still_fits(folder, plan: RenamePlan) -> list:

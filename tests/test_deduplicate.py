@@ -829,3 +829,20 @@ def test_the_run_pauses_the_cyclic_collector_and_restores_it(tmp_path, capsys, m
     assert gc.isenabled()
     assert run(capsys, "--source", str(tmp_path / "src"), "--output", str(tmp_path / "out"))[0] == 0
     assert seen == [False] and gc.isenabled()
+
+
+def test_days_of_splits_at_each_midnight_as_dates_do():
+    """days_of finds a date's end by bisecting for the next midnight: the
+    same groups as grouping by date, midnight itself on its own date, and
+    the last representable date too."""
+    import datetime as dt
+    import itertools
+    import types
+
+    stamps = [dt.datetime(2025, 2, 14, 0, 0), dt.datetime(2025, 2, 14, 23, 59, 59),
+              dt.datetime(2025, 2, 15, 0, 0), dt.datetime(2025, 2, 15, 0, 0), dt.datetime(2025, 2, 17, 8),
+              dt.datetime(9999, 12, 31, 0, 0), dt.datetime(9999, 12, 31, 23, 59, 59)]
+    records = [types.SimpleNamespace(timestamp=t) for t in stamps]
+    expected = [list(day) for _, day in itertools.groupby(records, key=lambda r: r.timestamp.date())]
+    assert list(dedupe.days_of(records)) == expected
+    assert [len(day) for day in expected] == [2, 2, 1, 2]

@@ -147,18 +147,26 @@ _ROWS_HEAD = f'{{"version":{VERSION},"files":['
 
 
 def _read_rows(handle, shared) -> dict:
+    # ROWS_PER_DUMP lines at a time, joined as they are (each row but the
+    # last ends in ",\n"): one JSON array per batch, no step per line in Python
     record: dict = {}
-    batch: list = []
-    for text in handle:
-        line = text.rstrip("\n")
-        if line == "]}":
-            _add_rows(record, json.loads("[" + ",".join(batch) + "]"), shared)
+    while True:
+        lines = list(itertools.islice(handle, ROWS_PER_DUMP))
+        if not lines:
+            raise ValueError("record cut short")
+        end = next((i for i in (_index(lines, "]}\n"), _index(lines, "]}")) if i >= 0), -1)
+        rows = "".join(lines if end < 0 else lines[:end]).rstrip("\n")
+        if rows:
+            _add_rows(record, json.loads("[" + (rows[:-1] if rows.endswith(",") else rows) + "]"), shared)
+        if end >= 0:
             return record
-        batch.append(line[:-1] if line.endswith(",") else line)
-        if len(batch) >= ROWS_PER_DUMP:
-            _add_rows(record, json.loads("[" + ",".join(batch) + "]"), shared)
-            batch = []
-    raise ValueError("record cut short")
+
+
+def _index(lines, line) -> int:
+    try:
+        return lines.index(line)
+    except ValueError:
+        return -1
 
 
 def _add_rows(record: dict, rows: list, shared=None) -> None:

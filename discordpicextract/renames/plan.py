@@ -75,26 +75,30 @@ def plan_renames(listing, shift, occupied=None, batch_id: Optional[str] = None) 
 
 def plan_entries(entries, shift, occupied=None, batch_id: Optional[str] = None) -> RenamePlan:
     """plan_renames over [(name, parsed or None)], in listing order."""
-    unparsed: list[str] = []
+    unparsed = [name for name, parsed in entries if parsed is None]
+    targets, skipped, unselected = _sort_fates((name, _target(name, parsed, shift))
+                                               for name, parsed in entries if parsed is not None)
+    if occupied is None:
+        occupied = {name for name, _parsed in entries}
+    elif any(name not in occupied for name, _parsed in entries):
+        occupied = set(occupied).union(name for name, _parsed in entries)
+    return _plan_targets(targets, occupied, batch_id, skipped, unparsed, unselected)
+
+
+def _sort_fates(fated):
+    """From (name, fate) pairs in plan order: the targets ({name: new}),
+    the Skips, and how many names stay as they are."""
     skipped: list[Skip] = []
     targets: dict[str, str] = {}
     unselected = 0
-    for name, parsed in entries:
-        if parsed is None:
-            unparsed.append(name)
-            continue
-        new = _target(name, parsed, shift)
+    for name, new in fated:
         if new is None:
             unselected += 1
         elif isinstance(new, Skip):
             skipped.append(new)
         else:
             targets[name] = new
-    if occupied is None:
-        occupied = {name for name, _parsed in entries}
-    elif any(name not in occupied for name, _parsed in entries):
-        occupied = set(occupied).union(name for name, _parsed in entries)
-    return _plan_targets(targets, occupied, batch_id, skipped, unparsed, unselected)
+    return targets, skipped, unselected
 
 
 def _target(name, parsed, shift):
@@ -260,17 +264,7 @@ def plan_folder(folder, shift, batch_id: Optional[str] = None, fates: Optional[d
     else:
         decided.sort(key=lambda name: (naming.parse_name(name).timestamp, name))
     unparsed.sort()
-    skipped: list[Skip] = []
-    targets: dict[str, str] = {}
-    unselected = 0
-    for name in decided:
-        new = fates[name]
-        if new is None:
-            unselected += 1
-        elif isinstance(new, Skip):
-            skipped.append(new)
-        else:
-            targets[name] = new
+    targets, skipped, unselected = _sort_fates((name, fates[name]) for name in decided)
     del decided
     return _plan_targets(targets, occupied, batch_id, skipped, unparsed, unselected)
 

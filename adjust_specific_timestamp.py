@@ -114,7 +114,7 @@ def _main(argv):
 
 
 def main(argv=None):
-    return cli.run(command.without_gc_passes(_main), argv)
+    return cli.run(cli.without_gc_passes(_main), argv)
 
 
 if __name__ == "__main__":

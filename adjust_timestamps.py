@@ -231,7 +231,7 @@ def undo_command(script, folders) -> str:
 
 
 def main(argv=None):
-    return cli.run(command.without_gc_passes(_main), argv)
+    return cli.run(cli.without_gc_passes(_main), argv)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from discordpicextract import archive, cli, locking, logs
-from discordpicextract.cli import without_gc_passes  # noqa: F401  (the scripts wrap their main in it)
 from discordpicextract.errors import UsageError
 from discordpicextract.renames import report
 from discordpicextract.renames.apply import FolderOutcome, apply_batch

@@ -251,7 +251,7 @@ def plan_folder(folder, shift, batch_id: Optional[str] = None, fates: Optional[d
     for name in names:
         fate = fates.get(name, _UNSEEN)
         if fate is _UNSEEN:
-            parsed = _parse(name)
+            parsed = naming.try_parse_name(name)
             fate = fates[name] = _UNPARSED if parsed is None else _target(name, parsed, shift)
         if fate is _UNPARSED:
             unparsed.append(name)
@@ -270,12 +270,3 @@ def plan_folder(folder, shift, batch_id: Optional[str] = None, fates: Optional[d
 
 
 _UNSEEN, _UNPARSED = object(), object()
-
-
-def _parse(name):
-    """naming.try_parse_name without its cache: a folder's names are parsed
-    once here, and a cache of 100,000 parsed names would outlive the plan."""
-    try:
-        return naming.parse_name(name)
-    except naming.BadName:
-        return None

@@ -82,3 +82,23 @@ def test_the_copy_record_gets_the_mode_new_files_get_and_keeps_it_through_rename
     finally:
         os.umask(mask)
     capsys.readouterr()
+
+
+def test_messages_rows_are_kept_for_the_next_reader_only_inside_a_pipeline_run(tmp_path):
+    """A step run alone reads messages.csv once: holding its 100,000 rows
+    after would only cost memory. Inside listings.shared (main.py
+    --pipeline) the last file's rows are kept, and let go at the end."""
+    from datetime import datetime, timezone
+
+    from discordpicextract import listings, messages
+
+    rows = [messages.row(f"2025-01-02_10-00-0{i}_a.png", message_id=10**17 + i,
+                         posted=datetime(2025, 1, 2, 15, tzinfo=timezone.utc), author="a", author_id=1,
+                         text="t", guild_id=1, channel_id=2, source="attachment") for i in range(3)]
+    messages.write_rows(tmp_path, rows)
+    assert messages.read_rows(tmp_path)[0]["file"] == rows[0]["file"]
+    assert not messages._PARSED
+    with listings.shared():
+        messages.read_rows(tmp_path)
+        assert len(next(iter(messages._PARSED.values()))[1]) == 3
+    assert not messages._PARSED

@@ -74,10 +74,6 @@ class ImageRecord(naming.ImageFile):
         self.learnt = False                  # found this run: the cache gets its row
 
     @property
-    def image(self) -> "ImageRecord":
-        return self
-
-    @property
     def key(self) -> tuple:
         """records.file_key, () when it could not be stat-ed."""
         return (self.size, self.mtime_ns, self.ino) if self.size >= 0 else ()
@@ -99,11 +95,6 @@ class ImageRecord(naming.ImageFile):
     # identity, not name: records of two listings may share a name
     __eq__ = object.__eq__
     __hash__ = object.__hash__
-
-
-def bucket_key(record, ignore_size=False):
-    """Only records in the same bucket can be duplicates."""
-    return (record.date,) if ignore_size else (record.date, record.size)
 
 
 def in_order(records) -> list:

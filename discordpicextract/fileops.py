@@ -64,24 +64,18 @@ _FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodee
 
 
 def renames_at_supported() -> bool:
-    """Whether rename_no_replace_at may be tried (never where the path
-    form is off: one switch for both)."""
+    """Whether renamer_at gives a renamer (never where the path form is
+    off: one switch for both)."""
     return _RENAME_AT_CALL is not None and _RENAME_NOREPLACE is not None
 
 
-def rename_no_replace_at(dir_fd: int, source: str, target: str) -> bool:
-    """rename_no_replace of two names inside the folder open as `dir_fd`
-    (see `renames_at_supported`); False when this file system has no such
-    call (the caller falls back to move_no_clobber on paths)."""
-    rename = renamer_at(dir_fd)
-    return rename is not None and rename(source, target)
-
-
 def renamer_at(dir_fd: int):
-    """rename_no_replace_at bound to the folder open as `dir_fd`, as
-    f(source, target) -> bool; None where renames_at_supported() is not.
-    A batch calls it 100,000s of times: one Python frame per move, not four."""
-    if _RENAME_AT_CALL is None or _RENAME_NOREPLACE is None:
+    """rename_no_replace of two names inside the folder open as `dir_fd`,
+    as f(source, target) -> bool (False when this file system has no such
+    call: the caller falls back to move_no_clobber on paths); None where
+    renames_at_supported() is not. A batch calls it 100,000s of times: one
+    Python frame per move, not four."""
+    if _RENAME_AT_CALL is None or not renames_at_supported():
         return None
     call, flag = _RENAME_AT_CALL
     encoding, errors, get_errno = _FS_ENCODING, _FS_ERRORS, ctypes.get_errno

@@ -125,7 +125,6 @@ class HashCache:
 
     def _load(self):
         if self._rows is None:
-            self._rows = {}
             self._rows = {(row[0], row[1]): row[2:] for row in self._stream()}
             if self.warning:
                 self._rows = {}

@@ -162,11 +162,14 @@ def plan_entries(folders: list[FolderInput], post_times: Optional[Mapping[str, d
     start, end = market.trading_hours()
     by_name: dict[str, Entry] = {}
     for folder in folders:
+        if not folder.listing.images:
+            continue
         prefix: dict[Path, str] = {}  # image.folder -> its str: a path per image without a Path per image
+        market_of = market.market_reader(folder.zone)  # the zones looked up once a folder, not per image
         for image in folder.listing.images:
             entry = by_name.get(image.name)
             if entry is None:
-                moment = market.to_market(image.timestamp, folder.zone)
+                moment = market_of(image.timestamp)
                 base = prefix.get(image.folder)
                 if base is None:
                     base = prefix[image.folder] = "" if str(image.folder) == "." else os.path.join(image.folder, "")

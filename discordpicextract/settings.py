@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Optional
 
 from discordpicextract.errors import UsageError
+from discordpicextract.timestamps.zone import check_zone_name
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -101,8 +102,6 @@ def _text(value):
 
 
 def _zone(value):
-    from discordpicextract.timestamps.zone import check_zone_name
-
     return check_zone_name(_text(value))
 
 

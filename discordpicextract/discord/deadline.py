@@ -36,7 +36,6 @@ class Watch:
     """One request's deadline; `expired` once the timer shut its socket."""
 
     def __init__(self, seconds: float):
-        self.seconds = seconds
         self.expired = False
         self._done = False
         self._lock = threading.Lock()

@@ -142,20 +142,21 @@ def render(rows) -> bytes:
 
 
 def _render_quoting_cr(rows) -> str:
-    """csv quotes a field holding a line feed, not one holding a lone
-    carriage return (not in the line terminator), which a reader takes for
-    a line break: such a row is written with every field quoted."""
     text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    quoted = csv.writer(text, lineterminator="\n", quoting=csv.QUOTE_ALL)
-    writer.writerow(FIELDS)
-    for entry in rows:
-        values = [entry.get(name, "") for name in FIELDS]
-        if any(isinstance(value, str) and "\r" in value for value in values):
-            quoted.writerow(values)
-        else:
-            writer.writerow(values)
+    _write_cells(text, ([entry.get(name, "") for name in FIELDS] for entry in rows))
     return text.getvalue()
+
+
+def _write_cells(out, rows) -> None:
+    """The header, then FIELDS-ordered `rows`. csv quotes a field holding a
+    line feed, not one holding a lone carriage return (not in the line
+    terminator), which a reader takes for a line break: such a row is
+    written with every field quoted."""
+    writer = csv.writer(out, lineterminator="\n")
+    quoted = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
+    writer.writerow(FIELDS)
+    for cells in rows:
+        (quoted if any(isinstance(cell, str) and "\r" in cell for cell in cells) else writer).writerow(cells)
 
 
 def write_rows(folder, rows, remember=True) -> bool:
@@ -238,11 +239,7 @@ def _stream_rows(path: Path, rows, replace=None) -> bool:
     temp = fileops.temp_path_beside(path)
     try:
         with open(temp, "w", encoding="utf-8", newline="", errors="surrogateescape") as out:
-            writer = csv.writer(out, lineterminator="\n")
-            quoted = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)   # as render does
-            writer.writerow(FIELDS)
-            for cells in rows:
-                (quoted if any("\r" in cell for cell in cells) else writer).writerow(cells)
+            _write_cells(out, rows)   # the bytes render gives
         if (replace is not None and not replace()) or _same_bytes(temp, path):
             return False
         os.chmod(temp, fileops.new_file_mode())

@@ -261,3 +261,61 @@ def test_a_journal_that_is_a_link_is_not_followed_out_of_the_folder(tmp_path, ca
     assert adjust_timestamps.main(["--folders", str(folder), "--hours", "1"]) == 2
     assert "is a link; not followed" in capsys.readouterr().err
     assert (tmp_path / "outside.txt").read_text() == "the user's\n" and contents(folder) == before
+
+
+def _as_first_format(folders):
+    """Rewrite every begin record of the folders' journals the way runs
+    wrote them before the format-2 record (the journals already on users'
+    disks): "moves" [[old, new]] and "steps" [[src, dst, move, inode]], no
+    "format" nor "inodes". Returns how many it rewrote."""
+    rewritten = 0
+    for folder in folders:
+        path = folder / config.JOURNAL_FILE
+        lines = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            record = json.loads(line) if line.strip() else {}
+            if record.get("event") == "begin" and record.pop("format", None) == 2:
+                inodes, moves = record.pop("inodes"), record.pop("moves")
+                steps = [[*moves[row], row] if type(row) is int else row for row in record.pop("steps")]
+                record["moves"], record["steps"] = moves, [[*step, inodes[step[2]]] for step in steps]
+                lines.append(json.dumps(record, separators=(",", ":")))
+                rewritten += 1
+            else:
+                lines.append(line)
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    from discordpicextract.renames import journal
+
+    journal._PARSED.clear()   # this process's parsed copies are of the files as they were
+    return rewritten
+
+
+@pytest.mark.parametrize("mode", ["complete", "revert"])
+def test_a_killed_batch_journaled_in_the_first_format_is_still_recovered(tmp_path, capsys, mode):
+    folders = pipeline(tmp_path)
+    before = [contents(f) for f in folders]
+    killed_run(tmp_path, "move", 15, "--hours", "1")          # dies in folder 2
+    assert _as_first_format(folders) == 3
+    assert adjust_timestamps.main(["--hours", "1"]) == 2      # still seen as unfinished
+    assert adjust_timestamps.main(["--recover", mode]) == 0
+    want = "shifted" if mode == "complete" else "original"
+    assert state_of(folders, before) == [want] * 3 and not any(pending_batch(f) for f in folders)
+
+
+def test_a_batch_journaled_in_the_first_format_is_still_undone(tmp_path, capsys):
+    from discordpicextract.renames.apply import apply_plan
+    from discordpicextract.renames.plan import plan_mapping
+
+    folders = pipeline(tmp_path)
+    before = [contents(f) for f in folders]
+    assert adjust_timestamps.main(["--hours", "1"]) == 0
+    first, second = sorted(contents(folders[0]))[:2]
+    swap = plan_mapping({first: second, second: first}, os.listdir(folders[0]))   # a cycle: through a temp name
+    assert apply_plan(folders[0], swap, label="swap").done
+    assert _as_first_format(folders) == 4
+    steps = [step for line in (folders[0] / config.JOURNAL_FILE).read_text().splitlines()
+             for step in json.loads(line).get("steps", [])]
+    assert any(step[1].startswith(".dpe-rename-") for step in steps) and all(len(step) == 4 for step in steps)
+    assert adjust_timestamps.main(["--folders", *map(str, folders), "--undo"]) == 0   # the swap
+    assert contents(folders[0]) == shifted(before[0], 1)
+    assert adjust_timestamps.main(["--folders", *map(str, folders), "--undo"]) == 0   # the +1 h batch
+    assert [contents(f) for f in folders] == before

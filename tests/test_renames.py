@@ -581,7 +581,13 @@ def test_what_a_run_writes_to_its_journal_it_knows_without_reading_it_back(tmp_p
     assert known == fresh and fresh[0].status == "completed" and len(fresh[0].steps) == 4
     lines = (folder / config.JOURNAL_FILE).read_bytes().splitlines()
     record = json.loads(lines[0])
-    assert record["moves"] == [list(move) for move in plan.moves] and record["steps"] == [list(s) for s in plan.steps]
+    assert record["format"] == 2 and record["moves"] == [list(move) for move in plan.moves]
+    assert [list(s[:3]) for s in fresh[0].steps] == [list(s[:3]) for s in plan.steps]
+    # a step is its move's index, its names written out only where they are not its move's (the temp name)
+    assert [s if type(s) is int else s[2] for s in record["steps"]] == [s.move for s in plan.steps]
+    assert sum(type(s) is list for s in record["steps"]) == 2
+    inodes = [os.lstat(folder / move.new).st_ino for move in plan.moves]   # each move's file, now at its new name
+    assert record["inodes"] == inodes and [s[3] for s in fresh[0].steps] == [inodes[s.move] for s in plan.steps]
     assert lines[0] == json.dumps(record, separators=(",", ":")).encode()   # one line, as write() makes it
 
 
@@ -612,6 +618,52 @@ def test_a_journal_line_with_one_bad_name_among_many_is_damaged_in_either_layout
         assert adjust_timestamps.main(["--folders", str(folder), "--undo"]) == 1
         assert "1 damaged line(s) ignored (line 1)" in capsys.readouterr().err
         assert contents(folder) == before
+
+
+@pytest.mark.parametrize("damage", ["none", "bad name in a step", "move index out of range", "inode of a wrong type",
+                                    "an inode short", "a step of a wrong shape", "unknown format"])
+def test_a_damaged_format_2_begin_record_moves_nothing(tmp_path, capsys, damage):
+    """A format-2 begin record (an inode per move, steps as move indices)
+    is checked as strictly as the first format: any wrong part makes the
+    line damaged, and nothing it names is moved (undone when it is whole)."""
+    import adjust_timestamps
+    from discordpicextract.renames import journal as journal_module
+
+    folder = fill(tmp_path / "f", [n(f"2025-01-02T{h:02d}:00:00") for h in range(8, 12)])
+    before = contents(folder)
+    names = sorted(name for name in os.listdir(folder) if not name.startswith("."))
+    moves = [[name, name.replace("2025-01-02", "2025-01-05")] for name in names]
+    inodes = [os.lstat(folder / name).st_ino for name in names]
+    for old, new in moves:   # as the batch left them
+        os.rename(folder / old, folder / new)
+    after = contents(folder)
+    steps: list = [0, 1, [moves[2][0], ".dpe-rename-b-0", 2], [".dpe-rename-b-0", moves[2][1], 2], 3]
+    head = {"format": 2}
+    if damage == "bad name in a step":
+        steps[2][1] = "../x.png"
+    elif damage == "move index out of range":
+        steps[4] = 4
+    elif damage == "inode of a wrong type":
+        inodes[1] = "12"
+    elif damage == "an inode short":
+        inodes.pop()
+    elif damage == "a step of a wrong shape":
+        steps[3] = [".dpe-rename-b-0", 2]
+    elif damage == "unknown format":
+        head = {"format": 3}
+    record = {"event": "begin", "batch": "b", "label": "x", "created": "2025", "undoes": None, "recovers": None,
+              "update_archive": True, "folders": [], **head, "inodes": inodes, "moves": moves, "steps": steps}
+    end = {"event": "end", "batch": "b", "status": "completed"}
+    (folder / config.JOURNAL_FILE).write_text(json.dumps(record, separators=(",", ":")) + "\n" + json.dumps(end)
+                                              + "\n")
+    journal_module._PARSED.clear()
+    if damage == "none":
+        assert adjust_timestamps.main(["--folders", str(folder), "--undo"]) == 0
+        assert "damaged" not in capsys.readouterr().err and contents(folder) == before
+        return
+    assert adjust_timestamps.main(["--folders", str(folder), "--undo"]) == 1
+    assert "1 damaged line(s) ignored (line 1)" in capsys.readouterr().err
+    assert contents(folder) == after
 
 
 def test_a_begin_record_reads_the_same_in_either_layout(tmp_path):

@@ -1,7 +1,7 @@
 """Carrying out a rename plan: `apply_plan` writes the whole batch to the
 folder's journal (fsync) before moving any file, moves files without ever
 replacing one, records the outcome and tells the download archive about the
-new names. Each step also records the inode of the file it moves, so an
+new names. The begin record also holds the inode of each move's file, so an
 interrupted batch can be found exactly on disk (see `recovery`)."""
 import os
 import sqlite3
@@ -14,8 +14,15 @@ from typing import Optional
 from discordpicextract import archive, locking, messages, records
 from discordpicextract.errors import UsageError
 from discordpicextract.fileops import move_no_clobber, renamer_at, renames_at_supported
-from discordpicextract.renames.journal import Batch, Journal, JournalError, rotate_if_finished, sync_dir
-from discordpicextract.renames.plan import TEMP_PREFIX, Move, RenamePlan, Skip, Step
+from discordpicextract.renames.journal import (
+    Batch,
+    Journal,
+    JournalError,
+    compact_steps,
+    rotate_if_finished,
+    sync_dir,
+)
+from discordpicextract.renames.plan import TEMP_PREFIX, Move, RenamePlan, Skip
 
 # The journal gets no line per successful step: recovery finds every file
 # by the inode the begin record holds, not by progress lines. A failed step
@@ -89,10 +96,9 @@ def apply_batch(parts, *, label="", undoes=None, recovers=None, update_archive=T
             for (folder, plan, _result), found in zip(active, inodes):
                 journal = Journal(folder)
                 journals.append(journal)
-                _mark_inodes(plan.steps, found)
                 created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-                batch = Batch(plan.batch_id, label, created, plan.moves, plan.steps, undoes, recovers,
-                              update_archive, folders=everyone)
+                batch = Batch(plan.batch_id, label, created, plan.moves, compact_steps(plan.moves, plan.steps, found),
+                              undoes, recovers, update_archive, folders=everyone)
                 journal.write_begin(batch, {
                     "event": "begin", "batch": plan.batch_id, "label": label, "created": created,
                     "undoes": undoes, "recovers": recovers, "update_archive": update_archive,
@@ -198,15 +204,6 @@ def check_still_fits(folder, plan: RenamePlan) -> list:
 
 class PlanOutdated(UsageError):
     """The folder changed between planning and applying (exit 2, nothing moved)."""
-
-
-def _mark_inodes(steps: list[Step], inodes) -> None:
-    """Each step records the inode of the file it moves (every step of a
-    move moves that move's file, through a temporary name or not), so that
-    recovery finds every file on disk without trusting progress lines.
-    In place: a batch's steps are not held twice."""
-    for k, (src, dst, move, _inode) in enumerate(steps):
-        steps[k] = Step(src, dst, move, inodes[move])
 
 
 class _Mover:

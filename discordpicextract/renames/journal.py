@@ -12,6 +12,8 @@ Once big and all finished, the journal becomes a numbered history file
 reads history back only as far as its batch (`older_batches`)."""
 import json
 import os
+from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from itertools import chain
 from operator import itemgetter
@@ -26,6 +28,70 @@ from discordpicextract.renames.plan import Move, Skip
 # A step as journaled: (src, dst, move index, inode or None).
 JournalStep = tuple
 
+# The begin record's layout. 1 (no "format" field): "moves" [[old, new]],
+# "steps" [[src, dst, move, inode]] (each name written twice). 2: "inodes"
+# (one per move: every step of a move moves that move's file) and "steps"
+# as move indices, [src, dst, move] only where a step is not its move
+# (a cycle's temporary name). Both are read, 2 is written.
+BEGIN_FORMAT = 2
+
+
+class CompactSteps(Sequence):
+    """A batch's steps as the format-2 begin record keeps them: a move
+    index per step (8 bytes each) and the few steps whose names are not
+    their move's; each step reads as (src, dst, move, inode), like the
+    steps of a format-1 record."""
+
+    __slots__ = ("inodes", "moves", "order", "special")
+
+    def __init__(self, moves, inodes, order, special):
+        self.moves, self.inodes, self.order, self.special = moves, inodes, order, special
+
+    def __len__(self):
+        return len(self.order)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        m = self.order[i]
+        names = self.special.get(i if i >= 0 else i + len(self.order)) if self.special else None
+        src, dst = names if names is not None else self.moves[m]
+        return (src, dst, m, self.inodes[m])
+
+    def __iter__(self):
+        moves, inodes, special = self.moves, self.inodes, self.special
+        for i, m in enumerate(self.order):
+            names = special.get(i) if special else None
+            src, dst = names if names is not None else moves[m]
+            yield (src, dst, m, inodes[m])
+
+    def __eq__(self, other):
+        if isinstance(other, CompactSteps):
+            return (self.order == other.order and self.special == other.special
+                    and self.inodes == other.inodes and self.moves == other.moves)
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None   # type: ignore[assignment]
+
+    def __repr__(self):
+        return f"CompactSteps({len(self)} steps, {len(self.special)} special)"
+
+    def rows(self) -> list:
+        """The record's "steps": a move index, or [src, dst, move]."""
+        rows: list = self.order.tolist()
+        for i, (src, dst) in self.special.items():
+            rows[i] = [src, dst, rows[i]]
+        return rows
+
+
+def compact_steps(moves, steps, inodes) -> CompactSteps:
+    """A plan's steps ((src, dst, move, ...) each) with the inode of each
+    move's file, as a format-2 begin record writes them."""
+    order = array("q", [step[2] for step in steps])
+    special = {i: (src, dst) for i, (src, dst, m, *_rest) in enumerate(steps)
+               if src != moves[m][0] or dst != moves[m][1]}
+    return CompactSteps(moves, inodes, order, special)
+
 
 @dataclass
 class Batch:
@@ -35,7 +101,7 @@ class Batch:
     label: str
     created: str
     moves: list[Move]
-    steps: list[JournalStep]
+    steps: Sequence[JournalStep]   # a CompactSteps when the begin record is of format 2
     undoes: Optional[str] = None
     recovers: Optional[str] = None
     update_archive: bool = True
@@ -44,6 +110,19 @@ class Batch:
     status: Optional[str] = None  # "completed", "reverted" or None (unfinished)
     skipped: list[Skip] = field(default_factory=list)     # at apply time
     folders: list[str] = field(default_factory=list)      # every folder of the run's batch (absolute)
+
+    def move_inodes(self) -> list:
+        """The inode of each move's file as the journal recorded it (None
+        where it recorded none), by move index."""
+        if isinstance(self.steps, CompactSteps):
+            return self.steps.inodes
+        inodes: list = [None] * len(self.moves)
+        seen = bytearray(len(self.moves))
+        for _src, _dst, move, inode in self.steps:   # the first step of a move says (format 1)
+            if not seen[move]:
+                seen[move] = 1
+                inodes[move] = inode
+        return inodes
 
     def done_moves(self) -> list[Move]:
         failed_moves = {self.steps[i][2] for i in self.failed}
@@ -140,6 +219,7 @@ def _load_record(text: str):
         return json.loads(text)
     try:
         record = json.loads(text[:at] + "}")
+        compact = record.get("format") == BEGIN_FORMAT
         # Each element in its final form at once (a Move, a step tuple):
         # nothing per element is made to be thrown away later.
         at += len(_MOVES_AT)
@@ -158,7 +238,7 @@ def _load_record(text: str):
         tail = len(text.rstrip()) - 2   # where the line's "]}" is
         if tail < at or text[tail:].rstrip() != "]}" or "moves" in record or "steps" in record:
             return json.loads(text)
-        steps = _elements(text, at, tail, step_of)
+        steps = _elements(text, at, tail, None if compact else step_of)
     except ValueError:
         return json.loads(text)   # says what is wrong, as for any other line
     record["moves"], record["steps"] = moves, steps
@@ -180,7 +260,7 @@ _STRIDE = 1 << 16
 
 def _elements(text, at, end, convert) -> list:
     """The elements of the JSON array whose text between its brackets is
-    text[at:end], each through `convert`, read a piece at a time. A piece
+    text[at:end], each through `convert` (None: as they are), read a piece at a time. A piece
     cut inside a string (a name ending in "],[") does not parse: ValueError
     (the caller then reads the line whole), as for any text that is no
     array of JSON values."""
@@ -188,7 +268,8 @@ def _elements(text, at, end, convert) -> list:
     while at < end:
         cut = text.find('],["', at + _STRIDE, end)
         stop = end if cut < 0 else cut + 1
-        items.extend(map(convert, json.loads("[" + text[at:stop] + "]")))
+        piece = json.loads("[" + text[at:stop] + "]")
+        items.extend(piece if convert is None else map(convert, piece))
         at = stop + 1
     return items
 
@@ -343,9 +424,38 @@ def _shared_step(src, dst, move, inode, of) -> JournalStep:
     return (old if src == old else src, new if dst == new else dst, move, inode)
 
 
+def _compact(rows: list, moves: list[Move], inodes) -> CompactSteps:
+    """The steps of a format-2 begin record, checked: each a move index,
+    or [src, dst, move] with plain names; one inode (or null) per move.
+    Checked in C where the rows are all indices (the usual batch)."""
+    count = len(moves)
+    if type(inodes) is not list or len(inodes) != count:
+        raise ValueError("a format-2 begin record has one inode per move")
+    if not set(map(type, inodes)) <= {int, type(None)}:
+        raise TypeError("an inode is a whole number")
+    special = {}
+    if set(map(type, rows)) != {int}:
+        for i, row in enumerate(rows):
+            if type(row) is int:
+                continue
+            if type(row) is not list or len(row) != 3:
+                raise TypeError("a step is a move index or [src, dst, move]")
+            src, dst, move = row
+            special[i] = (plain_name(src), plain_name(dst))
+            rows[i] = _index(move, count) if type(move) is int else _index(None, count)
+    if rows and (min(rows) < 0 or max(rows) >= count):
+        raise ValueError(f"a step's move is not an index below {count}")
+    return CompactSteps(moves, inodes, array("q", rows), special)
+
+
 def _begin(record) -> Batch:
     moves = _moves(record["moves"])
-    steps = _steps(record["steps"], moves)
+    if record.get("format") == BEGIN_FORMAT:
+        steps: Sequence = _compact(record["steps"], moves, record["inodes"])
+    elif "format" in record:
+        raise ValueError(f"unknown begin record format {record['format']!r}")
+    else:
+        steps = _steps(record["steps"], moves)
     update_archive = record.get("update_archive", True)
     if not isinstance(update_archive, bool):
         raise TypeError("update_archive is true or false")
@@ -437,25 +547,28 @@ class Journal:
         self._parsed_too(len(line), lambda batches: _apply_record(batches, record))
 
     def write_begin(self, batch: Batch, head: dict, sync=True):
-        """The begin record of `batch`: `head` (its other fields), then its
-        moves and steps, the same line `write` makes of the whole record,
-        written in pieces (one string of 100,000 moves is tens of MB)."""
+        """The begin record of `batch` (its steps a CompactSteps): `head`
+        (its other fields), then "format", its inodes, moves and steps, the
+        same line `write` makes of the whole record, written in pieces (one
+        string of 100,000 moves is tens of MB)."""
+        assert isinstance(batch.steps, CompactSteps)
         begun = self._end
-        pieces = [json.dumps(head, separators=(",", ":"))[:-1].encode("utf-8")]
+        head = {**head, "format": BEGIN_FORMAT, "inodes": batch.steps.inodes}
+        pieces = [json.dumps(head, separators=(",", ":"))[:-1].encode("utf-8"), b',"moves":[']
         plain = True
-        for key, rows in (("moves", batch.moves), ("steps", batch.steps)):
-            pieces.append(f',"{key}":['.encode("ascii"))
-            for start in range(0, len(rows), _PIECE):
-                chunk = rows[start:start + _PIECE]
-                plain = plain and rows_plain(chunk)
-                if start:
-                    pieces.append(b",")
-                pieces.append(json.dumps(chunk, separators=(",", ":"))[1:-1].encode("utf-8"))
-                if len(pieces) > 64:
-                    self._put(pieces, False)
-                    pieces = []
-            pieces.append(b"]")
-        pieces.append(b"}\n")
+        moves = batch.moves
+        for start in range(0, len(moves), _PIECE):
+            chunk = moves[start:start + _PIECE]
+            plain = plain and rows_plain(chunk)
+            if start:
+                pieces.append(b",")
+            pieces.append(json.dumps(chunk, separators=(",", ":"))[1:-1].encode("utf-8"))
+            if len(pieces) > 64:
+                self._put(pieces, False)
+                pieces = []
+        special = batch.steps.special
+        plain = plain and all_plain([name for names in special.values() for name in names])
+        pieces += [b'],"steps":', json.dumps(batch.steps.rows(), separators=(",", ":")).encode("utf-8"), b"}\n"]
         self._put(pieces, sync)
         if plain:   # else a reader counts the line damaged: let it read the line
             self._parsed_too(self._end - begun, lambda batches: batches.__setitem__(batch.id, batch))

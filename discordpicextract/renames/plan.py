@@ -35,9 +35,9 @@ class Skip:
 
 
 class Step(NamedTuple):
-    """One physical rename; `move` indexes RenamePlan.moves. `inode` (the
-    file's, as the journal records it) is filled in by apply, under the
-    folder's lock; a tuple, the same shape as a journaled step."""
+    """One physical rename; `move` indexes RenamePlan.moves. A tuple, the
+    same shape as a journaled step; `inode` stays None in a plan (apply
+    journals the inode of each move's file, read under the folder's lock)."""
 
     src: str
     dst: str

@@ -82,12 +82,12 @@ class _Undoable:
             reverted = self.reverted.pop(batch.id, set())
             failed = {batch.steps[i][2] for i in batch.failed}
             skipped = {(skip.name, skip.target) for skip in batch.skipped}
-            inode_of = _inodes(batch)
+            inode_of = batch.move_inodes()
             moves, inodes = [], []
             for m, move in enumerate(batch.moves):   # done_moves, with each one's inode
                 if m not in failed and move not in skipped and (move.new, move.old) not in reverted:
                     moves.append(move)
-                    inodes.append(inode_of.get(m))
+                    inodes.append(inode_of[m])
             there = self.there
             # A name holding another file than the batch's (replaced since)
             # holds the batch back no more than a name that is gone.
@@ -387,18 +387,11 @@ def _candidates(folder, batch) -> dict[int, list[str]]:
     return holders
 
 
-def _inodes(batch) -> dict[int, Optional[int]]:
-    inode_of: dict[int, Optional[int]] = {}
-    for _src, _dst, move, inode in batch.steps:
-        inode_of.setdefault(move, inode)
-    return inode_of
-
-
 def locate(folder, batch) -> dict[int, Optional[str]]:
     """{move index: the name that now holds the move's file, or None}."""
     holders = _candidates(folder, batch)
     positions: dict[int, Optional[str]] = {}
-    for move, inode in _inodes(batch).items():
+    for move, inode in enumerate(batch.move_inodes()):
         names = holders.get(inode, []) if inode is not None else []
         target = batch.moves[move].new
         positions[move] = target if target in names else (sorted(names)[0] if names else None)
@@ -409,7 +402,7 @@ def _settle_half_moves(folder, batch) -> None:
     """A crash between a move's hard link and its unlink leaves one file
     under two names: keep one (its target's, if it is one of them)."""
     holders = _candidates(folder, batch)
-    for move, inode in _inodes(batch).items():
+    for move, inode in enumerate(batch.move_inodes()):
         names = holders.get(inode, []) if inode is not None else []
         if len(names) < 2:
             continue

@@ -48,6 +48,7 @@ from discordpicextract.images.cache import HashCache, NoCache
 from discordpicextract.images.integrity import FileCheck, check_file
 from discordpicextract.images.phash import compute_phash, hamming
 from discordpicextract.images.workers import PARALLEL_MIN_CHECKS, PARALLEL_MIN_DECODES, WorkerDied, Workers
+from discordpicextract.records import PARALLEL_MIN_COPIES
 from discordpicextract.timestamps import zone as names_zone
 
 PERCENTILES = (25, 75, 90, 95)
@@ -473,12 +474,14 @@ def fetch_output_state(image_records, source, output, wanted):
     return state
 
 
-def apply_sync(state, wanted, source, output) -> derived.SyncResult:
-    """Bring `output` to exactly the kept images: copy what is missing,
-    remove an earlier copy of ours that is now a duplicate (or whose source
-    is gone), leave the user's files alone; then the messages' rows."""
+def apply_sync(state, wanted, source, output, workers=None) -> derived.SyncResult:
+    """Bring `output` to exactly the kept images: copy what is missing (over
+    `workers`' processes), remove an earlier copy of ours that is now a
+    duplicate (or whose source is gone), leave the user's files alone; then
+    the messages' rows."""
     sync_plan = derived.plan_sync(state, wanted)
-    result = derived.apply_sync(output, state, sync_plan)
+    mapper = None if workers is None else workers.mapper(PARALLEL_MIN_COPIES)
+    result = derived.apply_sync(output, state, sync_plan, mapper=mapper)
     if result.stopped is None:   # a full disk: the next run writes the rows
         messages.sync_rows(source, output, result.current)
     return result
@@ -762,18 +765,18 @@ def _dedupe(args) -> DedupeRun:
     cache = NoCache() if args.no_cache else \
         HashCache(args.output, readonly=args.dry_run)
     ignore_size = args.ignore_size
-    try:
-        with Workers(args.workers) as workers:
+    with Workers(args.workers) as workers:
+        try:
             image_records, scan = fetch_records(listing.images, cache, workers,
                                                 fast=not args.no_fast_path, ignore_size=ignore_size)
-            listing.images = []   # the records hold what is needed of them
-    except WorkerDied as exc:
-        raise RunError(f"{exc}; nothing was copied") from None
-    warnings = [w for w in (cache.warning, cache.save()) if w]
-    plan = plan_dedupe(image_records, args.max_distance, ignore_size)
-    wanted = {r.name for r in plan.keep}
-    state = fetch_output_state(image_records, args.source, args.output, wanted)
-    copies = None if args.dry_run else apply_sync(state, wanted, args.source, args.output)
+        except WorkerDied as exc:
+            raise RunError(f"{exc}; nothing was copied") from None
+        listing.images = []   # the records hold what is needed of them
+        warnings = [w for w in (cache.warning, cache.save()) if w]
+        plan = plan_dedupe(image_records, args.max_distance, ignore_size)
+        wanted = {r.name for r in plan.keep}
+        state = fetch_output_state(image_records, args.source, args.output, wanted)
+        copies = None if args.dry_run else apply_sync(state, wanted, args.source, args.output, workers)
     run = DedupeRun(args.source, args.output, args.dry_run, len(image_records), plan,
                     listing.unparsed, copies, scan, warnings, not_files=listing.not_files,
                     sync_plan=derived.plan_sync(state, wanted) if args.dry_run else None)

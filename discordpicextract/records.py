@@ -16,22 +16,19 @@ different file does not), the copy's own identity, and a digest of its bytes.
 A file the user put in the folder is never touched, only reported. The
 timestamp tools call `record_renames`, so the record follows their renames.
 """
-import collections
 import errno
 import hashlib
 import itertools
 import json
 import logging
 import os
-import tempfile
-import threading
-from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from stat import S_ISREG
 from typing import Optional
 
-from discordpicextract import fileops
+from discordpicextract import fileops, locking
 from discordpicextract.errors import DISK_ERRNOS
 
 RECORD_FILE = ".discordpicextract-written.json"
@@ -41,9 +38,8 @@ RECORD_FILE = ".discordpicextract-written.json"
 VERSION = 3
 ROWS_PER_DUMP = 2000   # rows serialised or parsed at once: the record is never a second time in memory
 CHUNK = 1 << 20
-# Copies run in threads from this many on; below, a pool costs more than it saves.
+# Copies go to the worker processes from this many on; below, the chunks cost more than they save.
 PARALLEL_MIN_COPIES = 16
-COPY_THREADS = 4
 # copy_file_range errors that mean "not here": the bytes are copied by hand instead
 _NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP,
                    errno.EPERM, errno.EBADF, errno.ETXTBSY}
@@ -80,6 +76,10 @@ class Entry(tuple):
     @classmethod
     def _flat(cls, fields) -> "Entry":
         return tuple.__new__(cls, fields)
+
+    def __reduce__(self):
+        # pickled flat (a copy made in a worker process comes back as one)
+        return (Entry._flat, (tuple(self),))
 
     @property
     def source(self) -> str:
@@ -535,10 +535,10 @@ class SyncResult(fileops.CopyResult):
         return sorted(self.copied + self.identical)
 
 
-def apply_sync(output, state: SyncState, plan: SyncPlan, result=None) -> SyncResult:
+def apply_sync(output, state: SyncState, plan: SyncPlan, result=None, mapper=None) -> SyncResult:
     """Carry out `plan` in `output` and save the new record. Copies first,
     removals last: an interruption leaves an extra file, never a missing one.
-    `result`: a SyncResult (or subclass) to fill."""
+    `result`: a SyncResult (or subclass) to fill; `mapper`: see _copy_all_new."""
     output = Path(output)
     result = result if result is not None else SyncResult()
     result.conflicts += plan.conflicts
@@ -561,7 +561,7 @@ def apply_sync(output, state: SyncState, plan: SyncPlan, result=None) -> SyncRes
             _replace_ours(output, name, state, record, result, mode)
         else:
             result.not_tried.append(name)
-    _copy_all_new(output, plan.copy, state, record, result, mode)
+    _copy_all_new(output, plan.copy, state, record, result, mode, mapper)
     for name in plan.remove:
         if result.stopped is None:   # a stopped run removes nothing: the next one finishes the work
             _remove_ours(output, name, state, record, result)
@@ -590,61 +590,97 @@ def _still_ours(path, expected_digest):
         return False
 
 
-def _copy_all_new(output, names, state, record, result, mode):
-    """Copy the new names in a few threads (the work is I/O, outside the
-    GIL); the outcome is filed in the plan's order, so a run reports the
-    same whatever the threads' timing. A full or failing disk stops the
-    copies not yet started (no retry on each file)."""
-    full = threading.Event()
-    if result.stopped is not None:
-        full.set()
+def _copy_all_new(output, names, state, record, result, mode, mapper=None):
+    """Copy the new names; the outcome is filed in the plan's order, so a
+    run reports the same whatever the workers' timing. `mapper`
+    (func, jobs, count) -> results in order spreads them over processes
+    (dedupe's pool: a copy is a few system calls, and threads would queue
+    on the GIL between them). A full or failing disk stops the copies not
+    yet started (no retry on each file)."""
     folder = os.path.join(output, "")
+    full = [result.stopped is not None]
 
-    def copy(name):
-        if full.is_set():
+    def jobs(todo):
+        for name in todo:
+            if full[0]:
+                return
+            yield (state.source_path(name), folder + name, state.sources[name], mode, state.known.get(name), name)
+
+    parallel = mapper is not None and len(names) >= PARALLEL_MIN_COPIES
+    outcomes = mapper(copy_new, jobs(names), len(names)) if parallel else map(copy_new, jobs(names))
+    done = 0
+    while done < len(names):
+        try:
+            outcome = next(outcomes)
+        except StopIteration:
+            break   # the disk filled up: the rest is not tried
+        except Exception as exc:   # the pool broke (a worker killed): the rest is copied here
+            log.warning("copies go on in this process: %s", exc)
+            _drop_half_copies(output)
+            outcomes = map(copy_new, jobs(names[done:]))
+            continue
+        name = names[done]
+        done += 1
+        if isinstance(outcome, OSError) and outcome.errno in DISK_ERRNOS:
+            full[0] = True
+        elif parallel and isinstance(outcome, Entry):
+            outcome = _sharing(outcome, name, state.sources[name], state.known.get(name))
+        _file_outcome(output, name, outcome, record, result)
+    result.not_tried += names[done:]
+
+
+def _drop_half_copies(output) -> None:
+    """The temp files of copies a killed worker left half-written (the
+    caller holds the folder's lock: no other run writes there)."""
+    locking.remove_our_leftovers(output)
+
+
+def _sharing(entry, name, source_key, digest):
+    """`entry` as unpickled from a worker, remade of the objects this
+    process already holds for it (its name, the source's numbers, the
+    digest): 100,000 entries would otherwise each bring their own copies."""
+    size, mtime_ns, inode = entry.key
+    key = (source_key[0] if size == source_key[0] else size,
+           source_key[1] if mtime_ns == source_key[1] else mtime_ns, inode)
+    return Entry(name, source_key, key, digest if digest == entry.digest else entry.digest)
+
+
+def _file_outcome(output, name, outcome, record, result) -> None:
+    if isinstance(outcome, Entry):
+        record[name] = outcome
+        result.copied.append(name)
+        log.debug("copied %s", name)
+    elif isinstance(outcome, FileExistsError):
+        result.conflicts.append(name)   # appeared since the listing
+    elif _stops(outcome, output / name, result):
+        result.not_tried.append(name)
+    else:
+        result.failed.append((name, outcome.strerror or str(outcome)))
+
+
+def copy_new(job):
+    """One new copy (a job of _copy_all_new, run in a worker process or
+    here): its Entry, or the OSError that stopped it. A target that
+    appeared meanwhile holding the source's very bytes (a copy whose worker
+    was killed after writing it) is taken as the copy, as plan_sync adopts
+    such a file."""
+    source, target, source_key, mode, digest, name = job
+    try:
+        return _write_copy(source, target, source_key, mode, replace=False, digest=digest, name=name)
+    except FileExistsError as exc:
+        return _adopted(name, source_key, target, digest) or exc
+    except OSError as exc:
+        return exc
+
+
+def _adopted(name, source_key, target, digest):
+    try:
+        found = os.lstat(target)
+        if digest is None or not S_ISREG(found.st_mode) or digest_of(target) != digest:
             return None
-        try:
-            return _write_copy(state.source_path(name), folder + name, state.sources[name], mode,
-                               replace=False, digest=state.known.get(name), name=name)
-        except OSError as exc:
-            if exc.errno in DISK_ERRNOS:
-                full.set()
-            return exc
-
-    threads = COPY_THREADS if len(names) >= PARALLEL_MIN_COPIES else 1
-    for name, outcome in zip(names, _ordered_map(copy, names, threads)):
-        if isinstance(outcome, Entry):
-            record[name] = outcome
-            result.copied.append(name)
-            log.debug("copied %s", name)
-        elif isinstance(outcome, FileExistsError):
-            result.conflicts.append(name)   # appeared since the listing
-        elif outcome is None or _stops(outcome, output / name, result):
-            result.not_tried.append(name)
-        else:
-            result.failed.append((name, outcome.strerror or str(outcome)))
-
-
-def _ordered_map(func, items, threads) -> Iterator:
-    """`func` over `items` in `threads` threads, results in order, a few per
-    thread in flight: 100,000 futures at once would hold all their results."""
-    if threads <= 1:
-        yield from map(func, items)
-        return
-    pending: collections.deque = collections.deque()
-    queue = iter(items)
-    with ThreadPoolExecutor(threads) as pool:
-        try:
-            for item in itertools.islice(queue, threads * 4):
-                pending.append(pool.submit(func, item))
-            while pending:
-                done = pending.popleft().result()
-                for item in itertools.islice(queue, 1):
-                    pending.append(pool.submit(func, item))
-                yield done
-        finally:
-            for future in pending:
-                future.cancel()
+        return Entry(name, source_key, file_key(found), digest)
+    except OSError:
+        return None
 
 
 def _stops(exc, target, result) -> bool:
@@ -702,22 +738,26 @@ def _write_copy(source, target, source_key, mode, replace, digest=None, name=Non
     `source_key`); while the source keeps that identity, before and after
     the copy, the kernel copies the bytes and they are not hashed again
     (the hash cache's own assumption); otherwise they are hashed on the way.
-    `name`: the target's name as the caller holds it (the entry keeps that str)."""
+    `name`: the target's name as the caller holds it (the entry keeps that str).
+    Descriptors and str paths only: a first run makes 100,000s of copies."""
     if not replace and os.path.lexists(target):
         raise FileExistsError(target)
     folder, base = os.path.split(target)
     name = name if name == base else base
-    # fileops.temp_path_beside's names, its descriptor kept
-    handle, temp = tempfile.mkstemp(prefix=f".{name[:40]}.", suffix=".part", dir=folder or ".")
+    handle, temp = _open_temp(folder or ".", name, mode)
     try:
-        with open(source, "rb") as src, open(handle, "wb", closefd=False) as dst:
-            times = os.fstat(src.fileno())
-            if digest is None or file_key(times) != source_key or not _kernel_copy(src, dst, times.st_size) \
-                    or file_key(os.fstat(src.fileno())) != source_key:
-                digest, times = _hashed_copy(src, dst), os.fstat(src.fileno())
-        by_fd = os.chmod in os.supports_fd and os.utime in os.supports_fd
-        os.chmod(handle if by_fd else temp, mode)
-        os.utime(handle if by_fd else temp, ns=(times.st_atime_ns, times.st_mtime_ns))
+        src = os.open(source, os.O_RDONLY | _O_CLOEXEC)
+        try:
+            times = os.fstat(src)
+            if digest is None or file_key(times) != source_key or not _kernel_copy(src, handle, times.st_size) \
+                    or file_key(os.fstat(src)) != source_key:
+                digest, times = _hashed_copy(src, handle), os.fstat(src)
+        finally:
+            os.close(src)
+        if _UTIME_BY_FD:
+            os.utime(handle, ns=(times.st_atime_ns, times.st_mtime_ns))
+        else:
+            os.utime(temp, ns=(times.st_atime_ns, times.st_mtime_ns))
         written = os.fstat(handle)   # a rename keeps size, mtime and inode
         # the source's numbers where equal (a copy has its size and mtime): one object each
         key = (source_key[0] if written.st_size == source_key[0] else written.st_size,
@@ -726,7 +766,7 @@ def _write_copy(source, target, source_key, mode, replace, digest=None, name=Non
         handle = -1
         if replace:
             os.replace(temp, target)
-        else:
+        elif not fileops.rename_no_replace(temp, target):
             fileops.publish_no_clobber(Path(temp), Path(target))
     except BaseException:
         if handle >= 0:
@@ -736,17 +776,36 @@ def _write_copy(source, target, source_key, mode, replace, digest=None, name=Non
     return Entry(name, source_key, key, digest)
 
 
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_UTIME_BY_FD = os.utime in os.supports_fd
+_temp_serial = itertools.count()
+
+
+def _open_temp(folder, name, mode):
+    """A new temp file beside the target, named as fileops.temp_path_beside
+    names them (".NAME.xxxxxxxx.part", which locking.remove_our_leftovers
+    knows), created exclusively with `mode` (the umask already applied):
+    (descriptor, path). A pid and a counter, not mkstemp's random letters."""
+    while True:
+        tag = ((os.getpid() << 20) ^ next(_temp_serial)) & 0xFFFFFFFF
+        temp = os.path.join(folder, f".{name[:40]}.{tag:08x}.part")
+        try:
+            return os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, mode), temp
+        except FileExistsError:
+            continue
+
+
 def _kernel_copy(src, dst, size) -> bool:
-    """All `size` bytes of `src` into the empty `dst` without passing them
-    through Python (copy_file_range); False where the call or the file
-    system does not do it (the caller copies by hand)."""
+    """All `size` bytes of the descriptor `src` into the empty `dst` without
+    passing them through Python (copy_file_range); False where the call or
+    the file system does not do it (the caller copies by hand)."""
     copy_range = getattr(os, "copy_file_range", None)
     if copy_range is None:
         return False
     done = 0
     try:
         while done < size:
-            step = copy_range(src.fileno(), dst.fileno(), size - done)
+            step = copy_range(src, dst, size - done)
             if step == 0:
                 return False    # the source got shorter
             done += step
@@ -758,12 +817,17 @@ def _kernel_copy(src, dst, size) -> bool:
 
 
 def _hashed_copy(src, dst) -> str:
-    src.seek(0)
-    dst.seek(0)
-    dst.truncate()
+    """Copy descriptor `src` into `dst` from their starts; the bytes' digest."""
+    os.lseek(src, 0, os.SEEK_SET)
+    os.lseek(dst, 0, os.SEEK_SET)
+    os.ftruncate(dst, 0)
     digest = hashlib.blake2b(digest_size=16)
-    for chunk in iter(lambda: src.read(CHUNK), b""):
+    while True:
+        chunk = os.read(src, CHUNK)
+        if not chunk:
+            break
         digest.update(chunk)
-        dst.write(chunk)
-    dst.flush()
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(dst, view):]
     return digest.hexdigest()

@@ -702,10 +702,10 @@ def test_the_cache_follows_renames_adjust_and_undo_read_nothing_again(tmp_path, 
     assert names(out_dir) == ["2025-02-14_10-00-00_a.png", "2025-02-14_11-00-00_b.png"]
 
 
-def test_many_copies_made_in_threads_are_exact_and_reported_in_order(tmp_path, capsys):
-    """From PARALLEL_MIN_COPIES on, the copies run in threads: every copy
-    has its source's bytes and mtime and is in the record; a name held by
-    the user's file is a conflict, never overwritten."""
+def test_many_copies_made_in_worker_processes_are_exact_and_reported_in_order(tmp_path, capsys):
+    """From PARALLEL_MIN_COPIES on, the copies run in the worker processes:
+    every copy has its source's bytes and mtime and is in the record; a
+    name held by the user's file is a conflict, never overwritten."""
     from discordpicextract import records
 
     src, out_dir = tmp_path / "src", tmp_path / "out"
@@ -734,6 +734,45 @@ def test_many_copies_made_in_threads_are_exact_and_reported_in_order(tmp_path, c
         assert record[path.name].digest == records.digest_of(path)
         assert record[path.name].key == records.file_key(copy.stat())
     assert not [p for p in out_dir.iterdir() if p.name.endswith(".part")]
+
+
+def test_a_worker_killed_mid_copy_leaves_every_copy_made_and_recorded(tmp_path, capsys, monkeypatch):
+    """A copy worker killed (kill -9, out of memory) after writing a copy:
+    the run copies the rest itself, takes the copy the dead worker wrote
+    (its source's bytes) as its own, leaves no half-written temp file, and
+    the record holds every copy, so a re-run has nothing to do."""
+    from discordpicextract import records
+
+    src, out_dir = tmp_path / "src", tmp_path / "out"
+    count = records.PARALLEL_MIN_COPIES * 3
+    sources = [write_image(src / f"2025-03-{1 + i % 20:02d}_10-{i:02d}-00_k.png", seed=i) for i in range(count)]
+    parent, real = os.getpid(), records.copy_new
+
+    def dies_in_a_worker(job):
+        outcome = real(job)
+        if os.getpid() != parent and job[-1] == sources[20].name:
+            open(os.path.join(os.path.dirname(job[1]), ".half.abcdefgh.part"), "wb").close()
+            (tmp_path / "died").touch()
+            os._exit(1)   # after writing this copy, before telling anyone
+        return outcome
+    # pickled by name, as the real one is: the forked workers find this one there too
+    dies_in_a_worker.__module__, dies_in_a_worker.__qualname__ = records.__name__, "copy_new"
+    monkeypatch.setattr(records, "copy_new", dies_in_a_worker)
+
+    code, out, err = run(capsys, "--source", str(src), "--output", str(out_dir))
+
+    assert code == 0, err
+    assert (tmp_path / "died").exists()   # the copies did run in a worker, and it died
+    assert f"Unique images copied: {count}" in out
+    record = records.read_record(out_dir)
+    assert sorted(record) == sorted(p.name for p in sources) == names(out_dir)
+    for path in sources:
+        assert (out_dir / path.name).read_bytes() == path.read_bytes()
+        assert record[path.name].key == records.file_key((out_dir / path.name).stat())
+    assert not [p for p in out_dir.iterdir() if p.name.endswith(".part")]
+    monkeypatch.setattr(records, "copy_new", real)
+    code, out, err = run(capsys, "--source", str(src), "--output", str(out_dir))
+    assert code == 0 and "Unique images copied: 0" in out and f"Already in output (identical, skipped): {count}" in out
 
 
 def reads_update_atime(folder) -> bool:

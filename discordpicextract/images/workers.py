@@ -90,6 +90,11 @@ class Workers:
             for future in pending:
                 future.cancel()
 
+    def mapper(self, minimum):
+        """imap as f(func, items, count): for a caller that knows nothing of
+        pools (records' copies), with this batch's `minimum`."""
+        return lambda func, items, count: self.imap(func, items, count, minimum)
+
     def close(self, wait=True) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=wait, cancel_futures=not wait)

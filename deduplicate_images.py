@@ -63,7 +63,17 @@ class ImageRecord(naming.ImageFile):
     __slots__ = ("dev", "digest", "error", "ino", "learnt", "mtime_ns", "phash", "size")
 
     def __init__(self, image: naming.ImageFile, stat=None, dev: int = 0):
-        self.folder, self.name, self.timestamp = image.folder, image.name, image.timestamp
+        self._fill(image.folder, image.name, image.timestamp, stat, dev)
+
+    @classmethod
+    def _made(cls, folder, name: str, timestamp: datetime, stat=None, dev: int = 0) -> "ImageRecord":
+        """A record made without an ImageFile first (list_records: one per file)."""
+        record = cls.__new__(cls)
+        record._fill(folder, name, timestamp, stat, dev)
+        return record
+
+    def _fill(self, folder, name, timestamp, stat, dev):
+        self.folder, self.name, self.timestamp = folder, name, timestamp
         # size -1: could not be stat-ed (gone since the listing)
         self.size: int = stat.st_size if stat else -1
         self.mtime_ns: int = stat.st_mtime_ns if stat else 0
@@ -275,7 +285,30 @@ def fetch_records(images, cache, workers, fast=True, ignore_size=False):
     """ImageRecords for `images`, in (timestamp, name) order, with digest,
     integrity and the pHashes the plan needs (all of them when `fast` is
     False)."""
-    records, stats = _stat_all(images), ScanStats()
+    return fill_records(_stat_all(images), cache, workers, fast, ignore_size)
+
+
+def list_records(folder) -> naming.FolderListing:
+    """naming.list_images_afresh of `folder`, as ImageRecords stat-ed as
+    the listing makes them (no ImageFile first, no second pass)."""
+    devices: dict = {}   # one int object per device, not one per file
+    folder_of = os.path.join(str(folder), "")
+    made = ImageRecord._made
+
+    def make(base, name, timestamp):
+        try:
+            stat = os.stat(folder_of + name)
+        except OSError:
+            # Gone or unreachable since the listing: check_file reports why.
+            return made(base, name, timestamp)
+        return made(base, name, timestamp, stat, devices.setdefault(stat.st_dev, stat.st_dev))
+
+    return naming.scan_images(folder, make)
+
+
+def fill_records(records, cache, workers, fast=True, ignore_size=False):
+    """fetch_records of ImageRecords already stat-ed, in (timestamp, name) order."""
+    stats = ScanStats()
     _fill_from_cache(records, cache)
     _fill_checks(records, workers, stats)
     _fill_phashes(records, workers, fast, ignore_size, stats)
@@ -756,7 +789,7 @@ def dedupe(args) -> DedupeRun:
 
 
 def _dedupe(args) -> DedupeRun:
-    listing = naming.list_images(args.source)
+    listing = list_records(args.source)
     if not args.dry_run:
         cli.make_output_folder(args.output)
         # The copies keep their names: the output's names are in the source's zone.
@@ -767,8 +800,8 @@ def _dedupe(args) -> DedupeRun:
     ignore_size = args.ignore_size
     with Workers(args.workers) as workers:
         try:
-            image_records, scan = fetch_records(listing.images, cache, workers,
-                                                fast=not args.no_fast_path, ignore_size=ignore_size)
+            image_records, scan = fill_records(listing.images, cache, workers,
+                                               fast=not args.no_fast_path, ignore_size=ignore_size)
         except WorkerDied as exc:
             raise RunError(f"{exc}; nothing was copied") from None
         listing.images = []   # the records hold what is needed of them

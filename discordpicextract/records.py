@@ -356,18 +356,18 @@ class SyncState:
 
 
 def _image_files(folder, record) -> dict:
-    """{name: file_key} of the folder's image files; a file whose key is
-    the recorded one maps to its Entry, under the record's name (no second
-    tuple or name per file)."""
+    """{name: file_key} of the folder's image files, in name order; a file
+    whose key is the recorded one maps to its Entry, under the record's
+    name (no second tuple or name per file)."""
     from discordpicextract import naming
 
     # naming.is_image_name for a name without a leading dot, without splitext
     extensions = naming.IMAGE_EXTENSIONS
-    found: dict = {}
+    names = []
     try:
         entries = os.scandir(folder)
     except FileNotFoundError:
-        return found
+        return {}
     with entries:
         for entry in entries:
             name = entry.name
@@ -376,15 +376,27 @@ def _image_files(folder, record) -> dict:
                 continue
             try:
                 if entry.is_file(follow_symlinks=False):
-                    stat = entry.stat(follow_symlinks=False)
-                    known = record.get(name)
-                    if known is not None and known[4] == stat.st_size and known[5] == stat.st_mtime_ns \
-                            and known[6] == stat.st_ino:   # Entry.key, without the tuple
-                        found[known[0] if known[0] == name else name] = known   # [0]: Entry.source
-                    else:
-                        found[name] = file_key(stat)
+                    names.append(name)
             except OSError:
                 continue
+    # stat-ed and matched in name order, the record's own: the record's rows
+    # are met in the order they were made, not scattered (directory order)
+    names.sort()
+    found: dict = {}
+    prefix, lstat, get = os.path.join(folder, ""), os.lstat, record.get
+    for name in names:
+        try:
+            stat = lstat(prefix + name)
+        except OSError:
+            continue
+        if not S_ISREG(stat.st_mode):   # no longer a file (a link or a folder now)
+            continue
+        known = get(name)
+        if known is not None and known[4] == stat.st_size and known[5] == stat.st_mtime_ns \
+                and known[6] == stat.st_ino:   # Entry.key, without the tuple
+            found[known[0] if known[0] == name else name] = known   # [0]: Entry.source
+        else:
+            found[name] = file_key(stat)
     return found
 
 

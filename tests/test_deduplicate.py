@@ -71,6 +71,23 @@ def test_same_date_duplicates_removed_other_dates_kept(tmp_path, capsys):
     assert kept.stat().st_mtime_ns == first.stat().st_mtime_ns
 
 
+def test_the_earliest_copy_is_kept_where_name_order_says_otherwise(tmp_path, capsys):
+    """A stamp in Arabic-Indic digits names the earliest of two identical
+    files but sorts after the other's name: the time decides, on the first
+    run and on a cached re-run."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    arabic = "\u0662\u0660\u0662\u0664-01-02_03-04-05_a.png"   # 2024-01-02 03:04:05
+    first = write_image(src / arabic, seed=1)
+    copy_as(first, "2024-01-02_03-04-06_b.png")
+
+    for _ in range(2):
+        code, stdout, err = run(capsys, "--source", str(src), "--output", str(out))
+        assert code == 0, err
+        assert names(out) == [arabic]
+        assert "Duplicates skipped: 1" in stdout
+    assert "Files read: 0," in stdout
+
+
 def test_same_hash_different_size_kept_unless_ignore_size(tmp_path, capsys):
     src = tmp_path / "src"
     a = src / "2025-02-14_10-00-00_a.png"

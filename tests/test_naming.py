@@ -47,6 +47,21 @@ def test_list_images_orders_and_reports_unparsed(tmp_path, make_image):
     assert [p.name for p in listing.unparsed] == ["holiday.png"]
 
 
+def test_list_images_orders_by_timestamp_where_name_order_differs(tmp_path, make_image):
+    """Names sort as their stamps but for unusual digits: a stamp in
+    Arabic-Indic digits sorts after every ASCII name, yet its time says
+    where it belongs."""
+    arabic = "\u0662\u0660\u0662\u0664-01-02_03-04-05_a.png"   # 2024-01-02 03:04:05
+    make_image(tmp_path / arabic, seed=1)
+    make_image(tmp_path / "2024-01-02_03-04-06_b.png", seed=2)
+    make_image(tmp_path / "2024-01-02_03-04-04_c.png", seed=3)
+
+    listing = naming.list_images(tmp_path)
+
+    assert [i.name for i in listing.images] == ["2024-01-02_03-04-04_c.png", arabic,
+                                                "2024-01-02_03-04-06_b.png"]
+
+
 @pytest.mark.parametrize("raw, expected", [
     ("../../etc/passwd.png", "_._etc_passwd.png"),
     ("a\x00b\x1fc.png", "abc.png"),

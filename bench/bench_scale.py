@@ -39,7 +39,11 @@ Steps (each `python <script> ...` as its own process; peak RSS from wait4):
 
 Bounds (each its own process): `scan` lists and stats raw + clean; `read`
 reads and sha256-hashes every raw file and copies the files dedupe kept;
-`rename` is a bare os.rename loop over as many files as adjust renames.
+`decode` computes imagehash's pHash of as many raw files as dedupe decoded
+(the images whose pHash decides a group: `read` leaves them out), spread
+over `--workers` processes as dedupe spreads them, and `read+decode` is the
+two added; `rename` is a bare os.rename loop over as many files as adjust
+renames.
 
 Prints, per step and size: seconds, seconds per 1,000 files, peak RSS (MiB),
 the ratio to its bound, and the growth exponent between sizes (1.0 =
@@ -225,7 +229,27 @@ def bound_rename(folders, back=False):
             os.rmdir(src)
 
 
-BOUNDS = {"scan": bound_scan, "read": bound_read, "rename": bound_rename}
+def _phash(path):
+    import imagehash
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return str(imagehash.phash(image))
+
+
+def bound_decode(source, count, processes):
+    """pHash `count` raw files spread evenly over the folder (as many as
+    dedupe decoded), in `processes` processes."""
+    import imagehash  # noqa: F401 - imported once, before the workers fork
+
+    names = sorted(n for n in os.listdir(source) if not n.startswith("."))
+    count = int(count)
+    paths = [os.path.join(source, names[i * len(names) // count]) for i in range(count)] if count else []
+    with multiprocessing.Pool(int(processes)) as pool:
+        list(pool.imap(_phash, paths, chunksize=8))
+
+
+BOUNDS = {"scan": bound_scan, "read": bound_read, "decode": bound_decode, "rename": bound_rename}
 
 
 # ------------------------------------------------------------------ steps
@@ -292,10 +316,16 @@ def bench_size(total, base_dir: Path, charts, results, with_messages=False):
         print(f"  {label:<21} {seconds:8.2f} s  {1000 * seconds / n:7.3f} s/1k  {rss:7.1f} MiB", flush=True)
         return text
 
-    step("dedupe first", script("deduplicate_images.py", "--source", raw, "--output", clean, "-q"),
-         files, "read", expect=(0, 1))
+    text = step("dedupe first", script("deduplicate_images.py", "--source", raw, "--output", clean),
+                files, "read", expect=(0, 1))
     step("bound read", bound("read", raw, clean, work / "scratch"), files)
     shutil.rmtree(work / "scratch")
+    decoded = _decoded(text)
+    step("bound decode", bound("decode", raw, decoded, os.cpu_count() or 1), max(decoded, 1))
+    row["bound read+decode"] = {"seconds": row["bound read"]["seconds"] + row["bound decode"]["seconds"],
+                                "rss": max(row["bound read"]["rss"], row["bound decode"]["rss"]),
+                                "files": files, "bound": None}
+    row["dedupe first"]["bound"] = ["read", "read+decode"]
     step("bound scan", bound("scan", raw, clean), files)
     text = step("dedupe cached", script("deduplicate_images.py", "--source", raw, "--output", clean),
                 files, "scan", expect=(0, 1))
@@ -366,6 +396,14 @@ def _quality(step, work, folders, contents, renamed):
         raise SystemExit(f"verify: {agree} agree of {renamed} files (plot drawn: {plot.exists()})")
 
 
+def _decoded(text) -> int:
+    """How many images dedupe decoded for their pHash, from its report."""
+    for line in text.splitlines():
+        if line.startswith("Files read:"):
+            return int(line.split("decoded for pHash:")[1].split(",")[0])
+    raise SystemExit(f"dedupe first: no 'Files read:' line in its report\n{text[-2000:]}")
+
+
 def _files_read(text):
     for line in text.splitlines():
         if line.startswith("Files read:"):
@@ -374,24 +412,26 @@ def _files_read(text):
 
 
 # ------------------------------------------------------------------ table
-BOUND_ROW = {"read": "bound read", "scan": "bound scan", "rename": "bound rename"}
+BOUND_ROW = {"read": "bound read", "read+decode": "bound read+decode", "scan": "bound scan",
+             "rename": "bound rename"}
 
 
 def table(results) -> str:
     sizes = sorted(results)
     labels = list(results[sizes[0]]["steps"])
     head = "| step | " + " | ".join(f"{n:,} files" for n in sizes) + " | growth |"
-    lines = ["Each cell: seconds (seconds per 1,000 files, peak RSS MiB, × its bound); growth: the "
-             "exponent of seconds against files between the two largest sizes (1.0 = linear).", "",
+    lines = ["Each cell: seconds (seconds per 1,000 files, peak RSS MiB, × its bound; dedupe first: × read / "
+             "× read+decode); growth: the exponent of seconds against files between the two largest "
+             "sizes (1.0 = linear).", "",
              head, "|" + "---|" * (len(sizes) + 2)]
     for label in labels:
         cells = []
         for n in sizes:
             entry = results[n]["steps"][label]
             ratio = ""
-            if entry["bound"]:
-                ref = results[n]["steps"][BOUND_ROW.get(entry["bound"], entry["bound"])]["seconds"]
-                ratio = f", {entry['seconds'] / ref:.1f}×"
+            for kind in [entry["bound"]] if isinstance(entry["bound"], str) else entry["bound"] or []:
+                ref = results[n]["steps"][BOUND_ROW.get(kind, kind)]["seconds"]
+                ratio += f"{', ' if not ratio else ' / '}{entry['seconds'] / ref:.1f}×"
             cells.append(f"{entry['seconds']:.2f} ({1000 * entry['seconds'] / entry['files']:.3f}, "
                          f"{entry['rss']:.0f}{ratio})")
         growth = ""

@@ -746,7 +746,7 @@ def build_parser():
     parser.add_argument("--ignore-size", action="store_true",
                         help="do not require equal file sizes (re-encoded copies)")
     parser.add_argument("--workers", type=_int_in(1, 256), default=min(os.cpu_count() or 1, 8),
-                        help="processes for reading and decoding (default: CPUs, at most 8)")
+                        help="processes for reading, decoding and copying (default: CPUs, at most 8)")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the hash cache")
     parser.add_argument("--no-fast-path", action="store_true",
                         help="decode and hash every file (slow; same answer, and it also "

@@ -39,6 +39,44 @@ def test_chain_shift_renames_every_file_and_loses_nothing(tmp_path):
     assert len(result.done) == 3 and not result.skipped
 
 
+def test_any_mix_of_chains_cycles_and_lone_moves_is_ordered_so_no_step_overwrites():
+    """Random mappings over a pool of names (lone moves, chains into free
+    names, swaps and longer cycles, blocked targets): replayed on a set of
+    names, every step takes an existing name to a free one, and the end
+    state is the mapping's."""
+    import random
+
+    seen = {"cycle": 0, "chain": 0}
+    for seed in range(8):
+        rng = random.Random(seed)
+        pool = [f"n{k}.png" for k in range(300)]
+        rng.shuffle(pool)
+        present = set(pool[:220]) | {f"{TEMP_PREFIX}x-0"}   # a temp name taken: the next one is used
+        sources = rng.sample(sorted(present - {f"{TEMP_PREFIX}x-0"}), 150)
+        free = [name for name in pool if name not in present]
+        mapping = {}
+        for old in sources:   # a target: a free name, or one of the sources (chains and cycles)
+            choices = [name for name in free + sources if name not in mapping.values() and name != old]
+            mapping[old] = rng.choice(choices)
+        plan = plan_mapping(mapping, present, "x")
+        names = set(present)
+        for src, dst, _move, _inode in plan.steps:
+            assert src in names and dst not in names, (src, dst)
+            names.remove(src)
+            names.add(dst)
+        moved = {move.old: move.new for move in plan.moves}
+        assert moved.keys() | {skip.name for skip in plan.skipped} == mapping.keys()
+        assert all(mapping[old] == new for old, new in moved.items())
+        assert names == (present - moved.keys()) | set(moved.values())
+        for src, dst, move, _inode in plan.steps:   # a step's names are its move's, or a temp name
+            old, new = plan.moves[move]
+            assert (src == old or src.startswith(TEMP_PREFIX)) and (dst == new or dst.startswith(TEMP_PREFIX))
+        assert len({s.move for s in plan.steps}) == len(plan.moves)
+        seen["cycle"] += sum(s.dst.startswith(TEMP_PREFIX) for s in plan.steps)
+        seen["chain"] += sum(s.src in moved.values() and not s.src.startswith(TEMP_PREFIX) for s in plan.steps)
+    assert seen["cycle"] and seen["chain"]   # the mix held both
+
+
 def test_swap_and_three_cycle_go_through_temporary_names(tmp_path):
     a, b, c, d, e = (n(f"2025-01-0{i}T10:00:00") for i in range(1, 6))
     folder = fill(tmp_path / "f", [a, b, c, d, e])

@@ -8,6 +8,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from itertools import islice
+from operator import itemgetter
 from pathlib import Path
 from typing import Optional
 
@@ -183,7 +184,7 @@ def check_still_fits(folder, plan: RenamePlan) -> list:
     Returns the inode of each move's file, by move index, from the same
     listing (the inode recovery finds the file by; read from the folder
     listing as recovery reads it, not one lstat per file)."""
-    index = {move.old: i for i, move in enumerate(plan.moves)}
+    index = dict(zip(map(_old, plan.moves), range(len(plan.moves))))   # made in C
     inodes: list = [None] * len(plan.moves)
     try:
         with os.scandir(folder) as entries:
@@ -194,12 +195,15 @@ def check_still_fits(folder, plan: RenamePlan) -> list:
     except OSError as exc:
         raise UsageError(f"cannot read folder {folder}: {exc.strerror or exc}") from None
     del index
-    gone = [move.old for move, inode in zip(plan.moves, inodes) if inode is None]
+    gone = [move.old for move, inode in zip(plan.moves, inodes) if inode is None] if None in inodes else []
     if gone:
         raise PlanOutdated(f"{folder} changed since the rename plan was made ({len(gone)} file(s) gone, "
                            f"e.g. {gone[0]}): another run renamed files meanwhile? Nothing was renamed; "
                            "run again to plan afresh")
     return inodes
+
+
+_old = itemgetter(0)
 
 
 class PlanOutdated(UsageError):

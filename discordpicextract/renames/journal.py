@@ -12,11 +12,12 @@ Once big and all finished, the journal becomes a numbered history file
 reads history back only as far as its batch (`older_batches`)."""
 import json
 import os
+import re
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from itertools import chain
-from operator import itemgetter
+from operator import attrgetter, eq, itemgetter
 from pathlib import Path
 from typing import Optional
 
@@ -87,10 +88,15 @@ class CompactSteps(Sequence):
 def compact_steps(moves, steps, inodes) -> CompactSteps:
     """A plan's steps ((src, dst, move, ...) each) with the inode of each
     move's file, as a format-2 begin record writes them."""
-    order = array("q", [step[2] for step in steps])
+    order = array("q", map(_third, steps))
+    if all(map(eq, map(_first_two, steps), map(moves.__getitem__, order))):   # in C: no temp name
+        return CompactSteps(moves, inodes, order, {})
     special = {i: (src, dst) for i, (src, dst, m, *_rest) in enumerate(steps)
                if src != moves[m][0] or dst != moves[m][1]}
     return CompactSteps(moves, inodes, order, special)
+
+
+_first_two, _third = itemgetter(0, 1), itemgetter(2)
 
 
 @dataclass
@@ -285,15 +291,15 @@ _HISTORY_PREFIX = config.JOURNAL_FILE.rsplit(".", 1)[0] + "."
 
 def history_files(folder) -> list[Path]:
     """The folder's history files, newest first."""
-    numbered = []
-    with os.scandir(folder) as entries:   # one name at a time: not a list of the folder's 100,000
-        for entry in entries:
-            name = entry.name
-            if name.startswith(_HISTORY_PREFIX) and name.endswith(".jsonl"):
-                number = name[len(_HISTORY_PREFIX):-len(".jsonl")]
-                if number.isdigit():
-                    numbered.append((int(number), name))
-    return [Path(folder) / name for _number, name in sorted(numbered, reverse=True)]
+    # Matched in C over the folder's names (100,000s), one at a time: no
+    # Python step per name, no list of them.
+    with os.scandir(folder) as entries:
+        named = list(filter(_HISTORY_NAME.match, map(attrgetter("name"), entries)))
+    numbered = sorted(((int(name[len(_HISTORY_PREFIX):-len(".jsonl")]), name) for name in named), reverse=True)
+    return [Path(folder) / name for _number, name in numbered]
+
+
+_HISTORY_NAME = re.compile(re.escape(_HISTORY_PREFIX) + r"[0-9]+\.jsonl\Z")
 
 
 def older_batches(folder):

@@ -5,10 +5,13 @@ skipped and reported, and chains, swaps and cycles inside the batch are
 ordered (through temporary names in the same folder when needed). Nothing
 here touches a file; `apply.apply_plan` carries a plan out."""
 import os
+import re
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from itertools import compress, repeat
+from operator import itemgetter
 from typing import NamedTuple, Optional
 
 from discordpicextract import naming
@@ -137,15 +140,15 @@ def plan_mapping(mapping, occupied, batch_id: Optional[str] = None, require_sour
     if not isinstance(occupied, (set, frozenset)):
         occupied = set(occupied)   # never changed here: a set the caller passes is used as it is
     plan = RenamePlan(batch_id)
-    targets = {}
-    for old, new in mapping.items():
-        if require_sources and old not in occupied:
-            plan.skipped.append(Skip(old, new, "file not found (renamed or removed since)"))
-        else:
-            targets[old] = new
+    targets = dict(mapping)   # a copy, in C: the sources found are the usual case
+    if require_sources and not occupied.issuperset(targets):
+        for old, new in mapping.items():
+            if old not in occupied:
+                plan.skipped.append(Skip(old, new, "file not found (renamed or removed since)"))
+                del targets[old]
     _drop_shared_targets(targets, plan.skipped)
     _drop_blocked(targets, occupied, plan.skipped)
-    plan.moves = [Move(old, new) for old, new in targets.items()]
+    plan.moves = list(map(tuple.__new__, repeat(Move), targets.items()))   # Moves made in C
     plan.steps = _order_steps(plan.moves, targets, occupied, batch_id)
     return plan
 
@@ -192,21 +195,43 @@ def _drop_blocked(targets, occupied, skipped):
 def _order_steps(moves, targets, occupied, batch_id) -> list[Step]:
     """Execution order: each chain from its free end backwards; each cycle
     opened through a temporary name in the same folder. `targets` is
-    {old: new} of `moves`."""
-    made_by = {move.new: i for i, move in enumerate(moves)}   # name -> the move that makes it
-    steps: list[Step] = []
-    done = bytearray(len(moves))
-    for i, move in enumerate(moves):
-        if move.new in targets:
-            continue  # its target is still to be freed: not a chain's free end
-        current: Optional[int] = i
-        while current is not None:
-            old, new = moves[current]
-            steps.append(Step(old, new, current))
-            done[current] = 1
-            current = made_by.get(old)
+    {old: new} of `moves`. Linear, and the moves no chain links (nearly
+    all of a shift) become steps in C: only a chain's moves take a Python
+    step each."""
+    count = len(moves)
+    made_by = dict(zip(targets.values(), range(count)))   # name -> the move that makes it
+    links = targets.keys() & made_by.keys()              # names one move frees and another takes
+    if not links:   # the usual batch: each move its own step, in move order
+        return _steps_of(moves, range(count))
+    waits = {made_by[name] for name in links}            # moves whose target must be freed first
+    # A chain's free end: its target is free, and another move waits for its
+    # old name (the move of an old name is the one that makes its target).
+    ends = sorted(i for i in (made_by[targets[name]] for name in links) if i not in waits)
+    free = bytearray(b"\x01") * count   # 0: a move that waits (a chain takes it along, or a cycle)
+    for i in waits:
+        free[i] = 0
+    order: list[int] = []
+    at = 0
+    for end in ends:
+        order.extend(compress(range(at, end), free[at:end]))
+        order.append(end)
+        old = moves[end].old
+        while old in links:   # back along the chain: the move whose target is this one's old name
+            current = made_by[old]
+            order.append(current)
+            old = moves[current].old
+        at = end + 1
+    order.extend(compress(range(at, count), free[at:]))
+    del free
+    steps = _steps_of(moves, order)
+    if len(order) == count:
+        return steps   # every move in a chain: no cycle
+    done = bytearray(count)
+    for i in order:
+        done[i] = 1
+    del order
     counter = 0
-    for i, move in enumerate(moves):
+    for i in sorted(waits):   # what no chain reached is a cycle
         if done[i]:
             continue
         temp = f"{TEMP_PREFIX}{batch_id}-{counter}"
@@ -214,6 +239,7 @@ def _order_steps(moves, targets, occupied, batch_id) -> list[Step]:
             counter += 1
             temp = f"{TEMP_PREFIX}{batch_id}-{counter}"
         counter += 1
+        move = moves[i]
         steps.append(Step(move.old, temp, i))
         done[i] = 1
         current = made_by[move.old]
@@ -226,6 +252,19 @@ def _order_steps(moves, targets, occupied, batch_id) -> list[Step]:
     return steps
 
 
+def _steps_of(moves, order) -> list[Step]:
+    """Step(old, new, i) for each move index i of `order` (a list or a
+    range), made in C, with no list per field on the way."""
+    if isinstance(order, range):
+        olds, news = map(_old, moves), map(_new, moves)
+    else:
+        olds, news = map(_old, map(moves.__getitem__, order)), map(_new, map(moves.__getitem__, order))
+    return list(map(tuple.__new__, repeat(Step), zip(olds, news, order, repeat(None))))
+
+
+_old, _new = itemgetter(0), itemgetter(1)
+
+
 def plan_folder(folder, shift, batch_id: Optional[str] = None, fates: Optional[dict] = None) -> RenamePlan:
     """plan_renames over the images of `folder` (ordered by timestamp, then
     name), checked against every name in it. Each name's fate is decided
@@ -233,27 +272,19 @@ def plan_folder(folder, shift, batch_id: Optional[str] = None, fates: Optional[d
     `fates`: {name: its fate} shared by the folders of one run with one
     `shift` (a name's new name depends on nothing else), so that a name
     in several folders is parsed and formatted once, its new name one str."""
-    names, occupied = [], set()
-    is_image_name = naming.is_image_name
-    with os.scandir(folder) as entries:   # one listing, names only: no Path per file
-        for entry in entries:
-            name = entry.name
-            occupied.add(name)
-            if name[:1] == "." or not is_image_name(name):
-                continue
-            try:
-                if entry.is_file():
-                    names.append(name)
-            except OSError:
-                continue
+    names, occupied = _image_files(folder)
     fates = {} if fates is None else fates
+    for name in set(names).difference(fates):   # each name once per run
+        parsed = naming.try_parse_name(name)
+        fates[name] = _UNPARSED if parsed is None else _target(name, parsed, shift)
+    if set(map(type, map(fates.__getitem__, names))) <= {str} and "".join(names).isascii():
+        # The usual folder: every name moves, and its "YYYY-MM-DD_HH-MM-SS"
+        # (ASCII) sorts as (timestamp, name) do. In C, no step per name.
+        names.sort()
+        return _plan_targets(dict(zip(names, map(fates.__getitem__, names))), occupied, batch_id, [], [], 0)
     decided, unparsed, stamped = [], [], True
     for name in names:
-        fate = fates.get(name, _UNSEEN)
-        if fate is _UNSEEN:
-            parsed = naming.try_parse_name(name)
-            fate = fates[name] = _UNPARSED if parsed is None else _target(name, parsed, shift)
-        if fate is _UNPARSED:
+        if fates[name] is _UNPARSED:
             unparsed.append(name)
         else:
             decided.append(name)
@@ -267,6 +298,32 @@ def plan_folder(folder, shift, batch_id: Optional[str] = None, fates: Optional[d
     targets, skipped, unselected = _sort_fates((name, fates[name]) for name in decided)
     del decided
     return _plan_targets(targets, occupied, batch_id, skipped, unparsed, unselected)
+
+
+# An image's name as naming.is_image_name reads it, of a name not hidden:
+# the extension after the last dot, in any ASCII case (no other letter
+# lowers to one of these extensions' letters).
+_IMAGE_NAME = re.compile(r"[^.].*\.(?:" + "|".join(sorted(ext[1:] for ext in naming.IMAGE_EXTENSIONS))
+                         + r")\Z", re.DOTALL | re.IGNORECASE | re.ASCII)
+
+
+def _image_files(folder) -> tuple[list, set]:
+    """(the names of the image files of `folder`, not hidden; every name in
+    it). One listing, names only: no Path per file, no entry kept."""
+    names: list[str] = []
+    occupied: set[str] = set()
+    add, match = occupied.add, _IMAGE_NAME.match
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            name = entry.name
+            add(name)
+            try:
+                if match(name) and entry.is_file():
+                    names.append(name)
+            except OSError:
+                continue
+    return names, occupied
+
 
 
 _UNSEEN, _UNPARSED = object(), object()

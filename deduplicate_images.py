@@ -507,6 +507,19 @@ def fetch_output_state(image_records, source, output, wanted):
     return state
 
 
+def unchanged_copies(plan, source, output) -> Optional[derived.SyncResult]:
+    """The outcome of a re-run with nothing to do (records.fetch_unchanged:
+    the output holds exactly the kept images, each as its record vouches
+    for it), without planning it in full; None when there is more to do."""
+    kept = sorted(plan.keep, key=_name_of)   # name order; linear: the plan's order but for odd digits
+    names = derived.fetch_unchanged(output, kept)
+    if names is None:
+        return None
+    result = derived.SyncResult(identical=names)
+    messages.sync_rows(source, output, result.current)
+    return result
+
+
 def apply_sync(state, wanted, source, output, workers=None) -> derived.SyncResult:
     """Bring `output` to exactly the kept images: copy what is missing (over
     `workers`' processes), remove an earlier copy of ours that is now a
@@ -807,12 +820,19 @@ def _dedupe(args) -> DedupeRun:
         listing.images = []   # the records hold what is needed of them
         warnings = [w for w in (cache.warning, cache.save()) if w]
         plan = plan_dedupe(image_records, args.max_distance, ignore_size)
-        wanted = {r.name for r in plan.keep}
-        state = fetch_output_state(image_records, args.source, args.output, wanted)
-        copies = None if args.dry_run else apply_sync(state, wanted, args.source, args.output, workers)
+        copies = sync_plan = None
+        if not args.dry_run:
+            copies = unchanged_copies(plan, args.source, args.output)
+        if copies is None:
+            wanted = {r.name for r in plan.keep}
+            state = fetch_output_state(image_records, args.source, args.output, wanted)
+            if args.dry_run:
+                sync_plan = derived.plan_sync(state, wanted)
+            else:
+                copies = apply_sync(state, wanted, args.source, args.output, workers)
     run = DedupeRun(args.source, args.output, args.dry_run, len(image_records), plan,
                     listing.unparsed, copies, scan, warnings, not_files=listing.not_files,
-                    sync_plan=derived.plan_sync(state, wanted) if args.dry_run else None)
+                    sync_plan=sync_plan)
     if args.report:
         run.report_file = args.report
         try:

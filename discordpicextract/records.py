@@ -355,19 +355,19 @@ class SyncState:
         return self.source_paths[name] if self.source_dir is None else os.path.join(self.source_dir, name)
 
 
-def _image_files(folder, record) -> dict:
-    """{name: file_key} of the folder's image files, in name order; a file
-    whose key is the recorded one maps to its Entry, under the record's
-    name (no second tuple or name per file)."""
+def _image_names(folder) -> list:
+    """The names of the folder's image files (by their directory entries),
+    sorted: the record's order, so that what is matched against its rows is
+    met in the order the rows were made, not scattered (directory order)."""
     from discordpicextract import naming
 
     # naming.is_image_name for a name without a leading dot, without splitext
     extensions = naming.IMAGE_EXTENSIONS
-    names = []
+    names: list = []
     try:
         entries = os.scandir(folder)
     except FileNotFoundError:
-        return {}
+        return names
     with entries:
         for entry in entries:
             name = entry.name
@@ -379,12 +379,17 @@ def _image_files(folder, record) -> dict:
                     names.append(name)
             except OSError:
                 continue
-    # stat-ed and matched in name order, the record's own: the record's rows
-    # are met in the order they were made, not scattered (directory order)
     names.sort()
+    return names
+
+
+def _image_files(folder, record) -> dict:
+    """{name: file_key} of the folder's image files, in name order; a file
+    whose key is the recorded one maps to its Entry, under the record's
+    name (no second tuple or name per file)."""
     found: dict = {}
     prefix, lstat, get = os.path.join(folder, ""), os.lstat, record.get
-    for name in names:
+    for name in _image_names(folder):
         try:
             stat = lstat(prefix + name)
         except OSError:
@@ -398,6 +403,63 @@ def _image_files(folder, record) -> dict:
         else:
             found[name] = file_key(stat)
     return found
+
+
+def fetch_unchanged(output, kept) -> Optional[list]:
+    """The names of `kept` when `output` holds exactly their copies as its
+    record has them, so that a re-run has nothing to do; None otherwise,
+    or when unsure (the caller then plans in full: fetch_state, plan_sync).
+
+    Exactly: the folder's image files are the kept names, no other; and the
+    record is, row for row, what write_record writes for them: each file
+    copied from the source of its own name, with the identity that source
+    has now (size, mtime, inode) and the digest the caller holds for it
+    (the hash cache's, or read this run), and with the identity the copy
+    has now. `kept`: objects with the attributes name, size, mtime_ns, ino
+    and digest, in name order. The record's text is compared with those
+    rows a batch at a time: no row parsed, no Entry made, the file never
+    read twice nor held whole."""
+    names = _image_names(output)
+    if len(names) != len(kept) or names != [image.name for image in kept]:
+        return None
+    try:
+        with open(record_path(output), encoding="utf-8", errors="surrogateescape") as handle:
+            if handle.read(len(_ROWS_HEAD) + 1) != _ROWS_HEAD + "\n":
+                return None
+            for start in range(0, len(kept), ROWS_PER_DUMP):
+                rows = _rows_if_current(output, kept[start:start + ROWS_PER_DUMP])
+                if rows is None:
+                    return None
+                text = (",\n" if start else "") + ",\n".join(rows)
+                if handle.read(len(text)) != text:
+                    return None
+            if handle.read(5) != "\n]}\n":
+                return None
+    except (OSError, UnicodeDecodeError):
+        return None
+    return names
+
+
+def _rows_if_current(output, kept) -> Optional[list]:
+    """write_record's rows for `kept` as copied to `output` with the
+    identities their files have now (json's own string encoder for the
+    names and digests; ints print as json prints them); None when one is
+    no regular file there, or its source has no identity or digest."""
+    rows = []
+    prefix, lstat = os.path.join(output, ""), os.lstat
+    for image in kept:
+        digest, size = image.digest, image.size
+        if digest.__class__ is not str or size < 0:
+            return None
+        try:
+            stat = lstat(prefix + image.name)
+        except OSError:
+            return None
+        if not S_ISREG(stat.st_mode):
+            return None
+        rows.append(f"[{_encode_string(image.name)},null,{size},{image.mtime_ns},{image.ino},"
+                    f"{stat.st_size},{stat.st_mtime_ns},{stat.st_ino},{_encode_string(digest)}]")
+    return rows
 
 
 def fetch_state(output, sources, wanted, known_digests=None, source_dir=None, shared=None,

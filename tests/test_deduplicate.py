@@ -902,3 +902,83 @@ def test_days_of_splits_at_each_midnight_as_dates_do():
     expected = [list(day) for _, day in itertools.groupby(records, key=lambda r: r.timestamp.date())]
     assert list(dedupe.days_of(records)) == expected
     assert [len(day) for day in expected] == [2, 2, 1, 2]
+
+
+def test_a_rerun_with_nothing_to_do_reads_no_image_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    """A re-run where the output holds exactly the kept copies as their
+    record vouches for them (records.fetch_unchanged) answers without
+    planning: no image read, no record written. Anything else is planned
+    in full: a record row whose digest or source identity is not the
+    source's now, a copy with another identity, a copy gone, a file of the
+    user's beside them, or a record written by an older version."""
+    from discordpicextract import records
+
+    src, out_dir = tmp_path / "src", tmp_path / "out"
+    a = write_image(src / "2025-02-14_10-00-00_a.png", seed=1)
+    copy_as(a, "2025-02-14_10-01-00_a.png")
+    b = write_image(src / "2025-02-14_11-00-00_b.png", seed=2)
+    assert run(capsys, "--source", str(src), "--output", str(out_dir))[0] == 0
+    record_file = records.record_path(out_dir)
+
+    def rerun(*extra):
+        code, out, err = run(capsys, "--source", str(src), "--output", str(out_dir), *extra)
+        assert code in (0, 1), err
+        return out + err
+
+    planned = []
+    real_fetch_state = records.fetch_state
+    monkeypatch.setattr(records, "fetch_state", lambda *a, **k: planned.append(1) or real_fetch_state(*a, **k))
+
+    def quiet_rerun():
+        """A re-run that must find nothing to do, and not plan it in full."""
+        before, planned_before = record_file.stat(), len(planned)
+        out = rerun()
+        assert len(planned) == planned_before
+        assert "Already in output (identical, skipped): 2" in out and "Files read: 0," in out
+        assert "Unique images copied: 0" in out
+        assert (record_file.stat().st_mtime_ns, record_file.stat().st_ino) == (before.st_mtime_ns, before.st_ino)
+
+    quiet_rerun()
+    assert records.fetch_unchanged(out_dir, []) is None   # the folder holds more than that
+
+    # The record's digest of b edited: not vouched for; the copy does not hold those
+    # bytes, so it is the user's now; the next run finds it identical and adopts it.
+    text = record_file.read_text()
+    digest = records.read_record(out_dir)[b.name].digest
+    record_file.write_text(text.replace(digest, "0" * len(digest)))
+    assert f"{b.name} was copied here earlier but has changed since" in rerun()
+    assert "Already in output (identical, skipped): 2" in rerun()
+    quiet_rerun()
+
+    # The source's identity in the record edited (another mtime): copied again.
+    entry = records.read_record(out_dir)[b.name]
+    record_file.write_text(record_file.read_text().replace(
+        f",{entry.source_key[1]},{entry.source_key[2]},", f",{entry.source_key[1] + 1},{entry.source_key[2]},", 1))
+    assert "Unique images copied: 1" in rerun()
+    quiet_rerun()
+
+    # The copy touched (its bytes intact): read, found ours, its new identity recorded.
+    copy_b = out_dir / b.name
+    os.utime(copy_b, ns=(copy_b.stat().st_atime_ns, copy_b.stat().st_mtime_ns + 10**9))
+    out = rerun()
+    assert "Already in output (identical, skipped): 2" in out
+    assert records.read_record(out_dir)[b.name].key == records.file_key(copy_b.stat())
+    quiet_rerun()
+
+    # A copy gone: made again.
+    copy_b.unlink()
+    assert "Unique images copied: 1" in rerun() and copy_b.read_bytes() == b.read_bytes()
+    quiet_rerun()
+
+    # A file of the user's beside the copies: reported, left alone.
+    mine = write_image(out_dir / "2025-02-14_09-00-00_mine.png", seed=7)
+    assert "Left alone: 2025-02-14_09-00-00_mine.png (not written by this step)" in rerun()
+    mine.unlink()
+    quiet_rerun()
+
+    # The same rows in another layout (an older version's record): planned in full, still no copy.
+    record = records.read_record(out_dir)
+    record_file.write_text(json.dumps({"version": 2, "files": {
+        name: [e.source, list(e.source_key), list(e.key), e.digest] for name, e in record.items()}}))
+    out = rerun()
+    assert "Already in output (identical, skipped): 2" in out and "Unique images copied: 0" in out

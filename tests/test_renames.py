@@ -745,3 +745,19 @@ def test_a_begin_record_read_in_pieces_is_the_record_json_gives(tmp_path, monkey
     batch, = read_journal(folder)
     assert [list(m) for m in batch.moves] == moves and [list(s) for s in batch.steps] == steps
     assert all(type(m) is Move for m in batch.moves) and batch.steps[5][0] is batch.moves[5].old
+
+
+def test_the_planner_takes_exactly_the_names_naming_reads_as_images():
+    """plan_folder filters a folder's names with one regex (in C): it must
+    say what naming.is_image_name says of every name not hidden."""
+    from discordpicextract.renames import plan as plan_module
+
+    stems = ["a", "2025-01-02_10-00-00_x", "a.b", "a\nb", "é", "..", "."]
+    exts = [".png", ".PNG", ".JpEg", ".jpg", ".gif", ".g\u0131f", ".g\u0130f", ".webp", ".bmp", ".BMP", ".txt",
+            ".png.txt", ".pngx", "png", ".jpe", ".\u212apng", ".png\n", ""]
+    for stem in stems:
+        for ext in exts:
+            name = stem + ext
+            if name[:1] == ".":
+                continue
+            assert bool(plan_module._IMAGE_NAME.match(name)) == naming.is_image_name(name), name

@@ -23,7 +23,7 @@ from discordpicextract.renames.journal import (
     rotate_if_finished,
     sync_dir,
 )
-from discordpicextract.renames.plan import TEMP_PREFIX, Move, RenamePlan, Skip
+from discordpicextract.renames.plan import TEMP_PREFIX, Move, PlanSteps, RenamePlan, Skip
 
 # The journal gets no line per successful step: recovery finds every file
 # by the inode the begin record holds, not by progress lines. A failed step
@@ -74,23 +74,28 @@ def apply_plan(folder, plan: RenamePlan, *, label="", undoes=None, recovers=None
 
 
 def apply_batch(parts, *, label="", undoes=None, recovers=None, update_archive=True,
-                stop_after=None) -> list[ApplyResult]:
+                stop_after=None, inodes=None) -> list[ApplyResult]:
     """Carry out one run's batch over several folders: `parts` is
     [(folder, plan)], the plans sharing one batch id.
 
     Every folder's lock is held throughout, and each plan is checked again
     under it (a plan made before another run renamed files is refused, not
-    applied on top). Every folder with something to do journals the whole
+    applied on top), unless `inodes` (one list per part: the inode of each
+    move's file) says the plans were made under the hold the caller still
+    has, from a listing that read those inodes. Every folder with something to do journals the whole
     batch (naming all its folders) before any file moves in any of them, so
     a crash anywhere leaves a record in each that recovery can finish or
     roll back as one."""
     results = [ApplyResult(str(folder), plan.batch_id, skipped=list(plan.skipped),
                            unparsed=list(plan.unparsed), unselected=plan.unselected) for folder, plan in parts]
+    given = [found for (_folder, plan), found in zip(parts, inodes or [None] * len(parts)) if plan.steps]
     active = [(Path(folder), plan, result) for (folder, plan), result in zip(parts, results) if plan.steps]
     if not active:
         return results
     with locking.hold_all([folder for folder, _plan, _result in active], "renames"):
-        inodes = [check_still_fits(folder, plan) for folder, plan, _result in active]
+        inodes = [check_still_fits(folder, plan) if found is None else found
+                  for (folder, plan, _result), found in zip(active, given)]
+        del given
         everyone = [os.path.realpath(folder) for folder, _plan, _result in active]
         journals = []
         try:
@@ -168,8 +173,9 @@ def _moves_until_one_fails(move_one, steps) -> tuple[int, Optional[BaseException
     them); (the index of the first that raised and its error, not retried),
     or (len(steps), None) when all went."""
     i = 0
+    pairs = steps.pairs() if isinstance(steps, PlanSteps) else map(itemgetter(0, 1), steps)
     try:
-        for i, (src, dst, _move, _inode) in enumerate(steps):  # noqa: B007 (the except reads it)
+        for i, (src, dst) in enumerate(pairs):  # noqa: B007 (the except reads it)
             move_one(src, dst)
     except (OSError, KeyboardInterrupt) as exc:
         return i, exc

@@ -16,7 +16,8 @@ import re
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from itertools import chain
+from functools import partial
+from itertools import chain, repeat
 from operator import attrgetter, eq, itemgetter
 from pathlib import Path
 from typing import Optional
@@ -24,7 +25,7 @@ from typing import Optional
 import config
 from discordpicextract import fileops, locking
 from discordpicextract.errors import BusyError, RunError, UsageError
-from discordpicextract.renames.plan import Move, Skip
+from discordpicextract.renames.plan import Move, PlanSteps, Skip
 
 # A step as journaled: (src, dst, move index, inode or None).
 JournalStep = tuple
@@ -88,6 +89,8 @@ class CompactSteps(Sequence):
 def compact_steps(moves, steps, inodes) -> CompactSteps:
     """A plan's steps ((src, dst, move, ...) each) with the inode of each
     move's file, as a format-2 begin record writes them."""
+    if isinstance(steps, PlanSteps):   # a plan's: its order and its temp names as they are
+        return CompactSteps(moves, inodes, array("q", steps.order), dict(steps.special))
     order = array("q", map(_third, steps))
     if all(map(eq, map(_first_two, steps), map(moves.__getitem__, order))):   # in C: no temp name
         return CompactSteps(moves, inodes, order, {})
@@ -232,7 +235,7 @@ def _load_record(text: str):
         steps_at = text.find(_STEPS_AT, at)   # in a line json.dumps made, only where the steps begin
         if steps_at < 1 or text[steps_at - 1] != "]":
             return json.loads(text)
-        moves, at = _elements(text, at, steps_at - 1, _move_of), steps_at
+        moves, at = _elements(text, at, steps_at - 1, _moves_of), steps_at
 
         def step_of(row):
             if (type(row) is list and len(row) == 4 and type(row[2]) is int and 0 <= row[2] < len(moves)
@@ -244,7 +247,7 @@ def _load_record(text: str):
         tail = len(text.rstrip()) - 2   # where the line's "]}" is
         if tail < at or text[tail:].rstrip() != "]}" or "moves" in record or "steps" in record:
             return json.loads(text)
-        steps = _elements(text, at, tail, None if compact else step_of)
+        steps = _elements(text, at, tail, None if compact else partial(map, step_of))
     except ValueError:
         return json.loads(text)   # says what is wrong, as for any other line
     record["moves"], record["steps"] = moves, steps
@@ -258,6 +261,14 @@ def _move_of(pair):
     return Move(*pair) if type(pair) is list and len(pair) == 2 else pair
 
 
+def _moves_of(pairs):
+    """The Moves of a piece of a begin record's moves, made in C when they
+    are all pairs (else one at a time: _moves says what is wrong)."""
+    if set(map(type, pairs)) == {list} and set(map(len, pairs)) == {2}:
+        return map(tuple.__new__, repeat(Move), pairs)
+    return map(_move_of, pairs)
+
+
 # Characters of a begin record's array json.loads reads at a time (then
 # cut at the next element's start): each piece is decoded in C, and only
 # its few thousand elements are held as JSON lists before they convert.
@@ -266,7 +277,7 @@ _STRIDE = 1 << 16
 
 def _elements(text, at, end, convert) -> list:
     """The elements of the JSON array whose text between its brackets is
-    text[at:end], each through `convert` (None: as they are), read a piece at a time. A piece
+    text[at:end], each piece through `convert` (None: as they are), read a piece at a time. A piece
     cut inside a string (a name ending in "],[") does not parse: ValueError
     (the caller then reads the line whole), as for any text that is no
     array of JSON values."""
@@ -275,7 +286,7 @@ def _elements(text, at, end, convert) -> list:
         cut = text.find('],["', at + _STRIDE, end)
         stop = end if cut < 0 else cut + 1
         piece = json.loads("[" + text[at:stop] + "]")
-        items.extend(piece if convert is None else map(convert, piece))
+        items.extend(piece if convert is None else convert(piece))
         at = stop + 1
     return items
 
@@ -396,10 +407,11 @@ def _plain_joined(chunk) -> bool:
 def _moves(pairs: list) -> list[Move]:
     """The moves of a begin record as Moves, in place (the JSON lists go
     as the tuples come: a batch is not held twice)."""
-    for k, pair in enumerate(pairs):
-        if type(pair) is not Move:
-            old, new = pair
-            pairs[k] = Move(old, new)
+    if set(map(type, pairs)) != {Move}:   # checked in C: a record read in pieces is all Moves
+        for k, pair in enumerate(pairs):
+            if type(pair) is not Move:
+                old, new = pair
+                pairs[k] = Move(old, new)
     if not rows_plain(pairs):
         for move in pairs:   # the slow way, for the message
             plain_name(move.old), plain_name(move.new)

@@ -7,7 +7,9 @@ here touches a file; `apply.apply_plan` carries a plan out."""
 import os
 import re
 import uuid
+from array import array
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from itertools import compress, repeat
@@ -48,11 +50,60 @@ class Step(NamedTuple):
     inode: Optional[int] = None
 
 
+class PlanSteps(Sequence):
+    """A plan's steps, in execution order, as a move index per step (8
+    bytes each, not a tuple) and the few steps whose names are not their
+    move's (a cycle's temporary name): each reads as a Step."""
+
+    __slots__ = ("moves", "order", "special")
+
+    def __init__(self, moves, order, special=None):
+        self.moves = moves
+        self.order = order if isinstance(order, (range, array)) else array("q", order)
+        self.special: dict[int, tuple[str, str]] = special or {}
+
+    def __len__(self):
+        return len(self.order)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        m = self.order[i]
+        names = self.special.get(i if i >= 0 else i + len(self.order)) if self.special else None
+        src, dst = names if names is not None else self.moves[m]
+        return Step(src, dst, m)
+
+    def __iter__(self):
+        moves, special = self.moves, self.special
+        for i, m in enumerate(self.order):
+            names = special.get(i) if special else None
+            src, dst = names if names is not None else moves[m]
+            yield Step(src, dst, m)
+
+    def pairs(self):
+        """(src, dst) of each step in order: the moves themselves when each
+        is its own step in move order (the usual batch), made for nothing."""
+        if not self.special and self.order == range(len(self.moves)):
+            return iter(self.moves)
+        return map(_first_two, self)
+
+    def __eq__(self, other):
+        return isinstance(other, Sequence) and len(self) == len(other) and list(self) == list(other)
+
+    __hash__ = None   # type: ignore[assignment]
+
+    def __repr__(self):
+        return f"PlanSteps({list(self)!r})"
+
+
+_first_two = itemgetter(0, 1)
+
+
 @dataclass
 class RenamePlan:
     batch_id: str
     moves: list[Move] = field(default_factory=list)     # listing order
-    steps: list[Step] = field(default_factory=list)     # execution order
+    steps: Sequence[Step] = field(default_factory=list)  # execution order (a PlanSteps once planned)
     skipped: list[Skip] = field(default_factory=list)
     unparsed: list[str] = field(default_factory=list)   # names left alone
     unselected: int = 0                                 # parsed, not in the batch
@@ -192,17 +243,17 @@ def _drop_blocked(targets, occupied, skipped):
             queue.append(waiting)
 
 
-def _order_steps(moves, targets, occupied, batch_id) -> list[Step]:
+def _order_steps(moves, targets, occupied, batch_id) -> PlanSteps:
     """Execution order: each chain from its free end backwards; each cycle
     opened through a temporary name in the same folder. `targets` is
     {old: new} of `moves`. Linear, and the moves no chain links (nearly
-    all of a shift) become steps in C: only a chain's moves take a Python
+    all of a shift) are ordered in C: only a chain's moves take a Python
     step each."""
     count = len(moves)
     made_by = dict(zip(targets.values(), range(count)))   # name -> the move that makes it
     links = targets.keys() & made_by.keys()              # names one move frees and another takes
     if not links:   # the usual batch: each move its own step, in move order
-        return _steps_of(moves, range(count))
+        return PlanSteps(moves, range(count))
     waits = {made_by[name] for name in links}            # moves whose target must be freed first
     # A chain's free end: its target is free, and another move waits for its
     # old name (the move of an old name is the one that makes its target).
@@ -223,13 +274,12 @@ def _order_steps(moves, targets, occupied, batch_id) -> list[Step]:
         at = end + 1
     order.extend(compress(range(at, count), free[at:]))
     del free
-    steps = _steps_of(moves, order)
     if len(order) == count:
-        return steps   # every move in a chain: no cycle
+        return PlanSteps(moves, order)   # every move in a chain: no cycle
     done = bytearray(count)
     for i in order:
         done[i] = 1
-    del order
+    special: dict[int, tuple[str, str]] = {}
     counter = 0
     for i in sorted(waits):   # what no chain reached is a cycle
         if done[i]:
@@ -240,29 +290,19 @@ def _order_steps(moves, targets, occupied, batch_id) -> list[Step]:
             temp = f"{TEMP_PREFIX}{batch_id}-{counter}"
         counter += 1
         move = moves[i]
-        steps.append(Step(move.old, temp, i))
+        special[len(order)] = (move.old, temp)
+        order.append(i)
         done[i] = 1
         current = made_by[move.old]
         while current != i:
-            old, new = moves[current]
-            steps.append(Step(old, new, current))
+            order.append(current)
             done[current] = 1
-            current = made_by[old]
-        steps.append(Step(temp, move.new, i))
-    return steps
+            current = made_by[moves[current].old]
+        special[len(order)] = (temp, move.new)
+        order.append(i)
+    return PlanSteps(moves, order, special)
 
 
-def _steps_of(moves, order) -> list[Step]:
-    """Step(old, new, i) for each move index i of `order` (a list or a
-    range), made in C, with no list per field on the way."""
-    if isinstance(order, range):
-        olds, news = map(_old, moves), map(_new, moves)
-    else:
-        olds, news = map(_old, map(moves.__getitem__, order)), map(_new, map(moves.__getitem__, order))
-    return list(map(tuple.__new__, repeat(Step), zip(olds, news, order, repeat(None))))
-
-
-_old, _new = itemgetter(0), itemgetter(1)
 
 
 def plan_folder(folder, shift, batch_id: Optional[str] = None, fates: Optional[dict] = None) -> RenamePlan:

@@ -10,6 +10,7 @@ import os
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from operator import itemgetter
 from pathlib import Path
 from typing import Optional
 
@@ -164,7 +165,7 @@ def undo_last_batch(folders, dry_run=False) -> list[UndoOutcome]:
         target = _newest(candidates, journals)
         del candidates, journals
         undo_id = new_batch_id()
-        parts = []
+        parts, known = [], []
         for k, (folder, outcome) in enumerate(zip(folders, outcomes)):
             batch, moves, inodes = found[k]
             found[k] = (None, [], [])   # the batch read back is let go once planned: 100,000s of moves
@@ -180,14 +181,18 @@ def undo_last_batch(folders, dry_run=False) -> list[UndoOutcome]:
             occupied, current = _listing(folder, mapping)
             replaced = [Skip(new, mapping.pop(new), "the file there was replaced since the batch: left alone")
                         for new, inode in recorded.items() if new in current and current[new] != inode]
-            del recorded, current
+            del recorded
             outcome.plan = plan_mapping(mapping, occupied, undo_id)
             outcome.plan.skipped[:0] = replaced
-            del mapping
+            del mapping, occupied
+            # Each move's inode from this listing, under the same hold: apply
+            # need not list the folder again to find them.
+            known.append(list(map(current.__getitem__, map(itemgetter(0), outcome.plan.moves))))
+            del current
             parts.append((folder, outcome))
         if not dry_run:
             results = apply_batch([(folder, outcome.plan) for folder, outcome in parts],
-                                  label=f"undo of {target}", undoes=target)
+                                  label=f"undo of {target}", undoes=target, inodes=known)
             for (_folder, outcome), result in zip(parts, results):
                 outcome.result = result
     return outcomes

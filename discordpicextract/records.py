@@ -419,8 +419,8 @@ def fetch_unchanged(output, kept) -> Optional[list]:
     and digest, in name order. The record's text is compared with those
     rows a batch at a time: no row parsed, no Entry made, the file never
     read twice nor held whole."""
-    names = _image_names(output)
-    if len(names) != len(kept) or names != [image.name for image in kept]:
+    names = [image.name for image in kept]
+    if not _only_images(output, names):
         return None
     try:
         with open(record_path(output), encoding="utf-8", errors="surrogateescape") as handle:
@@ -438,6 +438,24 @@ def fetch_unchanged(output, kept) -> Optional[list]:
     except (OSError, UnicodeDecodeError):
         return None
     return names
+
+
+def _only_images(folder, names) -> bool:
+    """Whether the folder's image-named entries (not hidden) are exactly
+    `names`, whatever each entry is (fetch_unchanged lstat-s each name):
+    the listing's names only, matched in C."""
+    from discordpicextract import naming
+
+    try:
+        listed = os.listdir(folder)
+    except OSError:
+        return False
+    wanted = set(names)
+    others = [name for name in listed if name not in wanted]
+    if len(wanted) != len(names) or len(listed) - len(others) != len(wanted):
+        return False
+    # hidden files (ours: the record, the cache, temp files) are no images, as for _image_names
+    return not any(naming.is_image_name(name) and not name.startswith(".") for name in others)
 
 
 def _rows_if_current(output, kept) -> Optional[list]:

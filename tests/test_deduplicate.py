@@ -938,6 +938,7 @@ def test_a_rerun_with_nothing_to_do_reads_no_image_and_writes_nothing(tmp_path, 
         assert "Unique images copied: 0" in out
         assert (record_file.stat().st_mtime_ns, record_file.stat().st_ino) == (before.st_mtime_ns, before.st_ino)
 
+    (out_dir / "notes.txt").write_text("no image: not the step's business")
     quiet_rerun()
     assert records.fetch_unchanged(out_dir, []) is None   # the folder holds more than that
 

@@ -62,17 +62,7 @@ class ImageRecord(naming.ImageFile):
 
     __slots__ = ("dev", "digest", "error", "ino", "learnt", "mtime_ns", "phash", "size")
 
-    def __init__(self, image: naming.ImageFile, stat=None, dev: int = 0):
-        self._fill(image.folder, image.name, image.timestamp, stat, dev)
-
-    @classmethod
-    def _made(cls, folder, name: str, timestamp: datetime, stat=None, dev: int = 0) -> "ImageRecord":
-        """A record made without an ImageFile first (list_records: one per file)."""
-        record = cls.__new__(cls)
-        record._fill(folder, name, timestamp, stat, dev)
-        return record
-
-    def _fill(self, folder, name, timestamp, stat, dev):
+    def __init__(self, folder, name: str, timestamp: datetime, stat=None, dev: int = 0):
         self.folder, self.name, self.timestamp = folder, name, timestamp
         # size -1: could not be stat-ed (gone since the listing)
         self.size: int = stat.st_size if stat else -1
@@ -293,15 +283,14 @@ def list_records(folder) -> naming.FolderListing:
     the listing makes them (no ImageFile first, no second pass)."""
     devices: dict = {}   # one int object per device, not one per file
     folder_of = os.path.join(str(folder), "")
-    made = ImageRecord._made
 
     def make(base, name, timestamp):
         try:
             stat = os.stat(folder_of + name)
         except OSError:
             # Gone or unreachable since the listing: check_file reports why.
-            return made(base, name, timestamp)
-        return made(base, name, timestamp, stat, devices.setdefault(stat.st_dev, stat.st_dev))
+            return ImageRecord(base, name, timestamp)
+        return ImageRecord(base, name, timestamp, stat, devices.setdefault(stat.st_dev, stat.st_dev))
 
     return naming.scan_images(folder, make)
 
@@ -330,9 +319,10 @@ def _stat_all(images) -> list:
             stat = os.stat(folder + image.name)
         except OSError:
             # Gone or unreachable since the listing: check_file reports why.
-            records.append(ImageRecord(image))
+            records.append(ImageRecord(image.folder, image.name, image.timestamp))
             continue
-        records.append(ImageRecord(image, stat, devices.setdefault(stat.st_dev, stat.st_dev)))
+        records.append(ImageRecord(image.folder, image.name, image.timestamp, stat,
+                                   devices.setdefault(stat.st_dev, stat.st_dev)))
     return records
 
 

@@ -72,6 +72,15 @@ def holds(folder) -> bool:
         return _key(folder) in _held
 
 
+def hold_token(folder) -> Optional[object]:
+    """An object that stands for this process's current hold of `folder`'s
+    lock (the same object until that hold ends, a new one for the next),
+    or None when this process does not hold it: what was seen of the
+    folder under one hold stays true while no other run can write there."""
+    with _held_guard:
+        return _held.get(_key(folder))
+
+
 def holder(folder) -> Optional[Holder]:
     """Who holds `folder`'s lock (this process included), or None when it is
     free: a journal's unfinished batch is live only while its folder's lock

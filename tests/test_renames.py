@@ -584,6 +584,46 @@ def test_finished_history_is_rotated_and_undo_reads_back_only_as_far_as_it_needs
     assert contents(folder) == start                         # nothing further back
 
 
+def test_history_files_are_numbered_from_what_the_folder_holds_at_each_run(tmp_path, monkeypatch):
+    """A run lists its folder's history files once under its lock (and
+    adds the ones it rotates); the next run lists them again, so a history
+    file put there (or taken away) between runs is seen."""
+    import adjust_timestamps
+    from discordpicextract.renames import journal as journal_module
+
+    monkeypatch.setattr(journal_module, "ROTATE_AT", 1)
+    folder = fill(tmp_path / "f", [n("2025-01-02T10:00:00"), n("2025-01-03T10:00:00", "b.png")])
+    start = contents(folder)
+    assert adjust_timestamps.main(["--folders", str(folder), "--hours", "-1", "--yes"]) == 0
+    kept = (folder / ".discordpicextract-renames.000001.jsonl").read_bytes()
+    (folder / ".discordpicextract-renames.000007.jsonl").write_bytes(kept)   # another history, between runs
+    (folder / ".discordpicextract-renames.000001.jsonl").unlink()
+    assert adjust_timestamps.main(["--folders", str(folder), "--hours", "-2", "--yes"]) == 0
+    assert [p.name for p in journal_module.history_files(folder)] == [".discordpicextract-renames.000008.jsonl",
+                                                                      ".discordpicextract-renames.000007.jsonl"]
+    assert adjust_timestamps.main(["--folders", str(folder), "--undo"]) == 0    # reads 8, rotates its undo to 9
+    assert adjust_timestamps.main(["--folders", str(folder), "--undo"]) == 0    # reads 9, 8, then 7
+    assert contents(folder) == start
+    assert [p.name for p in journal_module.history_files(folder)][:2] == [".discordpicextract-renames.000010.jsonl",
+                                                                          ".discordpicextract-renames.000009.jsonl"]
+
+
+def test_two_rotations_under_one_hold_make_two_history_files(tmp_path, monkeypatch):
+    from discordpicextract import locking
+    from discordpicextract.renames import journal as journal_module
+
+    monkeypatch.setattr(journal_module, "ROTATE_AT", 1)
+    folder = fill(tmp_path / "f", [n("2025-01-02T10:00:00")])
+    with locking.hold(folder, "test"):
+        assert apply_plan(folder, plan_folder(folder, plus("1")), label="1").done   # rotated: 000001
+        finished = (folder / ".discordpicextract-renames.000001.jsonl").read_bytes()
+        (folder / config.JOURNAL_FILE).write_bytes(finished)     # another finished journal, same hold
+        journal_module._PARSED.clear()
+        assert journal_module.rotate_if_finished(folder).name == ".discordpicextract-renames.000002.jsonl"
+    assert [p.name for p in journal_module.history_files(folder)] == [".discordpicextract-renames.000002.jsonl",
+                                                                      ".discordpicextract-renames.000001.jsonl"]
+
+
 def test_an_unfinished_batch_is_never_rotated_away(tmp_path, monkeypatch):
     from discordpicextract.renames import journal as journal_module
 

@@ -20,6 +20,7 @@ from discordpicextract.renames.journal import (
     Journal,
     JournalError,
     compact_steps,
+    note_history_names,
     rotate_if_finished,
     sync_dir,
 )
@@ -192,15 +193,19 @@ def check_still_fits(folder, plan: RenamePlan) -> list:
     listing as recovery reads it, not one lstat per file)."""
     index = dict(zip(map(_old, plan.moves), range(len(plan.moves))))   # made in C
     inodes: list = [None] * len(plan.moves)
+    others = []   # the few other names: the folder's history files among them
     try:
         with os.scandir(folder) as entries:
             for entry in entries:
                 i = index.get(entry.name)
                 if i is not None:
                     inodes[i] = entry.inode()
+                else:
+                    others.append(entry.name)
     except OSError as exc:
         raise UsageError(f"cannot read folder {folder}: {exc.strerror or exc}") from None
     del index
+    note_history_names(folder, others)
     gone = [move.old for move, inode in zip(plan.moves, inodes) if inode is None] if None in inodes else []
     if gone:
         raise PlanOutdated(f"{folder} changed since the rename plan was made ({len(gone)} file(s) gone, "

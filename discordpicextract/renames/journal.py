@@ -301,16 +301,35 @@ _HISTORY_PREFIX = config.JOURNAL_FILE.rsplit(".", 1)[0] + "."
 
 
 def history_files(folder) -> list[Path]:
-    """The folder's history files, newest first."""
-    # Matched in C over the folder's names (100,000s), one at a time: no
-    # Python step per name, no list of them.
-    with os.scandir(folder) as entries:
-        named = list(filter(_HISTORY_NAME.match, map(attrgetter("name"), entries)))
+    """The folder's history files, newest first. Under the folder's lock
+    the folder is listed for them once per hold (only this process makes
+    history files then, and `rotate_if_finished` adds its own)."""
+    token, key = locking.hold_token(folder), os.path.realpath(folder)
+    seen = _HISTORY_SEEN.get(key)
+    if token is not None and seen is not None and seen[0] is token:
+        named = seen[1]
+    else:
+        # Matched in C over the folder's names (100,000s), one at a time:
+        # no Python step per name, no list of them.
+        with os.scandir(folder) as entries:
+            named = list(filter(_HISTORY_NAME.match, map(attrgetter("name"), entries)))
+        if token is not None:
+            _HISTORY_SEEN[key] = (token, named)
     numbered = sorted(((int(name[len(_HISTORY_PREFIX):-len(".jsonl")]), name) for name in named), reverse=True)
     return [Path(folder) / name for _number, name in numbered]
 
 
+def note_history_names(folder, names) -> None:
+    """A listing of `folder` made under its lock saw these names besides
+    the ones it looked for: its history files are known for this hold."""
+    token = locking.hold_token(folder)
+    if token is not None:
+        _HISTORY_SEEN[os.path.realpath(folder)] = (token, list(filter(_HISTORY_NAME.match, names)))
+
+
 _HISTORY_NAME = re.compile(re.escape(_HISTORY_PREFIX) + r"[0-9]+\.jsonl\Z")
+# {real folder path: (the lock hold, the names of its history files)}
+_HISTORY_SEEN: dict[str, tuple[object, list[str]]] = {}
 
 
 def older_batches(folder):
@@ -342,6 +361,9 @@ def rotate_if_finished(folder) -> Optional[Path]:
         fileops.move_no_clobber(path, target)
     except OSError:
         return None  # the journal just stays: nothing is lost
+    seen = _HISTORY_SEEN.get(os.path.realpath(folder))
+    if seen is not None and seen[0] is locking.hold_token(folder):
+        seen[1].append(target.name)
     sync_dir(folder)
     return target
 

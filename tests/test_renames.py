@@ -801,3 +801,30 @@ def test_the_planner_takes_exactly_the_names_naming_reads_as_images():
             if name[:1] == ".":
                 continue
             assert bool(plan_module._IMAGE_NAME.match(name)) == naming.is_image_name(name), name
+
+
+@pytest.mark.parametrize("hours", ["-1", "1.5", "-26", "878400", "-878400"])
+def test_a_shift_of_every_name_plans_what_the_general_parse_plans(tmp_path, hours):
+    """--hours shifts names without parsing each into a TimestampedName:
+    the plan must be the one the general way (parse, shift, format) gives,
+    for every kind of name: impossible dates, hour 24, other digits, the
+    year running out, a name that stays, a newline in the original."""
+    names = ["2024-01-02_09-30-06_image.png", "2024-02-29_23-59-59_a.png", "2023-02-29_10-00-00_leap.png",
+             "2024-01-02_24-00-00_h24.png", "2024-13-01_10-00-00_m13.png", "2024-01-02_09-30-60_s60.png",
+             "\uff12024-01-02_09-30-06_wide.png", "2024-01-0\u0663_09-30-06_arabic.png", "9999-12-31_23-00-00_end.png",
+             "0001-01-01_00-00-00_start.png", "1000-01-01_00-30-00_y1000.png", "2024-01-02_09-30-06_x\ny.png",
+             "2024-01-02_09-30-06_.png", "2024-01-02_09-30-06.png", "not-a-stamp.png", "2024-06-30_12-00-00_b.jpeg"]
+    folder = tmp_path / "f"
+    folder.mkdir()
+    for name in names:
+        (folder / name).write_bytes(b"x")
+    fast = shift_by(parse_hours(hours))
+    assert hasattr(fast, "delta")
+
+    def general(parsed):   # the same shift, through the general way
+        return fast(parsed)
+
+    one, other = plan_folder(folder, fast, "b"), plan_folder(folder, general, "b")
+    assert (one.moves, list(one.steps), one.skipped, one.unparsed, one.unselected) == \
+           (other.moves, list(other.steps), other.skipped, other.unparsed, other.unselected)
+    assert one.moves or one.skipped

@@ -82,4 +82,6 @@ def shift_by(hours, select: Optional[Callable] = None) -> Callable:
         if select is not None and not select(parsed):
             return None
         return parsed.timestamp + delta
+    if select is None:   # every name by one amount: the planner may shift names without parsing them
+        shift.delta = delta   # type: ignore[attr-defined]
     return shift

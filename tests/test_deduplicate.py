@@ -917,6 +917,10 @@ def test_a_rerun_with_nothing_to_do_reads_no_image_and_writes_nothing(tmp_path, 
     a = write_image(src / "2025-02-14_10-00-00_a.png", seed=1)
     copy_as(a, "2025-02-14_10-01-00_a.png")
     b = write_image(src / "2025-02-14_11-00-00_b.png", seed=2)
+    write_image(src / "2025-02-15_09-00-00_caf\u00e9 \"\u56fe\".png", seed=3)   # escaped in the record
+    if sys.platform.startswith("linux"):   # a name that is not UTF-8, as surrogate escapes
+        write_image(src / os.fsdecode(b"2025-02-16_09-00-00_\xff\xfe.png"), seed=4)
+    ours = len(names(src)) - 1
     assert run(capsys, "--source", str(src), "--output", str(out_dir))[0] == 0
     record_file = records.record_path(out_dir)
 
@@ -934,7 +938,7 @@ def test_a_rerun_with_nothing_to_do_reads_no_image_and_writes_nothing(tmp_path, 
         before, planned_before = record_file.stat(), len(planned)
         out = rerun()
         assert len(planned) == planned_before
-        assert "Already in output (identical, skipped): 2" in out and "Files read: 0," in out
+        assert f"Already in output (identical, skipped): {ours}" in out and "Files read: 0," in out
         assert "Unique images copied: 0" in out
         assert (record_file.stat().st_mtime_ns, record_file.stat().st_ino) == (before.st_mtime_ns, before.st_ino)
 
@@ -948,7 +952,7 @@ def test_a_rerun_with_nothing_to_do_reads_no_image_and_writes_nothing(tmp_path, 
     digest = records.read_record(out_dir)[b.name].digest
     record_file.write_text(text.replace(digest, "0" * len(digest)))
     assert f"{b.name} was copied here earlier but has changed since" in rerun()
-    assert "Already in output (identical, skipped): 2" in rerun()
+    assert f"Already in output (identical, skipped): {ours}" in rerun()
     quiet_rerun()
 
     # The source's identity in the record edited (another mtime): copied again.
@@ -962,7 +966,7 @@ def test_a_rerun_with_nothing_to_do_reads_no_image_and_writes_nothing(tmp_path, 
     copy_b = out_dir / b.name
     os.utime(copy_b, ns=(copy_b.stat().st_atime_ns, copy_b.stat().st_mtime_ns + 10**9))
     out = rerun()
-    assert "Already in output (identical, skipped): 2" in out
+    assert f"Already in output (identical, skipped): {ours}" in out
     assert records.read_record(out_dir)[b.name].key == records.file_key(copy_b.stat())
     quiet_rerun()
 
@@ -982,4 +986,4 @@ def test_a_rerun_with_nothing_to_do_reads_no_image_and_writes_nothing(tmp_path, 
     record_file.write_text(json.dumps({"version": 2, "files": {
         name: [e.source, list(e.source_key), list(e.key), e.digest] for name, e in record.items()}}))
     out = rerun()
-    assert "Already in output (identical, skipped): 2" in out and "Unique images copied: 0" in out
+    assert f"Already in output (identical, skipped): {ours}" in out and "Unique images copied: 0" in out

@@ -217,10 +217,10 @@ def list_images_afresh(folder) -> FolderListing:
 
 def scan_images(folder, make) -> FolderListing:
     """list_images_afresh, with each image made by `make(folder, name,
-    timestamp)` (folder: the listing's Path) instead of an ImageFile, or
-    left out when `make` returns None; what it returns needs the attributes
-    `name` and `timestamp`. Never answered from a memo: dedupe makes its
-    records here, with what it learns of each file now."""
+    timestamp)` (folder: the listing's Path) instead of an ImageFile; what
+    it returns needs the attributes `name` and `timestamp`. Never answered
+    from a memo: dedupe makes its records here, with what it learns of
+    each file now."""
     names, keyed, unparsed, not_files = [], [], [], []
     base = Path(folder)  # base / name: a child path without parsing the whole path again
     inside = None
@@ -250,9 +250,7 @@ def scan_images(folder, make) -> FolderListing:
         if stamp is None:
             unparsed.append(base / name)
         else:
-            image = make(base, name, stamp)
-            if image is not None:
-                keyed.append(image)
+            keyed.append(make(base, name, stamp))
     # A stable sort of the name order gives (timestamp, name) order (linear where they agree).
     keyed.sort(key=operator.attrgetter("timestamp"))
     unparsed.sort()

@@ -7,7 +7,6 @@ import os
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from itertools import islice
 from operator import itemgetter
 from pathlib import Path
 from typing import Optional
@@ -147,7 +146,8 @@ def _run_steps(folder, plan, journal, steps, update_archive, result, budget) -> 
                 journal.write({"event": "step", "batch": plan.batch_id, "i": start, "ok": False,
                                "reason": failed[start]})
                 start += 1
-        for i, (src, dst, move, _inode) in enumerate(islice(steps, start, None), start):
+        for i in range(start, len(steps)):   # by index: nothing to step over after a real run
+            src, dst, move, _inode = steps[i]
             if budget[0] is not None:
                 if budget[0] <= 0:
                     result.interrupted = True

@@ -83,9 +83,11 @@ class PlanSteps(Sequence):
     def pairs(self):
         """(src, dst) of each step in order: the moves themselves when each
         is its own step in move order (the usual batch), made for nothing."""
-        if not self.special and self.order == range(len(self.moves)):
+        if self.special:
+            return map(_first_two, self)
+        if self.order == range(len(self.moves)):
             return iter(self.moves)
-        return map(_first_two, self)
+        return map(self.moves.__getitem__, self.order)   # each step its move's names: the Move, in C
 
     def __eq__(self, other):
         return isinstance(other, Sequence) and len(self) == len(other) and list(self) == list(other)

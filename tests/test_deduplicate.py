@@ -987,3 +987,42 @@ def test_a_rerun_with_nothing_to_do_reads_no_image_and_writes_nothing(tmp_path, 
         name: [e.source, list(e.source_key), list(e.key), e.digest] for name, e in record.items()}}))
     out = rerun()
     assert f"Already in output (identical, skipped): {ours}" in out and "Unique images copied: 0" in out
+
+
+def test_renames_that_reorder_the_record_leave_the_next_rerun_nothing_to_do(tmp_path, capsys, monkeypatch):
+    """A shift that moves one date's names past another's leaves the
+    record's renamed rows where they were, naming their source by its old
+    name (record_renames): the first re-run plans in full and writes the
+    rows again, in order; the next has nothing to do. After adjust + undo
+    of every name, the record is as it was: nothing to do at once."""
+    import adjust_specific_timestamp
+    import adjust_timestamps
+    from discordpicextract import records
+
+    src, out_dir = tmp_path / "src", tmp_path / "out"
+    write_image(src / "2025-02-14_10-00-00_a.png", seed=1)
+    write_image(src / "2025-02-15_10-00-00_b.png", seed=2)
+    assert run(capsys, "--source", str(src), "--output", str(out_dir))[0] == 0
+    planned = []
+    real_fetch_state = records.fetch_state
+    monkeypatch.setattr(records, "fetch_state", lambda *a, **k: planned.append(1) or real_fetch_state(*a, **k))
+
+    def rerun():
+        before = len(planned)
+        code, out, err = run(capsys, "--source", str(src), "--output", str(out_dir))
+        assert code == 0, err
+        assert "Already in output (identical, skipped): 2" in out and "Files read: 0," in out
+        return len(planned) > before
+
+    assert not rerun()
+    folders = ["--folders", str(src), str(out_dir)]
+    assert adjust_timestamps.main([*folders, "--hours", "-1", "--yes"]) == 0
+    assert adjust_timestamps.main([*folders, "--undo"]) == 0
+    assert not rerun()
+
+    assert adjust_specific_timestamp.main([*folders, "--date", "2025-02-14", "--hours", "48", "--yes"]) == 0
+    capsys.readouterr()
+    assert list(records.read_record(out_dir)) == ["2025-02-16_10-00-00_a.png", "2025-02-15_10-00-00_b.png"]
+    assert rerun()                        # planned in full; the rows written in order
+    assert list(records.read_record(out_dir)) == ["2025-02-15_10-00-00_b.png", "2025-02-16_10-00-00_a.png"]
+    assert not rerun()

@@ -76,7 +76,7 @@ class _Undoable:
                 continue
             if batch.undoes:
                 if batch.status == "completed":
-                    self.reverted[batch.undoes].update((move.old, move.new) for move in batch.done_moves())
+                    self.reverted[batch.undoes].update(batch.done_moves())   # Moves: (old, new) pairs
                 continue
             if batch.status != "completed" or batch.recovers:
                 continue
@@ -84,11 +84,14 @@ class _Undoable:
             failed = {batch.steps[i][2] for i in batch.failed}
             skipped = {(skip.name, skip.target) for skip in batch.skipped}
             inode_of = batch.move_inodes()
-            moves, inodes = [], []
-            for m, move in enumerate(batch.moves):   # done_moves, with each one's inode
-                if m not in failed and move not in skipped and (move.new, move.old) not in reverted:
-                    moves.append(move)
-                    inodes.append(inode_of[m])
+            if not (failed or skipped or reverted):   # the usual batch: every move done, none undone yet
+                moves, inodes = list(batch.moves), list(inode_of)
+            else:
+                moves, inodes = [], []
+                for m, move in enumerate(batch.moves):   # done_moves, with each one's inode
+                    if m not in failed and move not in skipped and (move.new, move.old) not in reverted:
+                        moves.append(move)
+                        inodes.append(inode_of[m])
             there = self.there
             # A name holding another file than the batch's (replaced since)
             # holds the batch back no more than a name that is gone.
@@ -175,12 +178,16 @@ def undo_last_batch(folders, dry_run=False) -> list[UndoOutcome]:
                 outcome.waiting = _told(batch)
                 continue
             outcome.batch = _told(batch)
-            mapping = {move.new: move.old for move in moves}
-            recorded = {move.new: inode for move, inode in zip(moves, inodes) if inode is not None}
+            mapping = dict(zip(map(_new, moves), map(_old, moves)))
+            recorded = dict(zip(map(_new, moves), inodes))
             del batch, moves, inodes
             occupied, current = _listing(folder, mapping)
+            # The names whose file is not the one the journal recorded (the
+            # items that differ, found in C; a name gone or an inode never
+            # recorded is no replacement).
             replaced = [Skip(new, mapping.pop(new), "the file there was replaced since the batch: left alone")
-                        for new, inode in recorded.items() if new in current and current[new] != inode]
+                        for new, inode in sorted(recorded.items() - current.items(), key=_recorded_order(recorded))
+                        if inode is not None and new in current]
             del recorded
             outcome.plan = plan_mapping(mapping, occupied, undo_id)
             outcome.plan.skipped[:0] = replaced
@@ -198,13 +205,27 @@ def undo_last_batch(folders, dry_run=False) -> list[UndoOutcome]:
     return outcomes
 
 
+_old, _new = itemgetter(0), itemgetter(1)
+
+
+def _recorded_order(recorded):
+    """A sort key: the order of `recorded` (the batch's move order)."""
+    position: dict[str, int] = {}
+
+    def key(item):
+        if not position:
+            position.update(zip(recorded, range(len(recorded))))
+        return position[item[0]]
+    return key
+
+
 def _listing(folder, mapping) -> tuple[set, dict]:
     """(the names in `folder`, {name: inode} of those `mapping` moves),
     from one listing under the lock (the inode comes with each entry: no
     lstat per file). A name `mapping` moves is its very str (the listing's
     own copy goes at once), so a folder of 100,000 being renamed costs a
     set, not a second copy of every name."""
-    own = {name: name for name in mapping}
+    own = dict(zip(mapping, mapping))
     names: set = set()
     inodes: dict = {}
     try:

@@ -176,12 +176,14 @@ def match_of(a, b, max_distance):
     return f"phash distance {distance}" if distance <= max_distance else None
 
 
-def plan_dedupe(records, max_distance=0, ignore_size=False) -> DedupePlan:
-    """Decide what to keep. Pure: reads only the records' fields."""
+def plan_dedupe(records, max_distance=0, ignore_size=False, ordered=False) -> DedupePlan:
+    """Decide what to keep. Pure: reads only the records' fields.
+    `ordered`: `records` is a list already in (timestamp, name) order (as
+    fill_records gives them), not sorted again."""
     keep: list = []
     corrupt: list = []
     groups: list = []
-    for day in days_of(in_order(records)):
+    for day in days_of(records if ordered else in_order(records)):
         # bucket (size, or all of the date) -> its kept records, earliest first
         kept_by_bucket: dict = {}
         group_of: dict = {}   # kept record -> its DuplicateGroup, once it has a removed one
@@ -358,15 +360,16 @@ def _fill_checks(records, workers, stats):
     stats.checked = len(todo)
 
 
-def records_needing_phash(records, fast=True, ignore_size=False):
-    """One representative per distinct content that a comparison may need.
+def records_needing_phash(records, fast=True, ignore_size=False, ordered=False):
+    """One representative per distinct content that a comparison may need
+    (`ordered`: as for plan_dedupe).
 
     A bucket with one sound record, or whose sound records are all
     byte-identical, needs none."""
     if not fast:
         return [r for r in records if r.ok]
     needed: list = []
-    for day in days_of(in_order(records)):
+    for day in days_of(records if ordered else in_order(records)):
         buckets: dict = {}
         for record in day:
             if record.error is None:   # .ok, without a call per record
@@ -387,7 +390,7 @@ def records_needing_phash(records, fast=True, ignore_size=False):
 
 
 def _fill_phashes(records, workers, fast, ignore_size, stats):
-    needed = records_needing_phash(records, fast, ignore_size)
+    needed = records_needing_phash(records, fast, ignore_size, ordered=True)   # fill_records' order
     # A pHash known for one copy (from the cache) serves all byte-identical ones.
     known = {r.digest: r.phash for r in records if r.phash and r.error is None}   # r.ok, inlined
     todo = [r for r in needed if r.phash is None and not (fast and r.digest in known)]
@@ -809,7 +812,7 @@ def _dedupe(args) -> DedupeRun:
             raise RunError(f"{exc}; nothing was copied") from None
         listing.images = []   # the records hold what is needed of them
         warnings = [w for w in (cache.warning, cache.save()) if w]
-        plan = plan_dedupe(image_records, args.max_distance, ignore_size)
+        plan = plan_dedupe(image_records, args.max_distance, ignore_size, ordered=True)
         copies = sync_plan = None
         if not args.dry_run:
             copies = unchanged_copies(plan, args.source, args.output)

@@ -151,13 +151,17 @@ def try_parse_name(name: str):
 def parse_stamp_of(name: str):
     """The timestamp of a pipeline name, or None: what a listing needs,
     without building a TimestampedName per file."""
-    match = _NAME_RE.match(name)
-    if not match:
+    if _STAMP_RE.match(name) is None:
         return None
     try:
-        return _parse_stamp(match.group(1))
+        return _parse_stamp(name[:19])   # the stamp: 19 characters, as \d is one
     except ValueError:
         return None
+
+
+# What _NAME_RE matches, without reading the name past the stamp (with
+# DOTALL, "(.+)$" is any one character or more)
+_STAMP_RE = re.compile(r"\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}_.", re.DOTALL)
 
 
 def format_name(timestamp: datetime, original: str) -> str:

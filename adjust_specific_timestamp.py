@@ -106,11 +106,13 @@ def _main(argv):
     hours = args.hours if args.hours is not None else cli.ask(
         "Add how many hours? (can be negative to subtract): ", flag="--hours", parse=parse_hours)
     names_zone.common_zone(folders, args.timezone)  # one shift over names in two zones is wrong in one
-    run = command.plan_shift(folders, shift_by(hours, selection.matches), args.dry_run)
-    subtitle = f"Adding {format_hours(hours)} hours to {selection.describe()}"
-    cli.show(report.banner("Specific Timestamp Adjustment", subtitle, run.warnings))
-    label = f"adjust_specific_timestamp {selection.describe()} --hours {format_hours(hours)}"
-    return cli.show(command.apply_shift(run, label=label, yes=args.yes, dry_run=args.dry_run, show_matched=True))
+    with command.held_unless_asking(folders, args.yes, args.dry_run):
+        run = command.plan_shift(folders, shift_by(hours, selection.matches), args.dry_run)
+        subtitle = f"Adding {format_hours(hours)} hours to {selection.describe()}"
+        cli.show(report.banner("Specific Timestamp Adjustment", subtitle, run.warnings))
+        label = f"adjust_specific_timestamp {selection.describe()} --hours {format_hours(hours)}"
+        return cli.show(command.apply_shift(run, label=label, yes=args.yes, dry_run=args.dry_run,
+                                            show_matched=True))
 
 
 def main(argv=None):

@@ -194,10 +194,11 @@ def run_post_times(args, folders):
 def run_hours(args, folders):
     zone.common_zone(folders, args.timezone)
     hours = args.hours if args.hours is not None else parse_hours(config.DEFAULT_ADJUST_HOURS)
-    run = command.plan_shift(folders, shift_by(hours), args.dry_run)
-    cli.show(report.banner("File Timestamp Adjustment Script", describe_shift(hours), run.warnings))
-    return cli.show(command.apply_shift(run, label=f"adjust_timestamps --hours {format_hours(hours)}",
-                                        yes=args.yes, dry_run=args.dry_run)), run
+    with command.held_unless_asking(folders, args.yes, args.dry_run):
+        run = command.plan_shift(folders, shift_by(hours), args.dry_run)
+        cli.show(report.banner("File Timestamp Adjustment Script", describe_shift(hours), run.warnings))
+        return cli.show(command.apply_shift(run, label=f"adjust_timestamps --hours {format_hours(hours)}",
+                                            yes=args.yes, dry_run=args.dry_run)), run
 
 
 def _applied(run) -> bool:

@@ -16,7 +16,7 @@ from helpers import contents, fill
 
 import adjust_timestamps
 import config
-from discordpicextract import naming
+from discordpicextract import cli, naming
 from discordpicextract.renames import command
 from discordpicextract.renames.journal import pending_batch
 
@@ -163,6 +163,25 @@ def test_while_a_batch_is_live_a_second_run_and_recovery_are_refused(tmp_path, c
     assert [contents(f) for f in folders] == [shifted(old, -5) for old in before]  # -5 once, never -8
 
 
+def test_an_unattended_run_plans_under_its_locks_and_does_not_list_the_folders_again(tmp_path, monkeypatch):
+    from discordpicextract import locking
+    from discordpicextract.renames import apply, plan
+
+    folders = pipeline(tmp_path)
+    before = [contents(f) for f in folders]
+    real_plan_folder, listed_again = plan.plan_folder, []
+
+    def plan_folder_under_lock(folder, *args, **kwargs):
+        assert locking.holds(folder)
+        return real_plan_folder(folder, *args, **kwargs)
+    monkeypatch.setattr(command, "plan_folder", plan_folder_under_lock)
+    monkeypatch.setattr(apply, "check_still_fits", lambda folder, p: listed_again.append(folder))
+    assert adjust_timestamps.main(["--hours", "1"]) == 0
+    assert listed_again == [] and state_of(folders, before) == ["shifted"] * 3
+    assert adjust_timestamps.main(["--undo"]) == 0 and listed_again == []   # nor does its undo
+    assert state_of(folders, before) == ["original"] * 3
+
+
 def test_a_plan_made_before_another_run_renamed_is_refused_not_applied_twice(tmp_path, capsys, monkeypatch):
     folders = pipeline(tmp_path)
     before = [contents(f) for f in folders]
@@ -171,8 +190,11 @@ def test_a_plan_made_before_another_run_renamed_is_refused_not_applied_twice(tmp
     def confirm_while_another_run_renames(outcomes, yes, dry_run):
         # the other run plans, takes the locks and renames between our plan and our apply
         monkeypatch.setattr(command, "confirm", real_confirm)
-        assert adjust_timestamps.main(["--hours", "-5"]) == 0
+        assert adjust_timestamps.main(["--hours", "-5", "--yes"]) == 0
         return True
+    # On a terminal a run plans, asks, and only then takes the locks (an
+    # unattended run holds them from before its plan: no other run can come between).
+    monkeypatch.setattr(cli, "is_interactive", lambda: True)
     monkeypatch.setattr(command, "confirm", confirm_while_another_run_renames)
     code = adjust_timestamps.main(["--hours", "-3"])
     err = capsys.readouterr().err

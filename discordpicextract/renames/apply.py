@@ -74,28 +74,24 @@ def apply_plan(folder, plan: RenamePlan, *, label="", undoes=None, recovers=None
 
 
 def apply_batch(parts, *, label="", undoes=None, recovers=None, update_archive=True,
-                stop_after=None, inodes=None) -> list[ApplyResult]:
+                stop_after=None) -> list[ApplyResult]:
     """Carry out one run's batch over several folders: `parts` is
     [(folder, plan)], the plans sharing one batch id.
 
     Every folder's lock is held throughout, and each plan is checked again
     under it (a plan made before another run renamed files is refused, not
-    applied on top), unless `inodes` (one list per part: the inode of each
-    move's file) says the plans were made under the hold the caller still
-    has, from a listing that read those inodes. Every folder with something to do journals the whole
+    applied on top), unless it was made under this very hold (see
+    RenamePlan.hold): then the listing it was made from stands. Every folder with something to do journals the whole
     batch (naming all its folders) before any file moves in any of them, so
     a crash anywhere leaves a record in each that recovery can finish or
     roll back as one."""
     results = [ApplyResult(str(folder), plan.batch_id, skipped=list(plan.skipped),
                            unparsed=list(plan.unparsed), unselected=plan.unselected) for folder, plan in parts]
-    given = [found for (_folder, plan), found in zip(parts, inodes or [None] * len(parts)) if plan.steps]
     active = [(Path(folder), plan, result) for (folder, plan), result in zip(parts, results) if plan.steps]
     if not active:
         return results
     with locking.hold_all([folder for folder, _plan, _result in active], "renames"):
-        inodes = [check_still_fits(folder, plan) if found is None else found
-                  for (folder, plan, _result), found in zip(active, given)]
-        del given
+        inodes = [_inodes_under_hold(folder, plan) for folder, plan, _result in active]
         everyone = [os.path.realpath(folder) for folder, _plan, _result in active]
         journals = []
         try:
@@ -181,6 +177,18 @@ def _moves_until_one_fails(move_one, steps) -> tuple[int, Optional[BaseException
     except (OSError, KeyboardInterrupt) as exc:
         return i, exc
     return len(steps), None
+
+
+def _inodes_under_hold(folder, plan: RenamePlan) -> list:
+    """The inode of each move's file, read under the lock now held: the
+    plan's own when it was made under this hold (a plan is trusted once),
+    else from check_still_fits."""
+    hold, plan.hold = plan.hold, None
+    if hold is not None and plan.inodes is not None and hold is locking.hold_token(folder):
+        if plan.hidden is not None:   # the history files among them: none to list for again
+            note_history_names(folder, plan.hidden)
+        return plan.inodes
+    return check_still_fits(folder, plan)
 
 
 def check_still_fits(folder, plan: RenamePlan) -> list:

@@ -4,6 +4,8 @@ the pipeline folders (plan, confirm, apply). Results come back as
 `report.Report` objects; the scripts print them (`cli.show`)."""
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -181,8 +183,24 @@ def plan_shift(folders, shift, dry_run) -> ShiftRun:
     warnings = refuse_if_pending(folders, dry_run)
     batch_id = new_batch_id()
     fates: dict = {}   # one shift over all folders: a name in several is decided once
-    return ShiftRun([FolderOutcome(folder, plan_folder(folder, shift, batch_id, fates)) for folder in folders],
-                    warnings)
+    return ShiftRun([FolderOutcome(folder, plan_folder(folder, shift, batch_id, fates, locking.hold_token(folder)))
+                     for folder in folders], warnings)
+
+
+@contextmanager
+def held_unless_asking(folders, yes, dry_run) -> Iterator[None]:
+    """The folders' locks from before the plan to the end of the run, for a
+    run that will not stop to ask (`--yes`, or no terminal; see `confirm`):
+    its plan is then made from listings no other run can change before it
+    applies, so apply need not list every folder again. A run that asks
+    plans first and locks once confirmed: no lock waits on a person. A
+    dry run, or a folder that cannot take a lock (read-only: its own
+    error comes from the usual checks), takes none here."""
+    if dry_run or (not yes and cli.is_interactive()) or not all(os.access(f, os.W_OK | os.X_OK) for f in folders):
+        yield
+        return
+    with locking.hold_all(folders, "renames"):
+        yield
 
 
 def confirm(outcomes, yes, dry_run) -> bool:

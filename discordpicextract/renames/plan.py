@@ -109,6 +109,14 @@ class RenamePlan:
     skipped: list[Skip] = field(default_factory=list)
     unparsed: list[str] = field(default_factory=list)   # names left alone
     unselected: int = 0                                 # parsed, not in the batch
+    # A plan made from a listing under the folder's lock: that hold
+    # (locking.hold_token), the inode of each move's file as the listing
+    # read it, and (when it read them all) the listing's hidden names.
+    # apply trusts them, instead of listing the folder again, only under
+    # that very hold, and once.
+    hold: Optional[object] = None
+    inodes: Optional[list] = None
+    hidden: Optional[list[str]] = None
 
 
 def new_batch_id() -> str:
@@ -305,16 +313,26 @@ def _order_steps(moves, targets, occupied, batch_id) -> PlanSteps:
     return PlanSteps(moves, order, special)
 
 
-
-
-def plan_folder(folder, shift, batch_id: Optional[str] = None, fates: Optional[dict] = None) -> RenamePlan:
+def plan_folder(folder, shift, batch_id: Optional[str] = None, fates: Optional[dict] = None,
+                hold: Optional[object] = None) -> RenamePlan:
     """plan_renames over the images of `folder` (ordered by timestamp, then
     name), checked against every name in it. Each name's fate is decided
     as it is parsed: a folder of 100,000 is never held as parsed names.
     `fates`: {name: its fate} shared by the folders of one run with one
     `shift` (a name's new name depends on nothing else), so that a name
-    in several folders is parsed and formatted once, its new name one str."""
-    names, occupied = _image_files(folder)
+    in several folders is parsed and formatted once, its new name one str.
+    `hold`: this process's hold of the folder's lock (planning under it),
+    so that the plan carries its files' inodes (RenamePlan.hold)."""
+    names, occupied, inode_of, hidden = _image_files(folder, hold is not None)
+    plan = _plan_names(names, occupied, shift, batch_id, fates)
+    if hold is not None:
+        plan.hold, plan.hidden = hold, hidden
+        plan.inodes = list(map(inode_of.__getitem__, map(itemgetter(0), plan.moves)))
+    return plan
+
+
+def _plan_names(names, occupied, shift, batch_id, fates) -> RenamePlan:
+    """plan_folder's plan of the image `names` of a folder holding `occupied`."""
     fates = {} if fates is None else fates
     unseen: Iterable[str] = set(names).difference(fates)   # each name once per run
     delta = getattr(shift, "delta", None)
@@ -388,23 +406,30 @@ _IMAGE_NAME = re.compile(r"[^.].*\.(?:" + "|".join(sorted(ext[1:] for ext in nam
                          + r")\Z", re.DOTALL | re.IGNORECASE | re.ASCII)
 
 
-def _image_files(folder) -> tuple[list, set]:
+def _image_files(folder, with_inodes=False) -> tuple[list, set, dict, list]:
     """(the names of the image files of `folder`, not hidden; every name in
-    it). One listing, names only: no Path per file, no entry kept."""
+    it; with_inodes: {image name: inode} and the hidden names, else {} and
+    []). One listing, names only: no Path per file, no entry kept."""
     names: list[str] = []
     occupied: set[str] = set()
+    inode_of: dict[str, int] = {}
+    hidden: list[str] = []
     add, match = occupied.add, _IMAGE_NAME.match
     with os.scandir(folder) as entries:
         for entry in entries:
             name = entry.name
             add(name)
             try:
-                if match(name) and entry.is_file():
-                    names.append(name)
+                if match(name):
+                    if entry.is_file():
+                        names.append(name)
+                        if with_inodes:
+                            inode_of[name] = entry.inode()
+                elif with_inodes and name[:1] == ".":
+                    hidden.append(name)
             except OSError:
                 continue
-    return names, occupied
-
+    return names, occupied, inode_of, hidden
 
 
 _UNSEEN, _UNPARSED = object(), object()

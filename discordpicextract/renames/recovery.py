@@ -168,7 +168,7 @@ def undo_last_batch(folders, dry_run=False) -> list[UndoOutcome]:
         target = _newest(candidates, journals)
         del candidates, journals
         undo_id = new_batch_id()
-        parts, known = [], []
+        parts = []
         for k, (folder, outcome) in enumerate(zip(folders, outcomes)):
             batch, moves, inodes = found[k]
             found[k] = (None, [], [])   # the batch read back is let go once planned: 100,000s of moves
@@ -192,14 +192,15 @@ def undo_last_batch(folders, dry_run=False) -> list[UndoOutcome]:
             outcome.plan = plan_mapping(mapping, occupied, undo_id)
             outcome.plan.skipped[:0] = replaced
             del mapping, occupied
-            # Each move's inode from this listing, under the same hold: apply
-            # need not list the folder again to find them.
-            known.append(list(map(current.__getitem__, map(itemgetter(0), outcome.plan.moves))))
+            # Planned under the hold apply runs under, from a listing that
+            # read each move's inode: apply need not list the folder again.
+            outcome.plan.hold = locking.hold_token(folder)
+            outcome.plan.inodes = list(map(current.__getitem__, map(itemgetter(0), outcome.plan.moves)))
             del current
             parts.append((folder, outcome))
         if not dry_run:
             results = apply_batch([(folder, outcome.plan) for folder, outcome in parts],
-                                  label=f"undo of {target}", undoes=target, inodes=known)
+                                  label=f"undo of {target}", undoes=target)
             for (_folder, outcome), result in zip(parts, results):
                 outcome.result = result
     return outcomes

@@ -6,9 +6,10 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 # Below these many jobs a process pool costs more than it saves.
 PARALLEL_MIN_CHECKS = 400
@@ -66,6 +67,9 @@ class Workers:
         if self.count == 1 or count < minimum:
             yield from map(func, items)
             return
+        # imported here: a run with nothing to read (a cached re-run) starts no pool
+        from concurrent.futures.process import BrokenProcessPool, ProcessPoolExecutor
+
         if self._pool is None:
             _import_before_fork(func)
             self._pool = ProcessPoolExecutor(max_workers=self.count, initializer=_die_with_parent,

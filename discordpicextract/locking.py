@@ -106,14 +106,16 @@ def busy_message(folder, found: Optional[Holder]) -> str:
 
 
 @contextmanager
-def hold(folder, command: str = "") -> Iterator[list]:
+def hold(folder, command: str = "", leftovers: bool = True) -> Iterator[list]:
     """Hold `folder`'s lock for the `with` block, or raise BusyError when
     another run holds it (exit 2, nothing done). The folder must exist.
 
     Taking it first also removes our own leftover `.part` temp files there
     and yields their names: a run that held the lock before was killed
     mid-write, and no other run can be writing them now. Taken again by
-    the process that holds it, it yields []."""
+    the process that holds it, it yields []. `leftovers=False`: the caller
+    lists the folder under the hold anyway and removes them from that
+    listing (`remove_leftovers_among`), before it writes there."""
     key = _key(folder)
     with _held_guard:
         entry = _held.get(key)
@@ -131,7 +133,7 @@ def hold(folder, command: str = "") -> Iterator[list]:
         _held[key] = [lock, 1]
     try:
         _write_info(folder, command)
-        yield remove_our_leftovers(folder)
+        yield remove_our_leftovers(folder) if leftovers else []
     finally:
         with _held_guard:
             del _held[key]
@@ -139,14 +141,14 @@ def hold(folder, command: str = "") -> Iterator[list]:
 
 
 @contextmanager
-def hold_all(folders, command: str = "") -> Iterator[list]:
+def hold_all(folders, command: str = "", leftovers: bool = True) -> Iterator[list]:
     """Hold the locks of all `folders` (a rename batch spanning them), taken
     in one order so that two runs cannot each hold half; all or none.
-    Yields the leftover temp files removed, as paths."""
+    Yields the leftover temp files removed, as paths (see hold)."""
     removed: list = []
     with ExitStack() as stack:
         for folder in [f for _, f in sorted({_key(f): f for f in folders}.items())]:
-            names = stack.enter_context(hold(folder, command))
+            names = stack.enter_context(hold(folder, command, leftovers))
             removed.extend(Path(folder) / name for name in names)
         yield removed
 
@@ -193,14 +195,20 @@ def _read_info(folder) -> Optional[Holder]:
 def remove_our_leftovers(folder) -> list:
     """Delete the `.part` temp files our writes leave when killed mid-file
     (call only while holding the folder's lock); returns their names."""
-    removed: list = []
     try:
         # names matched in C (filter with the pattern's own match): no entry object
         # nor Python step per file of 100,000
-        names = list(filter(_OUR_PART.match, os.listdir(folder)))
+        names = os.listdir(folder)
     except OSError:
-        return removed
-    for name in names:
+        return []
+    return remove_leftovers_among(folder, names)
+
+
+def remove_leftovers_among(folder, names) -> list:
+    """remove_our_leftovers of the `.part` files among `names` (a listing
+    of the folder made under its lock; its hidden names are enough)."""
+    removed: list = []
+    for name in list(filter(_OUR_PART.match, names)):
         path = os.path.join(folder, name)
         try:
             if stat.S_ISREG(os.lstat(path).st_mode):   # a file, not through a link

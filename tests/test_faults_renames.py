@@ -341,3 +341,23 @@ def test_a_batch_journaled_in_the_first_format_is_still_undone(tmp_path, capsys)
     assert contents(folders[0]) == shifted(before[0], 1)
     assert adjust_timestamps.main(["--folders", *map(str, folders), "--undo"]) == 0   # the +1 h batch
     assert [contents(f) for f in folders] == before
+
+
+def test_rename_runs_remove_our_leftover_temp_files_in_every_folder_they_lock(tmp_path, capsys):
+    """A killed write leaves `.part` files: the next run that locks the
+    folder removes them, found in the listing it plans from (adjust) or
+    the one it undoes from, and in a folder the undo has no part in too."""
+    folders = pipeline(tmp_path)
+    before = [contents(f) for f in folders]
+
+    def leave_some():
+        for folder in folders:
+            (folder / ".2025-03-03_09-00-00_c0.png.k3j9x2q1.part").write_bytes(b"half")
+    leave_some()
+    assert adjust_timestamps.main(["--folders", *map(str, folders[:2]), "--hours", "1"]) == 0
+    assert leftovers(folders[0]) == [] and leftovers(folders[1]) == []
+    assert leftovers(folders[2]) == [".2025-03-03_09-00-00_c0.png.k3j9x2q1.part"]   # not locked: left alone
+    leave_some()
+    assert adjust_timestamps.main(["--undo"]) == 0          # over all three; the third has no part in it
+    assert [leftovers(f) for f in folders] == [[], [], []]
+    assert [contents(f) for f in folders] == before

@@ -183,8 +183,12 @@ def plan_shift(folders, shift, dry_run) -> ShiftRun:
     warnings = refuse_if_pending(folders, dry_run)
     batch_id = new_batch_id()
     fates: dict = {}   # one shift over all folders: a name in several is decided once
-    return ShiftRun([FolderOutcome(folder, plan_folder(folder, shift, batch_id, fates, locking.hold_token(folder)))
-                     for folder in folders], warnings)
+    outcomes = [FolderOutcome(folder, plan_folder(folder, shift, batch_id, fates, locking.hold_token(folder)))
+                for folder in folders]
+    for outcome in outcomes:   # planned under the lock: its listing finds the leftovers (held_unless_asking)
+        if outcome.plan.hidden:
+            locking.remove_leftovers_among(outcome.folder, outcome.plan.hidden)
+    return ShiftRun(outcomes, warnings)
 
 
 @contextmanager
@@ -199,7 +203,7 @@ def held_unless_asking(folders, yes, dry_run) -> Iterator[None]:
     if dry_run or (not yes and cli.is_interactive()) or not all(os.access(f, os.W_OK | os.X_OK) for f in folders):
         yield
         return
-    with locking.hold_all(folders, "renames"):
+    with locking.hold_all(folders, "renames", leftovers=False):   # plan_shift's listings remove them
         yield
 
 

@@ -155,7 +155,8 @@ def undo_last_batch(folders, dry_run=False) -> list[UndoOutcome]:
     all folders is reverted, in the folders that have it; the others wait
     (`waiting`) for a later --undo. The undo is itself one batch over those
     folders, planned under their locks."""
-    with _locked(folders, dry_run, "undo"):
+    cleaned: set = set()
+    with _locked(folders, dry_run, "undo", cleaned):
         journals, found = [], []
         for folder in folders:
             ids, undoable = _undoable_in(folder)
@@ -181,7 +182,10 @@ def undo_last_batch(folders, dry_run=False) -> list[UndoOutcome]:
             mapping = dict(zip(map(_new, moves), map(_old, moves)))
             recorded = dict(zip(map(_new, moves), inodes))
             del batch, moves, inodes
-            occupied, current = _listing(folder, mapping)
+            occupied, current, hidden = _listing(folder, mapping)
+            if not dry_run:
+                locking.remove_leftovers_among(folder, hidden)
+                cleaned.add(folder)
             # The names whose file is not the one the journal recorded (the
             # items that differ, found in C; a name gone or an inode never
             # recorded is no replacement).
@@ -220,8 +224,9 @@ def _recorded_order(recorded):
     return key
 
 
-def _listing(folder, mapping) -> tuple[set, dict]:
-    """(the names in `folder`, {name: inode} of those `mapping` moves),
+def _listing(folder, mapping) -> tuple[set, dict, list]:
+    """(the names in `folder`, {name: inode} of those `mapping` moves, the
+    hidden names among the others),
     from one listing under the lock (the inode comes with each entry: no
     lstat per file). A name `mapping` moves is its very str (the listing's
     own copy goes at once), so a folder of 100,000 being renamed costs a
@@ -229,18 +234,21 @@ def _listing(folder, mapping) -> tuple[set, dict]:
     own = dict(zip(mapping, mapping))
     names: set = set()
     inodes: dict = {}
+    hidden: list = []
     try:
         with os.scandir(folder) as entries:
             for entry in entries:
                 name = own.get(entry.name)
                 if name is None:
                     names.add(entry.name)
+                    if entry.name[:1] == ".":
+                        hidden.append(entry.name)
                 else:
                     names.add(name)
                     inodes[name] = entry.inode()
     except OSError as exc:
         raise UsageError(f"cannot read folder {folder}: {exc.strerror or exc}") from None
-    return names, inodes
+    return names, inodes, hidden
 
 
 def _told(batch: Batch) -> Batch:
@@ -250,16 +258,24 @@ def _told(batch: Batch) -> Batch:
 
 
 @contextmanager
-def _locked(folders, dry_run, command):
+def _locked(folders, dry_run, command, cleaned=None):
     """The folders' locks for a real run; a dry run changes nothing and
-    only refuses when another run is live (a read-only folder may be looked at)."""
+    only refuses when another run is live (a read-only folder may be looked at).
+    `cleaned` (a set): the body lists folders under the hold and removes
+    their leftover temp files from that listing, adding each folder to it;
+    the others' are removed before the hold ends (see locking.hold)."""
     if dry_run:
         for folder in folders:
             refuse_if_busy(folder)
         yield
         return
-    with locking.hold_all(folders, command):
-        yield
+    with locking.hold_all(folders, command, leftovers=cleaned is None):
+        try:
+            yield
+        finally:
+            for folder in folders if cleaned is not None else []:
+                if folder not in cleaned:
+                    locking.remove_our_leftovers(folder)
 
 
 def undo_last(folder, dry_run=False) -> UndoOutcome:

@@ -277,8 +277,8 @@ _STRIDE = 1 << 16
 
 def _elements(text, at, end, convert) -> list:
     """The elements of the JSON array whose text between its brackets is
-    text[at:end], each piece through `convert` (None: as they are), read a piece at a time. A piece
-    cut inside a string (a name ending in "],[") does not parse: ValueError
+    text[at:end], read a piece at a time, each piece's list through
+    `convert` (None: as they are). A piece cut inside a string (a name ending in "],[") does not parse: ValueError
     (the caller then reads the line whole), as for any text that is no
     array of JSON values."""
     items: list = []

@@ -258,6 +258,10 @@ def run(argv, label, expect=(0,)):
     (adjust prints a line per file)."""
     # Linux keeps ru_maxrss across exec: a child forked from this (large)
     # process would report at least our size. GNU time is small.
+    # Each process starts with nothing left to write back: the gigabytes a
+    # copy step wrote would otherwise be flushed during the next one (its
+    # bound), slowing that one instead.
+    os.sync()
     with tempfile.TemporaryFile() as out, tempfile.NamedTemporaryFile("r") as rss_file:
         began = time.perf_counter()
         proc = subprocess.run([TIME, "-f", "%M", "-o", rss_file.name, *argv], stdout=out,

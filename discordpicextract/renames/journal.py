@@ -38,34 +38,20 @@ JournalStep = tuple
 BEGIN_FORMAT = 2
 
 
-class CompactSteps(Sequence):
-    """A batch's steps as the format-2 begin record keeps them: a move
-    index per step (8 bytes each) and the few steps whose names are not
-    their move's; each step reads as (src, dst, move, inode), like the
-    steps of a format-1 record."""
+class CompactSteps(PlanSteps):
+    """A batch's steps as the format-2 begin record keeps them: a plan's
+    steps (a move index each, names only where a step is not its move)
+    with the inode of each move's file; each step reads as
+    (src, dst, move, inode), like the steps of a format-1 record."""
 
-    __slots__ = ("inodes", "moves", "order", "special")
+    __slots__ = ("inodes",)
 
     def __init__(self, moves, inodes, order, special):
-        self.moves, self.inodes, self.order, self.special = moves, inodes, order, special
+        super().__init__(moves, order, special)
+        self.inodes = inodes
 
-    def __len__(self):
-        return len(self.order)
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[k] for k in range(*i.indices(len(self)))]
-        m = self.order[i]
-        names = self.special.get(i if i >= 0 else i + len(self.order)) if self.special else None
-        src, dst = names if names is not None else self.moves[m]
-        return (src, dst, m, self.inodes[m])
-
-    def __iter__(self):
-        moves, inodes, special = self.moves, self.inodes, self.special
-        for i, m in enumerate(self.order):
-            names = special.get(i) if special else None
-            src, dst = names if names is not None else moves[m]
-            yield (src, dst, m, inodes[m])
+    def _step(self, src, dst, move):
+        return (src, dst, move, self.inodes[move])
 
     def __eq__(self, other):
         if isinstance(other, CompactSteps):
@@ -73,14 +59,14 @@ class CompactSteps(Sequence):
                     and self.inodes == other.inodes and self.moves == other.moves)
         return isinstance(other, Sequence) and list(self) == list(other)
 
-    __hash__ = None   # type: ignore[assignment]
+    __hash__ = None
 
     def __repr__(self):
         return f"CompactSteps({len(self)} steps, {len(self.special)} special)"
 
     def rows(self) -> list:
         """The record's "steps": a move index, or [src, dst, move]."""
-        rows: list = self.order.tolist()
+        rows: list = list(self.order)
         for i, (src, dst) in self.special.items():
             rows[i] = [src, dst, rows[i]]
         return rows

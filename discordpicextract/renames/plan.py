@@ -71,14 +71,17 @@ class PlanSteps(Sequence):
         m = self.order[i]
         names = self.special.get(i if i >= 0 else i + len(self.order)) if self.special else None
         src, dst = names if names is not None else self.moves[m]
-        return Step(src, dst, m)
+        return self._step(src, dst, m)
 
     def __iter__(self):
-        moves, special = self.moves, self.special
+        moves, special, step = self.moves, self.special, self._step
         for i, m in enumerate(self.order):
             names = special.get(i) if special else None
             src, dst = names if names is not None else moves[m]
-            yield Step(src, dst, m)
+            yield step(src, dst, m)
+
+    def _step(self, src, dst, move):
+        return Step(src, dst, move)
 
     def pairs(self):
         """(src, dst) of each step in order: the moves themselves when each

@@ -707,6 +707,9 @@ def _copy_all_new(output, names, state, record, result, mode, mapper=None):
         except StopIteration:
             break   # the disk filled up: the rest is not tried
         except Exception as exc:   # the pool broke (a worker killed): the rest is copied here
+            if not parallel:   # raised here, not by the pool: again on every retry, a run that never ends
+                raise
+            parallel = False
             log.warning("copies go on in this process: %s", exc)
             _drop_half_copies(output)
             outcomes = map(copy_new, jobs(names[done:]))

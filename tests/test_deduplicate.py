@@ -792,6 +792,35 @@ def test_a_worker_killed_mid_copy_leaves_every_copy_made_and_recorded(tmp_path, 
     assert code == 0 and "Unique images copied: 0" in out and f"Already in output (identical, skipped): {count}" in out
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_copy_that_fails_unexpectedly_ends_the_run_instead_of_retrying_forever(tmp_path, capsys, monkeypatch,
+                                                                                   workers):
+    """A copy raising what is no OSError (a bug, not the disk nor a killed
+    worker) raises again on every retry: the run stops with it (after one
+    fall back from the pool to this process), it does not copy the same
+    file over and over holding the folder's lock, and nothing is lost."""
+    from discordpicextract import records
+
+    src, out_dir = tmp_path / "src", tmp_path / "out"
+    count = records.PARALLEL_MIN_COPIES * 2
+    sources = [write_image(src / f"2025-04-{1 + i % 20:02d}_10-{i:02d}-00_u.png", seed=i) for i in range(count)]
+    calls = []
+
+    def fails(job):
+        calls.append(job[-1])
+        if len(calls) > 50:
+            raise KeyboardInterrupt   # the endless retry, cut short for the test
+        raise ValueError("not a disk error")
+    fails.__module__, fails.__qualname__ = records.__name__, "copy_new"   # pickled by name, as the real one
+    monkeypatch.setattr(records, "copy_new", fails)
+
+    with pytest.raises(ValueError, match="not a disk error"):
+        dedupe.main(["--source", str(src), "--output", str(out_dir), "--workers", workers])
+    assert len(calls) <= 2   # in this process: once through the pool's mapper, once more at most
+    assert all(p.exists() for p in sources) and names(out_dir) == []
+    assert not [p for p in out_dir.iterdir() if p.name.endswith(".part")]
+
+
 def reads_update_atime(folder) -> bool:
     """Whether reading a file here updates an access time older than its
     mtime (relatime, strictatime; not noatime)."""

@@ -287,14 +287,20 @@ def list_records(folder) -> naming.FolderListing:
     folder_of = os.path.join(str(folder), "")
 
     def make(base, name, timestamp):
-        try:
-            stat = os.stat(folder_of + name)
-        except OSError:
-            # Gone or unreachable since the listing: check_file reports why.
-            return ImageRecord(base, name, timestamp)
-        return ImageRecord(base, name, timestamp, stat, devices.setdefault(stat.st_dev, stat.st_dev))
+        return _stat_record(folder_of + name, base, name, timestamp, devices)
 
     return naming.scan_images(folder, make)
+
+
+def _stat_record(path, folder, name, timestamp, devices) -> ImageRecord:
+    """The ImageRecord of one listed file, stat-ed; `devices` holds one int
+    object per device, not one per file."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        # Gone or unreachable since the listing: check_file reports why.
+        return ImageRecord(folder, name, timestamp)
+    return ImageRecord(folder, name, timestamp, stat, devices.setdefault(stat.st_dev, stat.st_dev))
 
 
 def fill_records(records, cache, workers, fast=True, ignore_size=False):
@@ -312,19 +318,12 @@ def fill_records(records, cache, workers, fast=True, ignore_size=False):
 
 def _stat_all(images) -> list:
     records = []
-    devices: dict = {}   # one int object per device, not one per file
+    devices: dict = {}
     last, folder = None, ""   # the listing's folder as a str ending in a separator, made once
     for image in in_order(images) if _out_of_order(images) else images:
         if image.folder is not last:
             last, folder = image.folder, os.path.join(image.folder, "")
-        try:
-            stat = os.stat(folder + image.name)
-        except OSError:
-            # Gone or unreachable since the listing: check_file reports why.
-            records.append(ImageRecord(image.folder, image.name, image.timestamp))
-            continue
-        records.append(ImageRecord(image.folder, image.name, image.timestamp, stat,
-                                   devices.setdefault(stat.st_dev, stat.st_dev)))
+        records.append(_stat_record(folder + image.name, image.folder, image.name, image.timestamp, devices))
     return records
 
 

@@ -711,7 +711,7 @@ def _copy_all_new(output, names, state, record, result, mode, mapper=None):
                 raise
             parallel = False
             log.warning("copies go on in this process: %s", exc)
-            _drop_half_copies(output)
+            locking.remove_our_leftovers(output)   # a killed worker's half-written copies (we hold the lock)
             outcomes = map(copy_new, jobs(names[done:]))
             continue
         name = names[done]
@@ -724,20 +724,19 @@ def _copy_all_new(output, names, state, record, result, mode, mapper=None):
     result.not_tried += names[done:]
 
 
-def _drop_half_copies(output) -> None:
-    """The temp files of copies a killed worker left half-written (the
-    caller holds the folder's lock: no other run writes there)."""
-    locking.remove_our_leftovers(output)
-
-
 def _sharing(entry, name, source_key, digest):
     """`entry` as unpickled from a worker, remade of the objects this
     process already holds for it (its name, the source's numbers, the
     digest): 100,000 entries would otherwise each bring their own copies."""
-    size, mtime_ns, inode = entry.key
-    key = (source_key[0] if size == source_key[0] else size,
-           source_key[1] if mtime_ns == source_key[1] else mtime_ns, inode)
-    return Entry(name, source_key, key, digest if digest == entry.digest else entry.digest)
+    return Entry(name, source_key, _copy_key(source_key, *entry.key),
+                 digest if digest == entry.digest else entry.digest)
+
+
+def _copy_key(source_key, size, mtime_ns, inode) -> tuple:
+    """A copy's file_key made of its source's numbers where they are equal
+    (a copy has its source's size and mtime): one int object each, not two."""
+    return (source_key[0] if size == source_key[0] else size,
+            source_key[1] if mtime_ns == source_key[1] else mtime_ns, inode)
 
 
 def _file_outcome(output, name, outcome, record, result) -> None:
@@ -771,11 +770,11 @@ def copy_new(job):
 def _adopted(name, source_key, target, digest):
     try:
         found = os.lstat(target)
-        if digest is None or not S_ISREG(found.st_mode) or digest_of(target) != digest:
-            return None
-        return Entry(name, source_key, file_key(found), digest)
     except OSError:
         return None
+    if digest is None or not S_ISREG(found.st_mode) or not _still_ours(target, digest):
+        return None
+    return Entry(name, source_key, file_key(found), digest)
 
 
 def _stops(exc, target, result) -> bool:
@@ -854,9 +853,7 @@ def _write_copy(source, target, source_key, mode, replace, digest=None, name=Non
         else:
             os.utime(temp, ns=(times.st_atime_ns, times.st_mtime_ns))
         written = os.fstat(handle)   # a rename keeps size, mtime and inode
-        # the source's numbers where equal (a copy has its size and mtime): one object each
-        key = (source_key[0] if written.st_size == source_key[0] else written.st_size,
-               source_key[1] if written.st_mtime_ns == source_key[1] else written.st_mtime_ns, written.st_ino)
+        key = _copy_key(source_key, written.st_size, written.st_mtime_ns, written.st_ino)
         os.close(handle)
         handle = -1
         if replace:
